@@ -1,0 +1,86 @@
+# One entry point: make, make test, make demo (see README.md).
+#
+# Builds go out of tree: build/release (optimised) and build/asan (with
+# AddressSanitizer and UndefinedBehaviorSanitizer, used by the tests).
+
+BUILD ?= build/release
+CC ?= cc
+CSTD := -std=c17 -D_GNU_SOURCE
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+PKGS := libmicrohttpd jansson librabbitmq sqlite3 uuid libpq
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+ifeq ($(SAN),1)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=address,undefined
+else
+OPT := -O2 -g
+LDSAN :=
+endif
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Isrc/lib -DVERSION='"$(VERSION)"' $(PKG_CFLAGS) $(CFLAGS)
+LDLIBS_ALL = $(LDSAN) $(PKG_LIBS) -lpthread -lm $(LDFLAGS)
+
+LIB_SRC := $(wildcard src/lib/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+SERVICES := user order invoice
+SERVICE_BINS := $(SERVICES:%=$(BUILD)/bin/%-service)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test unit e2e demo clean release asan fmt
+.DEFAULT_GOAL := all
+
+all: $(SERVICE_BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(BUILD)/libcqrs.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# Each service links its own folder's objects and the shared library.
+.SECONDEXPANSION:
+$(BUILD)/bin/%-service: $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard src/$$*/*.c)) $(BUILD)/libcqrs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcqrs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(BUILD)/libcqrs.a $(LDLIBS_ALL) -lcmocka
+
+unit-bins: $(UNIT_BINS)
+
+deps:
+	@scripts/install-deps.sh
+
+release: deps
+	@$(MAKE) --no-print-directory BUILD=build/release all
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 all unit-bins
+
+# The test command of README.md and .ci/run.
+test: asan
+	@scripts/run-tests.sh build/asan
+
+unit: asan
+	@scripts/run-tests.sh build/asan unit
+
+e2e: asan
+	@scripts/run-tests.sh build/asan e2e
+
+demo: release
+	@scripts/demo.sh build/release
+
+fmt:
+	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c
+
+clean:
+	rm -rf build var
+
+-include $(shell find build -name '*.d' 2>/dev/null)

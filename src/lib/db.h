@@ -1,0 +1,99 @@
+/*
+ * db: one small database API over SQLite (now) and PostgreSQL (later).
+ *
+ * SQL is written once with $1..$n parameters. A connection (struct db) is
+ * used by one thread at a time; a pool hands connections to threads.
+ * Prepared statements are cached on their connection, keyed by SQL text,
+ * and owned by it: callers never free them.
+ *
+ * Usage:
+ *   db_stmt *st = db_prepare(conn, "SELECT name FROM users WHERE id = $1");
+ *   if (!st) goto fail;
+ *   db_bind_int64(st, 1, id);
+ *   while ((rc = db_step(st)) == DB_ROW) { ... db_col_text(st, 0) ... }
+ *   db_stmt_reset(st);   // always, also after an error
+ *
+ * Results: DB_OK / DB_ROW / DB_DONE, or a negative enum db_result code.
+ * db_errmsg() gives the last error text for logs only (never for clients).
+ */
+#ifndef LIB_DB_H
+#define LIB_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct db db;
+typedef struct db_stmt db_stmt;
+typedef struct db_pool db_pool;
+
+enum db_result {
+    DB_OK = 0,
+    DB_ROW = 1,
+    DB_DONE = 2,
+    DB_ERROR = -1,       /* anything else: a bug or a corrupt database */
+    DB_CONSTRAINT = -2,  /* unique / foreign key / check violated */
+    DB_BUSY = -3,        /* locked past the busy timeout: retry later */
+    DB_UNAVAILABLE = -4, /* connection lost, disk full, cannot open */
+};
+
+enum db_kind { DB_KIND_SQLITE, DB_KIND_POSTGRES };
+
+/* url: "sqlite:PATH", "sqlite://PATH" (PATH relative or absolute) or
+ * "postgres://..." (not yet built). SQLite connections are set to WAL,
+ * synchronous=FULL, foreign_keys=ON and a busy timeout. */
+int db_open(const char *url, db **out, char *err, size_t errlen);
+void db_close(db *conn);
+
+enum db_kind db_kind(const db *conn);
+const char *db_errmsg(const db *conn);
+
+/* Runs SQL without parameters or results (may hold several statements). */
+int db_exec(db *conn, const char *sql);
+
+/* Returns the cached or newly prepared statement, reset with bindings
+ * cleared; NULL on error (see db_errmsg). */
+db_stmt *db_prepare(db *conn, const char *sql);
+
+/* index is the n of $n (1-based). Text is copied. */
+int db_bind_int64(db_stmt *st, int index, int64_t value);
+int db_bind_text(db_stmt *st, int index, const char *text, size_t len);
+int db_bind_null(db_stmt *st, int index);
+
+int db_step(db_stmt *st);
+void db_stmt_reset(db_stmt *st);
+
+/* Column reads on the current row (0-based). Text is borrowed until the
+ * next step or reset; NULL for SQL NULL. */
+int db_col_is_null(db_stmt *st, int col);
+int64_t db_col_int64(db_stmt *st, int col);
+const char *db_col_text(db_stmt *st, int col);
+size_t db_col_len(db_stmt *st, int col);
+
+/* Transactions. db_begin starts a write transaction (BEGIN IMMEDIATE on
+ * SQLite so lock waits happen up front, not at commit). */
+int db_begin(db *conn);
+int db_commit(db *conn);
+int db_rollback(db *conn);
+
+/* Cheap liveness check for /readyz. */
+int db_ping(db *conn);
+
+/* Numbered schema migrations, applied in order inside one transaction
+ * each, recorded in schema_migrations(version, name, applied_at). */
+struct db_migration {
+    int version;
+    const char *name;
+    const char *sqlite_sql;
+    const char *postgres_sql;
+};
+int db_migrate(db *conn, const struct db_migration *list, size_t count,
+               char *err, size_t errlen);
+
+/* A fixed-size pool of connections to one URL. acquire blocks until one
+ * is free; a connection found broken is reopened on the next acquire. */
+db_pool *db_pool_open(const char *url, int size, char *err, size_t errlen);
+db *db_pool_acquire(db_pool *pool);
+void db_pool_release(db_pool *pool, db *conn);
+void db_pool_close(db_pool *pool);
+
+#endif

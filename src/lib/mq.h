@@ -1,0 +1,112 @@
+/*
+ * mq: a RabbitMQ connection (rabbitmq-c) for one role: publishing with
+ * confirms, or consuming with manual acks. One thread uses a connection.
+ *
+ * The topology (API.md): exchange "cqrs.events" (topic, durable); queues
+ * "user", "account", "order" (durable) bound with "user.*", "account.*",
+ * "order.*". Declaring is idempotent. With queue type "quorum" the queues
+ * are declared with x-queue-type=quorum.
+ *
+ * Functions return MQ_OK or a negative enum mq_result. After
+ * MQ_ERR_CONNECTION the connection is unusable: close it and open anew
+ * (mq_backoff_ms() gives the capped exponential delay between attempts).
+ */
+#ifndef LIB_MQ_H
+#define LIB_MQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MQ_EXCHANGE "cqrs.events"
+#define MQ_DEAD_LETTER_QUEUE "invoice-service.dead-letter"
+
+typedef struct mq mq;
+
+enum mq_result {
+    MQ_OK = 0,
+    MQ_TIMEOUT = 1,             /* nothing arrived in time; still usable */
+    MQ_ERR_CONNECTION = -1,     /* socket or channel gone */
+    MQ_ERR_REJECTED = -2,       /* a publish was nacked or returned */
+    MQ_ERR_PROTOCOL = -3,       /* bad URL or unexpected broker answer */
+};
+
+/* Connects (TCP, login, channel 1) to an AMQP URL such as
+ * amqp://guest:guest@127.0.0.1:5672/ ; vhost "/" when the path is empty.
+ * name is shown in the broker's connection list. heartbeat in seconds.
+ * Returns NULL and fills err on failure. */
+mq *mq_open(const char *url, const char *name, int heartbeat_s, char *err,
+            size_t errlen);
+void mq_close(mq *conn);
+
+/* queue_type: "classic" or "quorum". Declares exchange, queues, bindings. */
+int mq_declare_topology(mq *conn, const char *queue_type);
+/* Declares one more durable queue (e.g. the dead-letter queue). */
+int mq_declare_queue(mq *conn, const char *queue, const char *queue_type);
+
+/* ---- publishing with confirms ---- */
+
+int mq_confirm_select(mq *conn);
+
+struct mq_header {
+    const char *key;
+    const char *value;
+};
+
+struct mq_message {
+    const char *exchange;      /* "" for the default exchange */
+    const char *routing_key;
+    const void *body;
+    size_t body_len;
+    const char *message_id;    /* optional (NULL) */
+    const char *type;          /* optional */
+    const char *app_id;        /* optional */
+    const char *correlation_id;/* optional */
+    int64_t timestamp_s;       /* 0 = not set */
+    const struct mq_header *headers; /* optional string headers */
+    size_t header_count;
+};
+
+/* Publishes persistent, mandatory, content_type application/json.
+ * Does not wait: confirms are collected by mq_wait_confirms(). */
+int mq_publish(mq *conn, const struct mq_message *msg);
+
+/* Waits until every message published since the last call is confirmed.
+ * MQ_OK if all were acked (and none returned), MQ_ERR_REJECTED if any was
+ * nacked or returned as unroutable, MQ_TIMEOUT, or MQ_ERR_CONNECTION. */
+int mq_wait_confirms(mq *conn, int timeout_ms);
+
+/* Lets the library answer heartbeats while idle; MQ_OK or an error. */
+int mq_poll(mq *conn);
+
+/* ---- consuming ---- */
+
+int mq_qos(mq *conn, uint16_t prefetch);
+/* Starts consuming queue with manual acks; the consumer tag is the queue
+ * name so deliveries can tell which queue they came from. */
+int mq_consume(mq *conn, const char *queue);
+
+struct mq_delivery {
+    uint64_t tag;
+    char *queue;            /* source queue (from the consumer tag) */
+    char *routing_key;
+    char *message_id;       /* NULL when absent */
+    char *type;             /* NULL when absent */
+    int64_t timestamp_s;    /* 0 when absent */
+    void *body;
+    size_t body_len;
+    int redelivered;
+};
+
+/* Waits up to timeout_ms for the next delivery: MQ_OK (fills *out, free
+ * with mq_delivery_free), MQ_TIMEOUT, or MQ_ERR_CONNECTION. */
+int mq_next_delivery(mq *conn, int timeout_ms, struct mq_delivery *out);
+void mq_delivery_free(struct mq_delivery *d);
+
+int mq_ack(mq *conn, uint64_t tag, int multiple);
+int mq_nack(mq *conn, uint64_t tag, int multiple, int requeue);
+
+/* Capped exponential backoff: attempt 0 -> 100 ms, doubling, max 5000 ms,
+ * with up to 20% jitter. */
+int mq_backoff_ms(int attempt);
+
+#endif

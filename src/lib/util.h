@@ -1,0 +1,30 @@
+/*
+ * util: allocation wrappers and small helpers used everywhere.
+ *
+ * The x-allocators abort the process on out-of-memory (as Redis' zmalloc
+ * does), so callers never check for NULL. Memory they return is owned by
+ * the caller and released with free().
+ */
+#ifndef LIB_UTIL_H
+#define LIB_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t n);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+/* Milliseconds since the Unix epoch, wall clock (UTC). */
+int64_t util_now_ms(void);
+/* Monotonic clock in nanoseconds, for durations and deadlines. */
+int64_t util_monotonic_ns(void);
+
+/* Copies at most size-1 bytes and always terminates; returns strlen(src). */
+size_t util_strlcpy(char *dst, const char *src, size_t size);
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif
