@@ -44,10 +44,12 @@ $(BUILD)/libcqrs.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 # Each service links its own folder's objects and the shared library.
-.SECONDEXPANSION:
-$(BUILD)/bin/%-service: $$(patsubst %.c,$(BUILD)/%.o,$$(wildcard src/$$*/*.c)) $(BUILD)/libcqrs.a
-	@mkdir -p $(dir $@)
-	$(CC) $(OPT) -o $@ $^ $(LDLIBS_ALL)
+define service_rule
+$(BUILD)/bin/$(1)-service: $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/$(1)/*.c)) $(BUILD)/libcqrs.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $(OPT) -o $$@ $$^ $$(LDLIBS_ALL)
+endef
+$(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcqrs.a
 	@mkdir -p $(dir $@)

@@ -8,7 +8,7 @@ build-essential pkg-config
 libmicrohttpd-dev libjansson-dev librabbitmq-dev libsqlite3-dev libpq-dev
 uuid-dev libcmocka-dev
 rabbitmq-server
-python3 python3-pytest python3-pika python3-requests
+python3 python3-pytest python3-pytest-timeout python3-pika python3-requests
 curl jq sqlite3 procps
 "
 

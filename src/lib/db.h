@@ -38,9 +38,14 @@ enum db_result {
 
 enum db_kind { DB_KIND_SQLITE, DB_KIND_POSTGRES };
 
-/* url: "sqlite:PATH", "sqlite://PATH" (PATH relative or absolute) or
- * "postgres://..." (not yet built). SQLite connections are set to WAL,
- * synchronous=FULL, foreign_keys=ON and a busy timeout. */
+/* url: "sqlite:PATH", "sqlite://PATH" (PATH relative or absolute, so
+ * sqlite:///abs/file.db is absolute) or "postgres://..." (not yet built:
+ * fails with a message). A missing SQLite file is created, a missing
+ * directory is an error. SQLite connections are set to WAL,
+ * synchronous=FULL, foreign_keys=ON and a busy timeout of 5000 ms;
+ * "sqlite:PATH?busy_timeout=MS" changes the timeout (tests use it to see
+ * DB_BUSY quickly). On failure *out is NULL and err says why (never
+ * echoing a password). */
 int db_open(const char *url, db **out, char *err, size_t errlen);
 void db_close(db *conn);
 
@@ -51,10 +56,13 @@ const char *db_errmsg(const db *conn);
 int db_exec(db *conn, const char *sql);
 
 /* Returns the cached or newly prepared statement, reset with bindings
- * cleared; NULL on error (see db_errmsg). */
+ * cleared; NULL on error (see db_errmsg). The pointer is good until
+ * db_stmt_reset; to run it again, call db_prepare again (a cache hit).
+ * One SQL statement per call; several belong in db_exec. */
 db_stmt *db_prepare(db *conn, const char *sql);
 
-/* index is the n of $n (1-based). Text is copied. */
+/* index is the n of $n (1-based); an index the SQL does not use is
+ * ignored. Text is copied; NULL text binds SQL NULL. */
 int db_bind_int64(db_stmt *st, int index, int64_t value);
 int db_bind_text(db_stmt *st, int index, const char *text, size_t len);
 int db_bind_null(db_stmt *st, int index);
@@ -73,13 +81,18 @@ size_t db_col_len(db_stmt *st, int col);
  * SQLite so lock waits happen up front, not at commit). */
 int db_begin(db *conn);
 int db_commit(db *conn);
+/* A no-op returning DB_OK when no transaction is open, so error paths
+ * can call it unconditionally. */
 int db_rollback(db *conn);
 
 /* Cheap liveness check for /readyz. */
 int db_ping(db *conn);
 
 /* Numbered schema migrations, applied in order inside one transaction
- * each, recorded in schema_migrations(version, name, applied_at). */
+ * each, recorded in schema_migrations(version, name, applied_at) with
+ * applied_at in ms since the epoch. Versions already recorded are
+ * skipped, so every start-up calls it; two processes starting at once is
+ * safe. The list need not be sorted; versions are >= 1 and unique. */
 struct db_migration {
     int version;
     const char *name;
@@ -89,8 +102,12 @@ struct db_migration {
 int db_migrate(db *conn, const struct db_migration *list, size_t count,
                char *err, size_t errlen);
 
-/* A fixed-size pool of connections to one URL. acquire blocks until one
- * is free; a connection found broken is reopened on the next acquire. */
+/* A fixed-size pool of connections to one URL, all opened by
+ * db_pool_open (NULL and err on failure). acquire blocks until one is
+ * free and never returns NULL; a connection whose last error was
+ * DB_UNAVAILABLE is reopened on the next acquire. release resets the
+ * connection's statements and rolls back a transaction left open.
+ * db_pool_close closes every connection: release them all first. */
 db_pool *db_pool_open(const char *url, int size, char *err, size_t errlen);
 db *db_pool_acquire(db_pool *pool);
 void db_pool_release(db_pool *pool, db *conn);

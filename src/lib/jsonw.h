@@ -26,7 +26,7 @@ struct jsonw {
     size_t len;
     size_t cap;
     int depth;
-    unsigned char need_comma[JSONW_MAX_DEPTH];
+    unsigned char levels[JSONW_MAX_DEPTH]; /* per-level comma state */
 };
 
 void jsonw_init(struct jsonw *w);

@@ -10,6 +10,9 @@
  * Functions return MQ_OK or a negative enum mq_result. After
  * MQ_ERR_CONNECTION the connection is unusable: close it and open anew
  * (mq_backoff_ms() gives the capped exponential delay between attempts).
+ * A request the broker refuses (MQ_ERR_PROTOCOL from a declare, say) also
+ * closes our channel, so later calls on that connection fail as well.
+ * mq_last_error() tells what happened, for logs (never with a password).
  */
 #ifndef LIB_MQ_H
 #define LIB_MQ_H
@@ -42,6 +45,15 @@ void mq_close(mq *conn);
 int mq_declare_topology(mq *conn, const char *queue_type);
 /* Declares one more durable queue (e.g. the dead-letter queue). */
 int mq_declare_queue(mq *conn, const char *queue, const char *queue_type);
+/* Binds queue to exchange with a routing key (idempotent). */
+int mq_bind_queue(mq *conn, const char *queue, const char *exchange,
+                  const char *routing_key);
+/* Deletes a queue with its messages (tests and tools). */
+int mq_delete_queue(mq *conn, const char *queue);
+
+/* Why the last call on conn failed; borrowed, valid until the next call.
+ * "" when nothing failed yet. */
+const char *mq_last_error(const mq *conn);
 
 /* ---- publishing with confirms ---- */
 
@@ -92,13 +104,20 @@ struct mq_delivery {
     char *message_id;       /* NULL when absent */
     char *type;             /* NULL when absent */
     int64_t timestamp_s;    /* 0 when absent */
-    void *body;
+    void *body;             /* body_len bytes plus a NUL, for convenience */
     size_t body_len;
     int redelivered;
+    char *correlation_id;   /* NULL when absent */
+    char *app_id;           /* NULL when absent */
+    char *content_type;     /* NULL when absent */
+    int delivery_mode;      /* 2 = persistent, 0 when absent */
 };
 
 /* Waits up to timeout_ms for the next delivery: MQ_OK (fills *out, free
- * with mq_delivery_free), MQ_TIMEOUT, or MQ_ERR_CONNECTION. */
+ * with mq_delivery_free), MQ_TIMEOUT, or MQ_ERR_CONNECTION. Confirms for
+ * messages published on the same connection are taken in on the way, and
+ * deliveries that arrive while mq_wait_confirms() or mq_poll() runs are
+ * kept for this function, so one connection can consume and publish. */
 int mq_next_delivery(mq *conn, int timeout_ms, struct mq_delivery *out);
 void mq_delivery_free(struct mq_delivery *d);
 

@@ -1,0 +1,174 @@
+#!/bin/bash
+# Run the test suites against a build: scripts/run-tests.sh BUILD_DIR [unit|e2e]
+#
+# unit: every cmocka binary in BUILD_DIR/tests/, with a private RabbitMQ
+#       started for them (TEST_AMQP_URL) and stopped afterwards.
+# e2e:  tests/e2e with Debian's python3 and pytest; the harness starts its
+#       own brokers and services (BIN_DIR=BUILD_DIR/bin) on loopback.
+# Without a second argument both run. The last line of output is
+# "N passed, M failed" over everything that ran; the exit status is non-zero
+# when anything failed. Every step is bounded by `timeout`.
+set -uo pipefail
+
+UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}     # seconds per unit test binary
+E2E_TIMEOUT=${E2E_TIMEOUT:-2400}      # seconds for the whole e2e suite
+BROKER_TIMEOUT=${BROKER_TIMEOUT:-120} # seconds to start or stop the broker
+
+usage() {
+    echo "usage: $0 BUILD_DIR [unit|e2e]" >&2
+    exit 2
+}
+
+[ $# -ge 1 ] && [ $# -le 2 ] || usage
+ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
+BUILD_DIR=$(cd "$1" 2>/dev/null && pwd -P) || {
+    echo "run-tests.sh: no build folder $1" >&2
+    exit 2
+}
+MODE=${2:-all}
+case "$MODE" in all | unit | e2e) ;; *) usage ;; esac
+
+passed=0
+failed=0
+work=$(mktemp -d /tmp/cqrs-tests.XXXXXX)
+broker_dir=""
+
+cleanup() {
+    if [ -n "$broker_dir" ]; then
+        timeout "$BROKER_TIMEOUT" "$ROOT/scripts/rabbitmq.sh" stop "$broker_dir" || true
+        rm -rf "$broker_dir"
+        broker_dir=""
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+    /usr/bin/python3 -c '
+import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+}
+
+# Count one cmocka binary's results from its TAP output ($1 = stdout file,
+# $2 = exit status). A binary that dies before reporting every planned test
+# has the missing ones counted as failed; a non-zero exit with no failure
+# reported counts as one failure.
+count_tap() {
+    local out=$1 rc=$2 plan ok notok missing skipped
+    plan=$(grep -E '^1\.\.[0-9]+' "$out" | sed 's/^1\.\.//' | awk '{s += $1} END {print s + 0}')
+    ok=$(grep -cE '^ok [0-9]+' "$out")
+    notok=$(grep -E '^not ok [0-9]+' "$out" | grep -vc '# SKIP')
+    skipped=$(grep -E '^not ok [0-9]+' "$out" | grep -c '# SKIP')
+    missing=$((plan - ok - notok - skipped))
+    [ "$missing" -lt 0 ] && missing=0
+    notok=$((notok + missing))
+    if [ "$rc" -ne 0 ] && [ "$notok" -eq 0 ]; then
+        notok=1
+    fi
+    passed=$((passed + ok))
+    failed=$((failed + notok))
+    echo "run-tests.sh: $(basename "$3"): $ok passed, $notok failed, $skipped skipped (exit $rc)"
+}
+
+run_unit() {
+    local bins=() b
+    if [ -d "$BUILD_DIR/tests" ]; then
+        for b in "$BUILD_DIR"/tests/*; do
+            [ -f "$b" ] && [ -x "$b" ] && bins+=("$b")
+        done
+    fi
+    if [ ${#bins[@]} -eq 0 ]; then
+        echo "run-tests.sh: no unit test binaries in $BUILD_DIR/tests"
+        return
+    fi
+
+    broker_dir=$(mktemp -d /tmp/cqrs-unit-rmq.XXXXXX)
+    local port
+    port=$(free_port)
+    if timeout "$BROKER_TIMEOUT" "$ROOT/scripts/rabbitmq.sh" start "$broker_dir" "$port"; then
+        export TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$port/"
+    else
+        echo "run-tests.sh: could not start RabbitMQ for unit tests" >&2
+        rm -rf "$broker_dir"
+        broker_dir=""
+        unset TEST_AMQP_URL
+    fi
+
+    for b in "${bins[@]}"; do
+        local out=$work/$(basename "$b").out err=$work/$(basename "$b").err rc
+        echo "== unit: $(basename "$b")"
+        (cd "$ROOT" && CMOCKA_MESSAGE_OUTPUT=TAP timeout -k 10 "$UNIT_TIMEOUT" "$b") >"$out" 2>"$err"
+        rc=$?
+        cat "$out"
+        if [ -s "$err" ]; then
+            sed 's/^/  stderr: /' "$err"
+        fi
+        [ "$rc" -eq 124 ] && echo "run-tests.sh: $(basename "$b") timed out after ${UNIT_TIMEOUT}s"
+        count_tap "$out" "$rc" "$b"
+    done
+
+    if [ -n "$broker_dir" ]; then
+        timeout "$BROKER_TIMEOUT" "$ROOT/scripts/rabbitmq.sh" stop "$broker_dir" || true
+        rm -rf "$broker_dir"
+        broker_dir=""
+    fi
+    unset TEST_AMQP_URL
+}
+
+run_e2e() {
+    local xml=$work/e2e.xml rc counts per_test=()
+    # Bound each test too when the plugin is there (python3-pytest-timeout).
+    if /usr/bin/python3 -c 'import pytest_timeout' 2>/dev/null; then
+        per_test=(--timeout="${E2E_TEST_TIMEOUT:-600}")
+    fi
+    echo "== e2e: tests/e2e (BIN_DIR=$BUILD_DIR/bin)"
+    (cd "$ROOT" && BIN_DIR="$BUILD_DIR/bin" PYTHONDONTWRITEBYTECODE=1 \
+        timeout -k 30 "$E2E_TIMEOUT" /usr/bin/python3 -m pytest tests/e2e -q -rfE \
+        -p no:cacheprovider --junitxml="$xml" "${per_test[@]}")
+    rc=$?
+    [ "$rc" -eq 124 ] && echo "run-tests.sh: e2e suite timed out after ${E2E_TIMEOUT}s"
+    counts=$(/usr/bin/python3 - "$xml" <<'EOF'
+import sys
+import xml.etree.ElementTree as ET
+try:
+    root = ET.parse(sys.argv[1]).getroot()
+except (OSError, ET.ParseError):
+    print("-1 -1")
+    sys.exit(0)
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+t = f = s = 0
+for su in suites:
+    t += int(su.get("tests", 0))
+    f += int(su.get("failures", 0)) + int(su.get("errors", 0))
+    s += int(su.get("skipped", 0))
+print(t - f - s, f)
+EOF
+)
+    local p=${counts% *} f=${counts#* }
+    if [ "$p" -lt 0 ]; then
+        # No report: pytest could not start or was killed.
+        p=0
+        f=1
+    elif [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ] && [ "$f" -eq 0 ]; then
+        # Non-zero exit (interrupted, internal error) without a failed test.
+        f=1
+    fi
+    echo "run-tests.sh: e2e: $p passed, $f failed (exit $rc)"
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
+
+if [ "$MODE" = all ] || [ "$MODE" = unit ]; then
+    run_unit
+fi
+if [ "$MODE" = all ] || [ "$MODE" = e2e ]; then
+    run_e2e
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,193 @@
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#ifndef VERSION
+#define VERSION "0.0.0"
+#endif
+
+#define DEFAULT_BIND "127.0.0.1"
+#define DEFAULT_AMQP_URL "amqp://guest:guest@127.0.0.1:5672/"
+#define DEFAULT_BODY_LIMIT (1024 * 1024)
+
+enum opt_kind { OPT_INT, OPT_SIZE, OPT_STRING, OPT_LEVEL, OPT_QUEUE_TYPE };
+
+struct option_def {
+    const char *flag;   /* without the leading "--" */
+    const char *env;
+    enum opt_kind kind;
+    size_t offset;      /* into struct config */
+    long min, max;      /* for integers */
+    const char *help;
+};
+
+#define FIELD(f) offsetof(struct config, f)
+
+static const struct option_def options[] = {
+    {"port", "PORT", OPT_INT, FIELD(port), 1, 65535, "TCP port to listen on"},
+    {"bind", "BIND", OPT_STRING, FIELD(bind), 0, 0, "address to listen on (default 127.0.0.1)"},
+    {"database-url", "DATABASE_URL", OPT_STRING, FIELD(database_url), 0, 0,
+     "sqlite:PATH (default sqlite:var/<service>.db) or postgres://..."},
+    {"amqp-url", "AMQP_URL", OPT_STRING, FIELD(amqp_url), 0, 0,
+     "RabbitMQ URL (default " DEFAULT_AMQP_URL ")"},
+    {"queue-type", "AMQP_QUEUE_TYPE", OPT_QUEUE_TYPE, FIELD(queue_type), 0, 0,
+     "classic (default) or quorum"},
+    {"log-level", "LOG_LEVEL", OPT_LEVEL, FIELD(log_level), 0, 0, "debug, info (default), warn, error"},
+    {"body-limit", "BODY_LIMIT", OPT_SIZE, FIELD(body_limit), 1024, 64L * 1024 * 1024,
+     "largest request body in bytes (default 1048576)"},
+    {"http-threads", "HTTP_THREADS", OPT_INT, FIELD(http_threads), 1, 256,
+     "HTTP worker threads (default 8)"},
+    {"max-connections", "MAX_CONNECTIONS", OPT_INT, FIELD(max_connections), 1, 100000,
+     "simultaneous HTTP connections (default 1000)"},
+    {"idle-timeout", "IDLE_TIMEOUT", OPT_INT, FIELD(idle_timeout_s), 1, 3600,
+     "seconds before an idle or stalled connection is closed (default 30)"},
+    {"shutdown-timeout", "SHUTDOWN_TIMEOUT", OPT_INT, FIELD(shutdown_timeout_s), 1, 3600,
+     "seconds allowed to drain in-flight requests on SIGTERM (default 10)"},
+    {"db-pool", "DB_POOL_SIZE", OPT_INT, FIELD(db_pool_size), 1, 256,
+     "database connections for requests (default: http threads)"},
+    {"relay-batch", "RELAY_BATCH", OPT_INT, FIELD(relay_batch), 1, 10000,
+     "outbox events per confirmed publish batch (default 500)"},
+    {"prefetch", "CONSUMER_PREFETCH", OPT_INT, FIELD(consumer_prefetch), 1, 65535,
+     "consumer basic.qos prefetch (default 500)"},
+    {"consumer-batch", "CONSUMER_BATCH", OPT_INT, FIELD(consumer_batch), 1, 10000,
+     "deliveries applied per transaction (default 200)"},
+};
+
+static void usage(const struct config *cfg, FILE *out)
+{
+    fprintf(out, "usage: %s [options]\n\noptions (flag / environment variable):\n", cfg->service);
+    for (size_t i = 0; i < ARRAY_LEN(options); i++)
+        fprintf(out, "  --%-17s %-18s %s\n", options[i].flag, options[i].env, options[i].help);
+    fprintf(out, "  --%-17s %-18s %s\n", "help", "", "print this and exit");
+    fprintf(out, "  --%-17s %-18s %s\n", "version", "", "print the version and exit");
+}
+
+static void die(const struct config *cfg, const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "%s: ", cfg->service);
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\n(see --help)\n");
+    exit(2);
+}
+
+static void set_option(struct config *cfg, const struct option_def *o, const char *value)
+{
+    void *field = (char *)cfg + o->offset;
+    char *end = NULL;
+    long n;
+
+    switch (o->kind) {
+    case OPT_INT:
+    case OPT_SIZE:
+        errno = 0;
+        n = strtol(value, &end, 10);
+        if (errno || end == value || *end || n < o->min || n > o->max)
+            die(cfg, "invalid value for --%s: '%s'", o->flag, value);
+        if (o->kind == OPT_INT)
+            *(int *)field = (int)n;
+        else
+            *(size_t *)field = (size_t)n;
+        break;
+    case OPT_STRING:
+        if (!*value)
+            die(cfg, "empty value for --%s%s", o->flag, "");
+        free(*(char **)field);
+        *(char **)field = xstrdup(value);
+        break;
+    case OPT_LEVEL:
+        if (log_level_parse(value, (enum log_level *)field) != 0)
+            die(cfg, "invalid value for --%s: '%s'", o->flag, value);
+        break;
+    case OPT_QUEUE_TYPE:
+        if (strcmp(value, "classic") != 0 && strcmp(value, "quorum") != 0)
+            die(cfg, "invalid value for --%s: '%s' (classic or quorum)", o->flag, value);
+        free(*(char **)field);
+        *(char **)field = xstrdup(value);
+        break;
+    }
+}
+
+static const struct option_def *find_flag(const char *name, size_t len)
+{
+    for (size_t i = 0; i < ARRAY_LEN(options); i++)
+        if (strlen(options[i].flag) == len && strncmp(options[i].flag, name, len) == 0)
+            return &options[i];
+    return NULL;
+}
+
+void config_load(struct config *cfg, const char *service, int default_port, int argc, char **argv)
+{
+    char dbdefault[256];
+
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->service = service;
+    cfg->port = default_port;
+    cfg->bind = xstrdup(DEFAULT_BIND);
+    snprintf(dbdefault, sizeof(dbdefault), "sqlite:var/%s.db", service);
+    cfg->database_url = xstrdup(dbdefault);
+    cfg->amqp_url = xstrdup(DEFAULT_AMQP_URL);
+    cfg->queue_type = xstrdup("classic");
+    cfg->log_level = LOG_LVL_INFO;
+    cfg->body_limit = DEFAULT_BODY_LIMIT;
+    cfg->http_threads = 8;
+    cfg->max_connections = 1000;
+    cfg->idle_timeout_s = 30;
+    cfg->shutdown_timeout_s = 10;
+    cfg->db_pool_size = 0;
+    cfg->relay_batch = 500;
+    cfg->consumer_prefetch = 500;
+    cfg->consumer_batch = 200;
+
+    /* Environment first, so that flags override it. */
+    for (size_t i = 0; i < ARRAY_LEN(options); i++) {
+        const char *v = getenv(options[i].env);
+        if (v && *v)
+            set_option(cfg, &options[i], v);
+    }
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+            usage(cfg, stdout);
+            config_free(cfg);
+            exit(0);
+        }
+        if (strcmp(arg, "--version") == 0) {
+            printf("%s %s\n", service, VERSION);
+            config_free(cfg);
+            exit(0);
+        }
+        if (strncmp(arg, "--", 2) != 0)
+            die(cfg, "unexpected argument '%s'%s", arg, "");
+        const char *name = arg + 2;
+        const char *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const struct option_def *o = find_flag(name, len);
+        if (!o)
+            die(cfg, "unknown option '%s'%s", arg, "");
+        const char *value = eq ? eq + 1 : NULL;
+        if (!value) {
+            if (i + 1 >= argc)
+                die(cfg, "option '%s' needs a value%s", arg, "");
+            value = argv[++i];
+        }
+        set_option(cfg, o, value);
+    }
+    if (cfg->db_pool_size == 0)
+        cfg->db_pool_size = cfg->http_threads;
+}
+
+void config_free(struct config *cfg)
+{
+    free(cfg->bind);
+    free(cfg->database_url);
+    free(cfg->amqp_url);
+    free(cfg->queue_type);
+    cfg->bind = cfg->database_url = cfg->amqp_url = cfg->queue_type = NULL;
+}

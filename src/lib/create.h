@@ -1,0 +1,45 @@
+/*
+ * create: the shape every create endpoint shares (API.md "POST" rules).
+ *
+ * The body is one object or an array of 1..1000 objects. Every item is
+ * validated before anything is written; then one transaction inserts every
+ * item and appends one event per item to the outbox, so the whole batch
+ * and its events commit together or not at all. The answer is 201 with
+ * the created object (and Location) or the array of created objects.
+ * Errors about an item carry its "index" when the body was an array.
+ */
+#ifndef LIB_CREATE_H
+#define LIB_CREATE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api_error.h"
+#include "db.h"
+#include "http.h"
+#include "jsonw.h"
+#include "outbox.h"
+
+struct create_spec {
+    size_t item_size; /* the service's parsed-item struct */
+    /* Validates one JSON object into *item (strings borrowed from obj). */
+    int (*parse)(json_t *obj, void *item, struct api_error *err);
+    /* Inserts one item inside the open transaction and writes the created
+     * object to out; returns DB_OK, or fills err and returns an error. */
+    int (*insert)(db *conn, const void *item, struct jsonw *out, int64_t *id,
+                  struct api_error *err);
+    const char *event_type;      /* "user.created" */
+    const char *location_prefix; /* "/system-api/users/" */
+};
+
+struct create_target {
+    const char *service; /* event source */
+    db_pool *pool;
+    outbox_relay *relay;
+};
+
+void create_handle(http_request *req, const struct create_spec *spec,
+                   const struct create_target *target);
+
+#endif

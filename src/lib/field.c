@@ -1,0 +1,148 @@
+#include "field.h"
+
+#include <string.h>
+
+#include "money.h"
+#include "timeutil.h"
+
+size_t field_utf8_length(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80)
+            n++;
+    return n;
+}
+
+static int is_blank(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!strchr(" \t\r\n\v\f", s[i]))
+            return 0;
+    return 1;
+}
+
+static int missing(const char *name, struct api_error *err)
+{
+    return api_error_set(err, 422, "missing_field", name, "%s is required", name);
+}
+
+int field_reject_unknown(json_t *obj, const char *const *allowed, size_t count,
+                         struct api_error *err)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(obj, key, v) {
+        size_t i;
+        for (i = 0; i < count; i++)
+            if (strcmp(key, allowed[i]) == 0)
+                break;
+        if (i == count) {
+            /* Echo only a bounded, printable name; the key is client text. */
+            char shown[API_ERROR_FIELD_MAX];
+            size_t n = strlen(key);
+            if (n >= sizeof(shown) || field_utf8_length(key, n) != n)
+                return api_error_set(err, 422, "unknown_field", NULL,
+                                     "body has a field that is not allowed");
+            memcpy(shown, key, n + 1);
+            return api_error_set(err, 422, "unknown_field", shown, "unknown field %s", shown);
+        }
+    }
+    return 0;
+}
+
+int field_string(json_t *obj, const char *name, int required, size_t max_chars,
+                 const char **out, struct api_error *err)
+{
+    json_t *v = json_object_get(obj, name);
+    size_t len, chars;
+
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return required ? missing(name, err) : 0;
+    if (!json_is_string(v))
+        return api_error_set(err, 422, "invalid_field", name, "%s must be a string", name);
+    len = json_string_length(v);
+    chars = field_utf8_length(json_string_value(v), len);
+    if (required && (len == 0 || is_blank(json_string_value(v), len)))
+        return api_error_set(err, 422, "invalid_field", name, "%s must not be empty", name);
+    if (chars > max_chars)
+        return api_error_set(err, 422, "invalid_field", name,
+                             "%s must be at most %zu characters", name, max_chars);
+    *out = json_string_value(v);
+    return 0;
+}
+
+int field_id(json_t *obj, const char *name, int required, int64_t *out, int *present,
+             struct api_error *err)
+{
+    json_t *v = json_object_get(obj, name);
+
+    if (present)
+        *present = 0;
+    *out = 0;
+    if (!v || json_is_null(v))
+        return required ? missing(name, err) : 0;
+    if (!json_is_integer(v) || json_integer_value(v) <= 0)
+        return api_error_set(err, 422, "invalid_field", name,
+                             "%s must be a positive integer", name);
+    *out = json_integer_value(v);
+    if (present)
+        *present = 1;
+    return 0;
+}
+
+int field_money(json_t *obj, const char *name, int64_t *cents, struct api_error *err)
+{
+    json_t *v = json_object_get(obj, name);
+
+    if (!v || json_is_null(v))
+        return missing(name, err);
+    if (money_from_json(v, cents) != MONEY_OK)
+        return api_error_set(err, 422, "invalid_field", name,
+                             "%s must be a positive number with at most 2 decimal places, "
+                             "up to 1000000000",
+                             name);
+    return 0;
+}
+
+int field_time(json_t *obj, const char *name, int64_t *ms, int *present, struct api_error *err)
+{
+    json_t *v = json_object_get(obj, name);
+
+    *present = 0;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v) ||
+        timeutil_parse_rfc3339(json_string_value(v), json_string_length(v), ms) != 0)
+        return api_error_set(err, 422, "invalid_field", name,
+                             "%s must be an RFC 3339 time between years 1970 and 9999, "
+                             "e.g. 2025-04-03T10:15:00Z",
+                             name);
+    *present = 1;
+    return 0;
+}
+
+int field_enum(json_t *obj, const char *name, const char *const *values, size_t count,
+               const char **out, struct api_error *err)
+{
+    json_t *v = json_object_get(obj, name);
+
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (json_is_string(v)) {
+        for (size_t i = 0; i < count; i++) {
+            if (strcmp(json_string_value(v), values[i]) == 0) {
+                *out = values[i];
+                return 0;
+            }
+        }
+    }
+    if (count == 2)
+        return api_error_set(err, 422, "invalid_field", name, "%s must be \"%s\" or \"%s\"", name,
+                             values[0], values[1]);
+    return api_error_set(err, 422, "invalid_field", name, "%s has a value that is not allowed",
+                         name);
+}

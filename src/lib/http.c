@@ -1,0 +1,659 @@
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <uuid/uuid.h>
+
+#include "body.h"
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+#define REQUEST_ID_MAX 128
+#define MAX_EXTRA_HEADERS 4
+#define HEADER_VALUE_MAX 256
+#define MAX_PATH_SEGMENTS 8
+#define INITIAL_BODY_CAP 1024
+#define DRAIN_POLL_US 10000
+#define CONTENT_TYPE_JSON "application/json; charset=utf-8"
+#define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
+#define CORS_ALLOW_HEADERS "Content-Type, X-Request-Id"
+#define CORS_MAX_AGE "86400"
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    const struct config *cfg;
+    const struct http_route *routes;
+    size_t route_count;
+    http_ready_fn ready;
+    void *app;
+    atomic_int in_flight; /* requests begun and not yet completed */
+};
+
+struct extra_header {
+    char name[32];
+    char value[HEADER_VALUE_MAX];
+};
+
+struct http_request {
+    http_server *srv;
+    struct MHD_Connection *conn;
+    const struct http_route *route; /* NULL until matched */
+    const char *route_label;        /* for metrics: a pattern, never raw input */
+    const char *method_label;
+    int64_t path_id;
+    int64_t start_ns;
+    char request_id[REQUEST_ID_MAX + 1];
+
+    /* What to do at the end of the upload: run the handler, or answer
+     * with an error or a preflight decided from the headers alone. */
+    enum { NEXT_HANDLER, NEXT_ERROR, NEXT_PREFLIGHT } next;
+    struct api_error error;
+    char allow[64]; /* methods allowed on the matched path */
+
+    int wants_body;
+    char *body;
+    size_t body_len, body_cap;
+    json_t *json;
+
+    struct query_param *params;
+    size_t param_count, param_cap;
+
+    struct extra_header headers[MAX_EXTRA_HEADERS];
+    int header_count;
+    int status;  /* answered status, 0 while unanswered */
+    int queued;  /* a response went to MHD */
+    char *reply_body;
+    size_t reply_len;
+    const char *reply_type;
+};
+
+/* ---------------------------------------------------------------- util */
+
+static int valid_request_id(const char *id)
+{
+    size_t n = 0;
+    if (!id)
+        return 0;
+    for (; id[n]; n++)
+        if ((unsigned char)id[n] < 0x20 || (unsigned char)id[n] > 0x7e || n >= REQUEST_ID_MAX)
+            return 0;
+    return n > 0;
+}
+
+static void generate_request_id(char *out)
+{
+    uuid_t u;
+    uuid_generate_random(u);
+    uuid_unparse_lower(u, out);
+}
+
+static const char *method_label(const char *method)
+{
+    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
+    for (size_t i = 0; i < ARRAY_LEN(known); i++)
+        if (strcmp(method, known[i]) == 0)
+            return known[i];
+    return "OTHER";
+}
+
+/* ------------------------------------------------------------- routing */
+
+static size_t split_path(const char *path, const char **seg, size_t *len, size_t max)
+{
+    size_t n = 0;
+    const char *p = path;
+
+    if (*p != '/')
+        return (size_t)-1;
+    while (*p == '/') {
+        const char *start = ++p;
+        while (*p && *p != '/')
+            p++;
+        if (n == max)
+            return (size_t)-1;
+        seg[n] = start;
+        len[n] = (size_t)(p - start);
+        n++;
+    }
+    return n;
+}
+
+/* Matches a path against a pattern. Returns 1 on a match (with *id set
+ * when the pattern has {id}), 0 otherwise; *bad_id is set when only the
+ * {id} segment failed, so the caller answers 404 for the id. */
+static int match_pattern(const char *pattern, const char *const *seg, const size_t *len, size_t n,
+                         int64_t *id, int *bad_id)
+{
+    const char *pseg[MAX_PATH_SEGMENTS];
+    size_t plen[MAX_PATH_SEGMENTS];
+    size_t pn = split_path(pattern, pseg, plen, MAX_PATH_SEGMENTS);
+    int id_ok = 1;
+
+    if (pn != n)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (plen[i] == 4 && memcmp(pseg[i], "{id}", 4) == 0) {
+            char buf[24];
+            if (len[i] == 0 || len[i] >= sizeof(buf)) {
+                id_ok = 0;
+                continue;
+            }
+            memcpy(buf, seg[i], len[i]);
+            buf[len[i]] = '\0';
+            if (listq_parse_uint(buf, id) != 0 || *id < 1)
+                id_ok = 0;
+            continue;
+        }
+        if (plen[i] != len[i] || memcmp(pseg[i], seg[i], len[i]) != 0)
+            return 0;
+    }
+    if (!id_ok) {
+        *bad_id = 1;
+        return 0;
+    }
+    return 1;
+}
+
+static void allow_add(char *allow, size_t size, const char *method)
+{
+    if (strstr(allow, method))
+        return;
+    size_t used = strlen(allow);
+    snprintf(allow + used, size - used, "%s%s", used ? ", " : "", method);
+}
+
+/* Finds the route for method and path; on failure fills req->error (404 or
+ * 405 with req->allow). */
+static void route_request(http_request *req, const char *method, const char *path)
+{
+    const char *seg[MAX_PATH_SEGMENTS];
+    size_t len[MAX_PATH_SEGMENTS];
+    size_t n = split_path(path, seg, len, MAX_PATH_SEGMENTS);
+    const char *lookup = strcmp(method, "HEAD") == 0 ? "GET" : method;
+    int path_known = 0, bad_id = 0;
+
+    req->allow[0] = '\0';
+    if (n != (size_t)-1) {
+        for (size_t i = 0; i < req->srv->route_count; i++) {
+            const struct http_route *r = &req->srv->routes[i];
+            int64_t id = 0;
+            if (!match_pattern(r->pattern, seg, len, n, &id, &bad_id))
+                continue;
+            path_known = 1;
+            allow_add(req->allow, sizeof(req->allow), r->method);
+            if (strcmp(r->method, "GET") == 0)
+                allow_add(req->allow, sizeof(req->allow), "HEAD");
+            if (strcmp(r->method, lookup) == 0) {
+                req->route = r;
+                req->route_label = r->pattern;
+                req->path_id = id;
+            }
+        }
+    }
+    if (req->route)
+        return;
+    req->next = NEXT_ERROR;
+    if (!path_known) {
+        api_error_set(&req->error, 404, "not_found", NULL,
+                      bad_id ? "no such resource (ids are positive integers)"
+                             : "no such resource");
+        return;
+    }
+    allow_add(req->allow, sizeof(req->allow), "OPTIONS");
+    if (strcmp(method, "OPTIONS") == 0) {
+        req->next = NEXT_PREFLIGHT;
+        return;
+    }
+    req->route_label = "method_not_allowed";
+    api_error_set(&req->error, 405, "method_not_allowed", NULL, "%s is not allowed here; allowed: %s",
+                  req->method_label, req->allow);
+}
+
+/* ------------------------------------------------------------ answering */
+
+void http_add_header(http_request *req, const char *name, const char *value)
+{
+    if (req->header_count == MAX_EXTRA_HEADERS)
+        return;
+    struct extra_header *h = &req->headers[req->header_count++];
+    util_strlcpy(h->name, name, sizeof(h->name));
+    util_strlcpy(h->value, value, sizeof(h->value));
+}
+
+static void set_reply(http_request *req, int status, char *body, size_t len, const char *type)
+{
+    free(req->reply_body);
+    req->status = status;
+    req->reply_body = body;
+    req->reply_len = len;
+    req->reply_type = type;
+}
+
+void http_reply(http_request *req, int status, struct jsonw *w)
+{
+    size_t len;
+    char *body = jsonw_steal(w, &len);
+    set_reply(req, status, body, len, CONTENT_TYPE_JSON);
+}
+
+void http_reply_error(http_request *req, const struct api_error *err)
+{
+    struct jsonw w;
+    jsonw_init(&w);
+    api_error_write(err, &w);
+    if (err->status >= 500)
+        log_warn(req->request_id, "%s %s -> %d %s: %s", req->method_label, req->route_label,
+                 err->status, err->code, err->message);
+    if (err->status == 405)
+        http_add_header(req, "Allow", req->allow);
+    http_reply(req, err->status, &w);
+    jsonw_free(&w);
+}
+
+/* Hands the prepared answer to MHD. */
+static enum MHD_Result queue_reply(http_request *req)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    if (!req->status) {
+        struct api_error e;
+        api_error_set(&e, 500, "internal", NULL, "the handler gave no answer");
+        http_reply_error(req, &e);
+    }
+    resp = MHD_create_response_from_buffer(req->reply_len, req->reply_body,
+                                           MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+        return MHD_NO;
+    req->reply_body = NULL; /* MHD owns it now */
+    if (req->reply_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->reply_type);
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Location, X-Request-Id");
+    MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+    for (int i = 0; i < req->header_count; i++)
+        MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
+    ret = MHD_queue_response(req->conn, (unsigned int)req->status, resp);
+    MHD_destroy_response(resp);
+    req->queued = 1;
+    return ret;
+}
+
+static enum MHD_Result answer_error(http_request *req)
+{
+    http_reply_error(req, &req->error);
+    return queue_reply(req);
+}
+
+static enum MHD_Result answer_preflight(http_request *req)
+{
+    http_add_header(req, "Access-Control-Allow-Methods", req->allow);
+    http_add_header(req, "Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+    http_add_header(req, "Access-Control-Max-Age", CORS_MAX_AGE);
+    http_add_header(req, "Allow", req->allow);
+    set_reply(req, 204, NULL, 0, NULL);
+    return queue_reply(req);
+}
+
+/* ------------------------------------------------------ built-in routes */
+
+static void handle_healthz(http_request *req, void *app)
+{
+    (void)app;
+    struct jsonw w;
+    jsonw_init(&w);
+    jsonw_object_begin(&w);
+    jsonw_key(&w, "status");
+    jsonw_string(&w, "ok");
+    jsonw_object_end(&w);
+    http_reply(req, 200, &w);
+    jsonw_free(&w);
+}
+
+static void handle_readyz(http_request *req, void *app)
+{
+    int db_ok = 0, broker_ok = 0;
+    struct jsonw w;
+
+    req->srv->ready(app, &db_ok, &broker_ok);
+    jsonw_init(&w);
+    jsonw_object_begin(&w);
+    if (!db_ok || !broker_ok) {
+        /* The error object of API.md, plus which dependency is down. */
+        jsonw_key(&w, "error");
+        jsonw_object_begin(&w);
+        jsonw_key(&w, "status");
+        jsonw_int(&w, 503);
+        jsonw_key(&w, "code");
+        jsonw_string(&w, "unavailable");
+        jsonw_key(&w, "message");
+        jsonw_string(&w, !db_ok && !broker_ok ? "database and broker are not usable"
+                         : !db_ok             ? "database is not usable"
+                                              : "broker is not usable");
+        jsonw_object_end(&w);
+    }
+    jsonw_key(&w, "status");
+    jsonw_string(&w, db_ok && broker_ok ? "ok" : "unavailable");
+    jsonw_key(&w, "checks");
+    jsonw_object_begin(&w);
+    jsonw_key(&w, "database");
+    jsonw_string(&w, db_ok ? "ok" : "down");
+    jsonw_key(&w, "broker");
+    jsonw_string(&w, broker_ok ? "ok" : "down");
+    jsonw_object_end(&w);
+    jsonw_object_end(&w);
+    http_reply(req, db_ok && broker_ok ? 200 : 503, &w);
+    jsonw_free(&w);
+}
+
+static void handle_metrics(http_request *req, void *app)
+{
+    (void)app;
+    size_t len;
+    char *text = metrics_render(&len);
+    set_reply(req, 200, text, len, CONTENT_TYPE_METRICS);
+}
+
+static const struct http_route builtin_routes[] = {
+    {"GET", "/healthz", handle_healthz},
+    {"GET", "/readyz", handle_readyz},
+    {"GET", "/metrics", handle_metrics},
+};
+
+/* ----------------------------------------------------------- MHD glue */
+
+static enum MHD_Result collect_param(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    http_request *req = cls;
+    (void)kind;
+    if (req->param_count == req->param_cap) {
+        req->param_cap = req->param_cap ? req->param_cap * 2 : 8;
+        req->params = xrealloc(req->params, req->param_cap * sizeof(*req->params));
+    }
+    req->params[req->param_count].key = key;
+    req->params[req->param_count].value = value;
+    req->param_count++;
+    return MHD_YES;
+}
+
+static int is_json_content_type(const char *ct)
+{
+    static const char json[] = "application/json";
+    if (!ct)
+        return 0;
+    while (*ct == ' ')
+        ct++;
+    if (strncasecmp(ct, json, sizeof(json) - 1) != 0)
+        return 0;
+    ct += sizeof(json) - 1;
+    while (*ct == ' ')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
+/* Decides everything that the headers alone can decide. */
+static void begin_request(http_request *req, const char *url, const char *method)
+{
+    const char *rid = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (valid_request_id(rid))
+        util_strlcpy(req->request_id, rid, sizeof(req->request_id));
+    else
+        generate_request_id(req->request_id);
+
+    req->method_label = method_label(method);
+    req->route_label = "not_found";
+    req->next = NEXT_HANDLER;
+    api_error_clear(&req->error);
+
+    /* Built-in routes first, at the root, then the service's own. */
+    for (size_t i = 0; i < ARRAY_LEN(builtin_routes); i++) {
+        if (strcmp(url, builtin_routes[i].pattern) == 0 &&
+            (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)) {
+            req->route = &builtin_routes[i];
+            req->route_label = builtin_routes[i].pattern;
+            return;
+        }
+    }
+    route_request(req, method, url);
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, collect_param, req);
+
+    if (strcmp(method, "POST") != 0)
+        return;
+    req->wants_body = 1;
+
+    const char *cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    int has_body = (cl && strcmp(cl, "0") != 0) || te;
+    if (cl) {
+        char *end;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (*end == '\0' && n > req->srv->cfg->body_limit) {
+            req->next = NEXT_ERROR;
+            api_error_set(&req->error, 413, "payload_too_large", NULL,
+                          "request body is larger than %zu bytes", req->srv->cfg->body_limit);
+            return;
+        }
+    }
+    if (req->next != NEXT_HANDLER)
+        return;
+    const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (has_body && !is_json_content_type(ct)) {
+        req->next = NEXT_ERROR;
+        api_error_set(&req->error, 415, "unsupported_media_type", NULL,
+                      "request body must be sent as Content-Type: application/json");
+    }
+}
+
+/* Stores a chunk of the body, or answers 413 the moment it passes the
+ * limit. Bodies of requests already doomed to an error are discarded. */
+static enum MHD_Result receive_body(http_request *req, const char *data, size_t size)
+{
+    size_t limit = req->srv->cfg->body_limit;
+
+    if (req->body_len + size > limit) {
+        req->next = NEXT_ERROR;
+        api_error_set(&req->error, 413, "payload_too_large", NULL,
+                      "request body is larger than %zu bytes", limit);
+        return answer_error(req);
+    }
+    if (req->next != NEXT_HANDLER || !req->wants_body) {
+        req->body_len += size; /* counted against the limit, not kept */
+        return MHD_YES;
+    }
+    if (req->body_len + size > req->body_cap) {
+        size_t cap = req->body_cap ? req->body_cap : INITIAL_BODY_CAP;
+        while (cap < req->body_len + size)
+            cap *= 2;
+        if (cap > limit)
+            cap = limit;
+        req->body = xrealloc(req->body, cap);
+        req->body_cap = cap;
+    }
+    memcpy(req->body + req->body_len, data, size);
+    req->body_len += size;
+    return MHD_YES;
+}
+
+static enum MHD_Result finish_request(http_request *req)
+{
+    if (req->next == NEXT_ERROR)
+        return answer_error(req);
+    if (req->next == NEXT_PREFLIGHT)
+        return answer_preflight(req);
+    if (req->wants_body) {
+        if (body_parse(req->body ? req->body : "", req->body_len, &req->json, &req->error) != 0)
+            return answer_error(req);
+    }
+    req->route->handler(req, req->srv->app);
+    return queue_reply(req);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls)
+{
+    http_server *srv = cls;
+    http_request *req = *con_cls;
+    (void)version;
+
+    if (!req) {
+        req = xcalloc(1, sizeof(*req));
+        req->srv = srv;
+        req->conn = conn;
+        req->start_ns = util_monotonic_ns();
+        atomic_fetch_add(&srv->in_flight, 1);
+        *con_cls = req;
+        begin_request(req, url, method);
+        /* A 413 known from Content-Length is answered at once (the
+         * connection then closes rather than reading the body). Anything
+         * else waits for a later call: answering on the first one would
+         * make MHD 0.9.75 drop keep-alive. */
+        if (req->next == NEXT_ERROR && req->error.status == 413)
+            return answer_error(req);
+        return MHD_YES;
+    }
+    if (req->queued) {
+        *upload_data_size = 0; /* answered already (413): ignore the rest */
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        size_t size = *upload_data_size;
+        *upload_data_size = 0;
+        return receive_body(req, upload_data, size);
+    }
+    return finish_request(req);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    http_server *srv = cls;
+    http_request *req = *con_cls;
+    (void)conn;
+
+    if (!req)
+        return;
+    double seconds = (double)(util_monotonic_ns() - req->start_ns) / 1e9;
+    if (req->status)
+        metrics_observe_request(req->route_label, req->method_label, req->status, seconds);
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        log_debug(req->request_id, "%s %s ended early (code %d)", req->method_label,
+                  req->route_label, (int)toe);
+    else
+        log_debug(req->request_id, "%s %s -> %d in %.3f ms", req->method_label, req->route_label,
+                  req->status, seconds * 1e3);
+    json_decref(req->json);
+    free(req->body);
+    free(req->params);
+    free(req->reply_body);
+    free(req);
+    *con_cls = NULL;
+    atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[256];
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    log_debug(NULL, "http: %s", msg);
+}
+
+http_server *http_server_start(const struct http_server_config *conf, char *err, size_t errlen)
+{
+    const struct config *cfg = conf->cfg;
+    http_server *srv = xcalloc(1, sizeof(*srv));
+    struct sockaddr_in addr4;
+    struct sockaddr_in6 addr6;
+    const struct sockaddr *addr;
+    unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                         MHD_USE_ERROR_LOG;
+
+    srv->cfg = cfg;
+    srv->routes = conf->routes;
+    srv->route_count = conf->route_count;
+    srv->ready = conf->ready;
+    srv->app = conf->app;
+
+    memset(&addr4, 0, sizeof(addr4));
+    memset(&addr6, 0, sizeof(addr6));
+    if (inet_pton(AF_INET, cfg->bind, &addr4.sin_addr) == 1) {
+        addr4.sin_family = AF_INET;
+        addr4.sin_port = htons((uint16_t)cfg->port);
+        addr = (const struct sockaddr *)&addr4;
+    } else if (inet_pton(AF_INET6, cfg->bind, &addr6.sin6_addr) == 1) {
+        addr6.sin6_family = AF_INET6;
+        addr6.sin6_port = htons((uint16_t)cfg->port);
+        addr = (const struct sockaddr *)&addr6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        snprintf(err, errlen, "bind address '%s' is not an IPv4 or IPv6 address", cfg->bind);
+        free(srv);
+        return NULL;
+    }
+
+    srv->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_access, srv,
+        MHD_OPTION_SOCK_ADDR, addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->idle_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+        MHD_OPTION_END);
+    if (!srv->daemon) {
+        snprintf(err, errlen, "cannot listen on %s:%d (in use, or not allowed)", cfg->bind,
+                 cfg->port);
+        free(srv);
+        return NULL;
+    }
+    return srv;
+}
+
+void http_server_stop(http_server *srv)
+{
+    if (!srv)
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+
+    /* In-flight requests finish and are answered; idle keep-alive
+     * connections hold no request and are simply closed below. */
+    int64_t deadline = util_monotonic_ns() + (int64_t)srv->cfg->shutdown_timeout_s * 1000000000;
+    while (atomic_load(&srv->in_flight) > 0 && util_monotonic_ns() < deadline)
+        usleep(DRAIN_POLL_US);
+    if (atomic_load(&srv->in_flight) > 0)
+        log_warn(NULL, "shutdown: %d requests still in flight after %d s", atomic_load(&srv->in_flight),
+                 srv->cfg->shutdown_timeout_s);
+    MHD_stop_daemon(srv->daemon);
+    free(srv);
+}
+
+/* ------------------------------------------------------ request access */
+
+const char *http_request_id(const http_request *req) { return req->request_id; }
+int64_t http_path_id(const http_request *req) { return req->path_id; }
+json_t *http_body(const http_request *req) { return req->json; }
+
+void http_query(const http_request *req, const struct query_param **params, size_t *count)
+{
+    *params = req->params;
+    *count = req->param_count;
+}

@@ -1,0 +1,77 @@
+/*
+ * http: the HTTP server every service runs, on libmicrohttpd (epoll with
+ * an internal thread pool). Services never touch MHD: they give a table of
+ * routes and write handlers against the small request API below.
+ *
+ * What this layer does for every request, before a handler runs:
+ *   - routing by method and path ("{id}" matches a positive integer id,
+ *     anything else there is 404), 405 with Allow, OPTIONS preflight 204;
+ *   - bodies: Content-Type must be application/json (415), the size limit
+ *     is enforced from Content-Length or while a chunked body arrives (413,
+ *     never buffered past the limit), then body_parse() (400 / 422);
+ *   - X-Request-Id echoed when valid, generated otherwise; CORS headers on
+ *     every answer; request count and latency recorded in metrics;
+ *   - GET /healthz, /readyz and /metrics at the root.
+ *
+ * A handler runs on an HTTP worker thread and must answer exactly once,
+ * with http_reply() or http_reply_error(). Everything reachable from an
+ * http_request is borrowed and valid only during the handler.
+ */
+#ifndef LIB_HTTP_H
+#define LIB_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api_error.h"
+#include "config.h"
+#include "jsonw.h"
+#include "listq.h"
+
+typedef struct http_server http_server;
+typedef struct http_request http_request;
+
+typedef void (*http_handler)(http_request *req, void *app);
+
+struct http_route {
+    const char *method;  /* "GET" or "POST" (GET also answers HEAD) */
+    const char *pattern; /* "/order-service/orders/{id}" */
+    http_handler handler;
+};
+
+/* Fills whether the service's database and broker are usable. */
+typedef void (*http_ready_fn)(void *app, int *database_ok, int *broker_ok);
+
+struct http_server_config {
+    const struct config *cfg;
+    const struct http_route *routes;
+    size_t route_count;
+    http_ready_fn ready;
+    void *app; /* passed to handlers and ready() */
+};
+
+/* Starts listening; NULL and err filled on failure. */
+http_server *http_server_start(const struct http_server_config *conf, char *err, size_t errlen);
+
+/* Graceful stop: stops accepting, lets in-flight requests finish (at most
+ * cfg->shutdown_timeout_s), then closes every connection and frees. */
+void http_server_stop(http_server *srv);
+
+/* ---- for handlers ---- */
+
+const char *http_request_id(const http_request *req);
+/* The {id} of the path (0 when the route has none). */
+int64_t http_path_id(const http_request *req);
+/* The parsed JSON body of a POST (borrowed); NULL for other methods. */
+json_t *http_body(const http_request *req);
+/* The query parameters in order of appearance (borrowed). */
+void http_query(const http_request *req, const struct query_param **params, size_t *count);
+
+/* Adds a header to the answer (copied); call before replying. */
+void http_add_header(http_request *req, const char *name, const char *value);
+/* Answers with w's JSON (the buffer is taken over; w is left empty). */
+void http_reply(http_request *req, int status, struct jsonw *w);
+void http_reply_error(http_request *req, const struct api_error *err);
+
+#endif

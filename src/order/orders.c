@@ -1,0 +1,148 @@
+/* Orders: validation, insert, lists (API.md "Order Service"). */
+#include <stdio.h>
+#include <string.h>
+
+#include "create.h"
+#include "field.h"
+#include "order_service.h"
+#include "rows.h"
+#include "service.h"
+#include "util.h"
+#include "writer.h"
+
+#define DESCRIPTION_MAX_CHARS 1000
+#define ORDER_COLUMNS "id, user_id, amount_cents, description, created_at"
+
+struct new_order {
+    int64_t user_id;
+    int64_t amount_cents;
+    const char *description;
+    int64_t created_at; /* ms; 0 = now */
+    int has_created_at;
+};
+
+static const char *const order_fields[] = {"user_id", "amount", "description", "created_at"};
+
+static int parse_order(json_t *obj, void *item, struct api_error *err)
+{
+    struct new_order *o = item;
+
+    if (field_reject_unknown(obj, order_fields, ARRAY_LEN(order_fields), err) != 0 ||
+        field_id(obj, "user_id", 1, &o->user_id, NULL, err) != 0 ||
+        field_money(obj, "amount", &o->amount_cents, err) != 0 ||
+        field_string(obj, "description", 0, DESCRIPTION_MAX_CHARS, &o->description, err) != 0 ||
+        field_time(obj, "created_at", &o->created_at, &o->has_created_at, err) != 0)
+        return -1;
+    return 0;
+}
+
+static void write_order(db_stmt *st, struct jsonw *w)
+{
+    jsonw_object_begin(w);
+    jsonw_key(w, "id");
+    jsonw_int(w, db_col_int64(st, 0));
+    jsonw_key(w, "user_id");
+    jsonw_int(w, db_col_int64(st, 1));
+    jsonw_key(w, "amount");
+    jsonw_money(w, db_col_int64(st, 2));
+    jsonw_key(w, "description");
+    if (db_col_is_null(st, 3))
+        jsonw_null(w);
+    else
+        jsonw_string_len(w, db_col_text(st, 3), db_col_len(st, 3));
+    jsonw_key(w, "created_at");
+    jsonw_time(w, db_col_int64(st, 4));
+    jsonw_object_end(w);
+}
+
+static int insert_order(db *conn, const void *item, struct jsonw *out, int64_t *id,
+                        struct api_error *err)
+{
+    const struct new_order *o = item;
+    db_stmt *st = db_prepare(conn, "INSERT INTO orders (user_id, amount_cents, description,"
+                                   " created_at) VALUES ($1, $2, $3, $4)"
+                                   " RETURNING " ORDER_COLUMNS);
+    int rc;
+
+    if (!st) {
+        service_db_error(DB_ERROR, err);
+        return DB_ERROR;
+    }
+    db_bind_int64(st, 1, o->user_id);
+    db_bind_int64(st, 2, o->amount_cents);
+    if (o->description)
+        db_bind_text(st, 3, o->description, strlen(o->description));
+    else
+        db_bind_null(st, 3);
+    db_bind_int64(st, 4, o->has_created_at ? o->created_at : util_now_ms());
+    rc = db_step(st);
+    if (rc == DB_ROW) {
+        *id = db_col_int64(st, 0);
+        write_order(st, out);
+        rc = DB_OK;
+    } else {
+        service_db_error(rc, err);
+    }
+    db_stmt_reset(st);
+    return rc;
+}
+
+static const struct create_spec order_create = {
+    .item_size = sizeof(struct new_order),
+    .parse = parse_order,
+    .insert = insert_order,
+    .event_type = "order.created",
+    .location_prefix = "/order-service/orders/",
+};
+
+void orders_create(http_request *req, void *app)
+{
+    struct writer_app *a = app;
+    struct create_target target = {SERVICE_NAME, a->pool, a->relay};
+    create_handle(req, &order_create, &target);
+}
+
+static const char *const order_order_columns[] = {"id", "user_id", "amount", "created_at", NULL};
+static const char *const order_order_exprs[] = {"id", "user_id", "amount_cents", "created_at"};
+static const struct listq_filter order_filters[] = {
+    {.name = "user_id", .kind = LISTQ_ID},
+};
+
+void orders_list(http_request *req, void *app)
+{
+    struct writer_app *a = app;
+    struct listq q;
+    char order[64], sql[512];
+
+    if (rows_parse_query(req, order_order_columns, order_filters, ARRAY_LEN(order_filters), &q) !=
+        0)
+        return;
+    listq_order_sql(&q, order_order_exprs, "id", order, sizeof(order));
+    snprintf(sql, sizeof(sql),
+             "SELECT " ORDER_COLUMNS " FROM orders WHERE ($1 IS NULL OR user_id = $1)"
+             " ORDER BY %s LIMIT $2 OFFSET $3",
+             order);
+
+    db *conn = db_pool_acquire(a->pool);
+    db_stmt *st = db_prepare(conn, sql);
+    if (!st) {
+        struct api_error err;
+        service_db_error(DB_ERROR, &err);
+        http_reply_error(req, &err);
+        goto out;
+    }
+    if (q.filters[0].present)
+        db_bind_int64(st, 1, q.filters[0].num);
+    db_bind_int64(st, 2, q.limit);
+    db_bind_int64(st, 3, q.offset);
+    rows_reply_list(req, conn, st, write_order);
+out:
+    db_pool_release(a->pool, conn);
+}
+
+void orders_get(http_request *req, void *app)
+{
+    struct writer_app *a = app;
+    rows_reply_one(req, a->pool, "SELECT " ORDER_COLUMNS " FROM orders WHERE id = $1",
+                   write_order);
+}

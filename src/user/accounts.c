@@ -1,0 +1,201 @@
+/* Accounts: shipping addresses of users (API.md "User Service"). */
+#include <stdio.h>
+#include <string.h>
+
+#include "create.h"
+#include "field.h"
+#include "rows.h"
+#include "service.h"
+#include "user_service.h"
+#include "util.h"
+#include "writer.h"
+
+#define ADDRESS_MAX_CHARS 200
+#define ACCOUNT_COLUMNS "id, user_id, address1, address2, city, state, zip, status, created_at"
+
+struct new_account {
+    int64_t user_id;
+    const char *address1, *address2, *city, *state, *zip, *status;
+};
+
+static const char *const account_fields[] = {"user_id", "address1", "address2", "city",
+                                             "state",   "zip",      "status"};
+static const char *const statuses[] = {"open", "closed", NULL};
+
+static int parse_account(json_t *obj, void *item, struct api_error *err)
+{
+    struct new_account *a = item;
+
+    if (field_reject_unknown(obj, account_fields, ARRAY_LEN(account_fields), err) != 0 ||
+        field_id(obj, "user_id", 1, &a->user_id, NULL, err) != 0 ||
+        field_string(obj, "address1", 1, ADDRESS_MAX_CHARS, &a->address1, err) != 0 ||
+        field_string(obj, "address2", 0, ADDRESS_MAX_CHARS, &a->address2, err) != 0 ||
+        field_string(obj, "city", 1, ADDRESS_MAX_CHARS, &a->city, err) != 0 ||
+        field_string(obj, "state", 1, ADDRESS_MAX_CHARS, &a->state, err) != 0 ||
+        field_string(obj, "zip", 1, ADDRESS_MAX_CHARS, &a->zip, err) != 0 ||
+        field_enum(obj, "status", statuses, 2, &a->status, err) != 0)
+        return -1;
+    if (!a->status)
+        a->status = "open";
+    return 0;
+}
+
+static void text_or_null(struct jsonw *w, db_stmt *st, int col)
+{
+    if (db_col_is_null(st, col))
+        jsonw_null(w);
+    else
+        jsonw_string_len(w, db_col_text(st, col), db_col_len(st, col));
+}
+
+static void write_account(db_stmt *st, struct jsonw *w)
+{
+    static const char *const text_keys[] = {"address1", "address2", "city", "state", "zip",
+                                            "status"};
+    jsonw_object_begin(w);
+    jsonw_key(w, "id");
+    jsonw_int(w, db_col_int64(st, 0));
+    jsonw_key(w, "user_id");
+    jsonw_int(w, db_col_int64(st, 1));
+    for (size_t i = 0; i < ARRAY_LEN(text_keys); i++) {
+        jsonw_key(w, text_keys[i]);
+        text_or_null(w, st, (int)i + 2);
+    }
+    jsonw_key(w, "created_at");
+    jsonw_time(w, db_col_int64(st, 8));
+    jsonw_object_end(w);
+}
+
+static int user_exists(db *conn, int64_t user_id, int *exists)
+{
+    db_stmt *st = db_prepare(conn, "SELECT 1 FROM users WHERE id = $1");
+    int rc;
+
+    if (!st)
+        return DB_ERROR;
+    db_bind_int64(st, 1, user_id);
+    rc = db_step(st);
+    db_stmt_reset(st);
+    if (rc != DB_ROW && rc != DB_DONE)
+        return rc;
+    *exists = rc == DB_ROW;
+    return DB_OK;
+}
+
+static void bind_text_or_null(db_stmt *st, int index, const char *s)
+{
+    if (s)
+        db_bind_text(st, index, s, strlen(s));
+    else
+        db_bind_null(st, index);
+}
+
+static int insert_account(db *conn, const void *item, struct jsonw *out, int64_t *id,
+                          struct api_error *err)
+{
+    const struct new_account *a = item;
+    int exists = 0;
+    int rc = user_exists(conn, a->user_id, &exists);
+
+    if (rc != DB_OK) {
+        service_db_error(rc, err);
+        return rc;
+    }
+    if (!exists) {
+        api_error_set(err, 422, "unknown_user", "user_id", "user %lld does not exist",
+                      (long long)a->user_id);
+        return DB_CONSTRAINT;
+    }
+    db_stmt *st = db_prepare(conn, "INSERT INTO accounts (user_id, address1, address2, city,"
+                                   " state, zip, status, created_at)"
+                                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                                   " RETURNING " ACCOUNT_COLUMNS);
+    if (!st) {
+        service_db_error(DB_ERROR, err);
+        return DB_ERROR;
+    }
+    db_bind_int64(st, 1, a->user_id);
+    bind_text_or_null(st, 2, a->address1);
+    bind_text_or_null(st, 3, a->address2);
+    bind_text_or_null(st, 4, a->city);
+    bind_text_or_null(st, 5, a->state);
+    bind_text_or_null(st, 6, a->zip);
+    bind_text_or_null(st, 7, a->status);
+    db_bind_int64(st, 8, util_now_ms());
+    rc = db_step(st);
+    if (rc == DB_ROW) {
+        *id = db_col_int64(st, 0);
+        write_account(st, out);
+        rc = DB_OK;
+    } else {
+        service_db_error(rc, err);
+    }
+    db_stmt_reset(st);
+    return rc;
+}
+
+static const struct create_spec account_create = {
+    .item_size = sizeof(struct new_account),
+    .parse = parse_account,
+    .insert = insert_account,
+    .event_type = "account.created",
+    .location_prefix = "/system-api/accounts/",
+};
+
+void accounts_create(http_request *req, void *app)
+{
+    struct writer_app *a = app;
+    struct create_target target = {SERVICE_NAME, a->pool, a->relay};
+    create_handle(req, &account_create, &target);
+}
+
+static const char *const account_order_columns[] = {"id",  "user_id", "city",       "state",
+                                                    "zip", "status",  "created_at", NULL};
+static const char *const account_order_exprs[] = {"id",  "user_id", "city",      "state",
+                                                  "zip", "status",  "created_at"};
+static const struct listq_filter account_filters[] = {
+    {.name = "user_id", .kind = LISTQ_ID},
+    {.name = "status", .kind = LISTQ_ENUM, .values = statuses},
+};
+
+void accounts_list(http_request *req, void *app)
+{
+    struct writer_app *a = app;
+    struct listq q;
+    char order[64], sql[512];
+
+    if (rows_parse_query(req, account_order_columns, account_filters,
+                         ARRAY_LEN(account_filters), &q) != 0)
+        return;
+    listq_order_sql(&q, account_order_exprs, "id", order, sizeof(order));
+    snprintf(sql, sizeof(sql),
+             "SELECT " ACCOUNT_COLUMNS " FROM accounts"
+             " WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2)"
+             " ORDER BY %s LIMIT $3 OFFSET $4",
+             order);
+
+    db *conn = db_pool_acquire(a->pool);
+    db_stmt *st = db_prepare(conn, sql);
+    if (!st) {
+        struct api_error err;
+        service_db_error(DB_ERROR, &err);
+        http_reply_error(req, &err);
+        goto out;
+    }
+    if (q.filters[0].present)
+        db_bind_int64(st, 1, q.filters[0].num);
+    if (q.filters[1].present)
+        db_bind_text(st, 2, q.filters[1].text, strlen(q.filters[1].text));
+    db_bind_int64(st, 3, q.limit);
+    db_bind_int64(st, 4, q.offset);
+    rows_reply_list(req, conn, st, write_account);
+out:
+    db_pool_release(a->pool, conn);
+}
+
+void accounts_get(http_request *req, void *app)
+{
+    struct writer_app *a = app;
+    rows_reply_one(req, a->pool, "SELECT " ACCOUNT_COLUMNS " FROM accounts WHERE id = $1",
+                   write_account);
+}

@@ -1,0 +1,177 @@
+/* Users: validation, insert, lists (API.md "User Service"). */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "create.h"
+#include "field.h"
+#include "rows.h"
+#include "service.h"
+#include "user_service.h"
+#include "util.h"
+#include "writer.h"
+
+#define NAME_MAX_CHARS 200
+#define EMAIL_MAX_CHARS 254
+#define USER_COLUMNS "id, name, email, created_at"
+
+struct new_user {
+    const char *name;
+    const char *email;
+};
+
+static const char *const user_fields[] = {"name", "email"};
+
+/* One '@' with something on each side, no whitespace or control bytes. */
+static int valid_email(const char *s)
+{
+    const char *at = strchr(s, '@');
+    if (!at || at == s || at[1] == '\0' || strchr(at + 1, '@'))
+        return 0;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+static int parse_user(json_t *obj, void *item, struct api_error *err)
+{
+    struct new_user *u = item;
+
+    if (field_reject_unknown(obj, user_fields, ARRAY_LEN(user_fields), err) != 0 ||
+        field_string(obj, "name", 1, NAME_MAX_CHARS, &u->name, err) != 0 ||
+        field_string(obj, "email", 1, EMAIL_MAX_CHARS, &u->email, err) != 0)
+        return -1;
+    if (!valid_email(u->email))
+        return api_error_set(err, 422, "invalid_field", "email",
+                             "email must have one @ with text on both sides and no spaces");
+    return 0;
+}
+
+static void write_user(db_stmt *st, struct jsonw *w)
+{
+    jsonw_object_begin(w);
+    jsonw_key(w, "id");
+    jsonw_int(w, db_col_int64(st, 0));
+    jsonw_key(w, "name");
+    jsonw_string_len(w, db_col_text(st, 1), db_col_len(st, 1));
+    jsonw_key(w, "email");
+    jsonw_string_len(w, db_col_text(st, 2), db_col_len(st, 2));
+    jsonw_key(w, "created_at");
+    jsonw_time(w, db_col_int64(st, 3));
+    jsonw_object_end(w);
+}
+
+static int insert_user(db *conn, const void *item, struct jsonw *out, int64_t *id,
+                       struct api_error *err)
+{
+    const struct new_user *u = item;
+    db_stmt *st = db_prepare(conn, "INSERT INTO users (name, email, created_at) "
+                                   "VALUES ($1, $2, $3) RETURNING " USER_COLUMNS);
+    int rc;
+
+    if (!st) {
+        service_db_error(DB_ERROR, err);
+        return DB_ERROR;
+    }
+    db_bind_text(st, 1, u->name, strlen(u->name));
+    db_bind_text(st, 2, u->email, strlen(u->email));
+    db_bind_int64(st, 3, util_now_ms());
+    rc = db_step(st);
+    if (rc == DB_ROW) {
+        *id = db_col_int64(st, 0);
+        write_user(st, out);
+        rc = DB_OK;
+    } else if (rc == DB_CONSTRAINT) {
+        api_error_set(err, 409, "conflict", "email", "a user with this email already exists");
+    } else {
+        service_db_error(rc, err);
+    }
+    db_stmt_reset(st);
+    return rc;
+}
+
+static const struct create_spec user_create = {
+    .item_size = sizeof(struct new_user),
+    .parse = parse_user,
+    .insert = insert_user,
+    .event_type = "user.created",
+    .location_prefix = "/system-api/users/",
+};
+
+void users_create(http_request *req, void *app)
+{
+    struct writer_app *a = app;
+    struct create_target target = {SERVICE_NAME, a->pool, a->relay};
+    create_handle(req, &user_create, &target);
+}
+
+static const char *const user_order_columns[] = {"id", "name", "email", "created_at", NULL};
+static const char *const user_order_exprs[] = {"id", "name", "email", "created_at"};
+static const struct listq_filter user_filters[] = {
+    {.name = "email", .kind = LISTQ_TEXT},
+    {.name = "name", .kind = LISTQ_TEXT},
+};
+
+/* "50%_off" -> "%50\%\_off%", lower-cased (ASCII, as SQL lower() is). */
+static char *substring_pattern(const char *text)
+{
+    size_t n = strlen(text), j = 0;
+    char *p = xmalloc(2 * n + 3);
+    p[j++] = '%';
+    for (size_t i = 0; i < n; i++) {
+        char c = text[i];
+        if (c == '%' || c == '_' || c == '\\')
+            p[j++] = '\\';
+        p[j++] = (char)tolower((unsigned char)c);
+    }
+    p[j++] = '%';
+    p[j] = '\0';
+    return p;
+}
+
+void users_list(http_request *req, void *app)
+{
+    struct writer_app *a = app;
+    struct listq q;
+    char order[64], sql[512];
+    char *pattern = NULL;
+
+    if (rows_parse_query(req, user_order_columns, user_filters, ARRAY_LEN(user_filters), &q) != 0)
+        return;
+    listq_order_sql(&q, user_order_exprs, "id", order, sizeof(order));
+    snprintf(sql, sizeof(sql),
+             "SELECT " USER_COLUMNS " FROM users"
+             " WHERE ($1 IS NULL OR lower(email) = lower($1))"
+             " AND ($2 IS NULL OR lower(name) LIKE $2 ESCAPE '\\')"
+             " ORDER BY %s LIMIT $3 OFFSET $4",
+             order);
+
+    db *conn = db_pool_acquire(a->pool);
+    db_stmt *st = db_prepare(conn, sql);
+    if (!st) {
+        struct api_error err;
+        service_db_error(DB_ERROR, &err);
+        http_reply_error(req, &err);
+        goto out;
+    }
+    if (q.filters[0].present)
+        db_bind_text(st, 1, q.filters[0].text, strlen(q.filters[0].text));
+    if (q.filters[1].present) {
+        pattern = substring_pattern(q.filters[1].text);
+        db_bind_text(st, 2, pattern, strlen(pattern));
+    }
+    db_bind_int64(st, 3, q.limit);
+    db_bind_int64(st, 4, q.offset);
+    rows_reply_list(req, conn, st, write_user);
+out:
+    db_pool_release(a->pool, conn);
+    free(pattern);
+}
+
+void users_get(http_request *req, void *app)
+{
+    struct writer_app *a = app;
+    rows_reply_one(req, a->pool, "SELECT " USER_COLUMNS " FROM users WHERE id = $1", write_user);
+}

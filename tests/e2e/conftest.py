@@ -1,0 +1,68 @@
+"""Fixtures for the end-to-end tests.
+
+system        -- one System for the whole session (contract tests); it is
+                 shared, so tests use unique data (uuid-based emails).
+fresh_system  -- a factory: fresh_system(**kw) returns a new System that is
+                 closed (services stopped gracefully and checked) at the end
+                 of the test; for tests that kill or restart things.
+
+The binaries come from $BIN_DIR (scripts/run-tests.sh sets it), else from
+build/asan/bin. When BIN_DIR is set and a binary is missing, the tests that
+need it fail; when it is not set, they are skipped.
+"""
+
+import os
+import signal
+
+import pytest
+
+from harness import System, bin_dir
+
+
+def _on_sigterm(signum, frame):
+    # `timeout` ends a run with SIGTERM: turn it into an interrupt so that
+    # fixtures tear down and every server we started is stopped.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config):
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _require_binaries():
+    missing = [n for n in ("user", "order")
+               if not (bin_dir() / f"{n}-service").exists()]
+    if missing:
+        msg = f"no {', '.join(m + '-service' for m in missing)} in {bin_dir()}"
+        if os.environ.get("BIN_DIR"):
+            pytest.fail(msg)
+        pytest.skip(msg + " (build with `make asan` or set BIN_DIR)")
+
+
+@pytest.fixture(scope="session")
+def system():
+    _require_binaries()
+    s = System()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def fresh_system():
+    _require_binaries()
+    made = []
+
+    def make(**kw):
+        s = System(**kw)
+        made.append(s)
+        return s
+
+    yield make
+    errors = []
+    for s in reversed(made):
+        try:
+            s.close()
+        except Exception as e:
+            errors.append(e)
+    if errors:
+        raise errors[0]
