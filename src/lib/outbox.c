@@ -268,7 +268,9 @@ static int connect_broker(outbox_relay *r, int attempt)
         return -1;
     }
     atomic_store(&r->connected, 1);
-    log_info(NULL, "outbox relay: connected to %s", r->amqp_url_log);
+    /* Quiet while retrying a rejected batch; loud after an outage. */
+    log_write(should_log(attempt) ? LOG_LVL_INFO : LOG_LVL_DEBUG, NULL,
+              "outbox relay: connected to %s", r->amqp_url_log);
     return 0;
 }
 

@@ -29,7 +29,7 @@ extern const char outbox_schema_postgres[];
 struct outbox_event {
     const char *type;           /* "order.created"; also the routing key */
     const char *data_json;      /* serialized JSON object (borrowed) */
-    size_t data_len;
+    size_t data_len;            /* 0: data_json is NUL-terminated */
     const char *correlation_id; /* request id, may be NULL */
     int64_t occurred_at_ms;
 };

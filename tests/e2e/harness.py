@@ -80,6 +80,7 @@ class Broker:
                                                           dir="/tmp"))
         self.port = port or free_port()
         self.running = False
+        self.paused = False
 
     @property
     def amqp_url(self):
@@ -108,9 +109,20 @@ class Broker:
         _track(self, True)
         return self
 
+    def pause(self):
+        """SIGSTOP the node: connections stay open but nothing is answered."""
+        os.kill(self.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        os.kill(self.pid, signal.SIGCONT)
+        self.paused = False
+
     def stop(self):
         if not self.running:
             return
+        if self.paused:
+            self.resume()
         res = self._script("stop", str(self.data_dir), timeout=BROKER_STOP_TIMEOUT)
         self.running = False
         _track(self, False)

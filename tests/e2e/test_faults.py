@@ -231,3 +231,28 @@ def test_kill9_while_broker_down_then_both_back(fresh_system):
         assert seen == sorted(seen), "order.created out of order"
     finally:
         tap.close()
+
+
+def test_kill9_with_publishes_unconfirmed_republishes_them(fresh_system):
+    """With the broker frozen (SIGSTOP) the relay can publish but never get
+    a confirm; a writer killed then must not have marked those events as
+    published, so they go out after both come back."""
+    s = fresh_system()
+    tap = Tap(s.amqp_url, "order.*", durable=True)
+    try:
+        s.broker.pause()
+        try:
+            answers = _burst(s.order.base_url + ORDERS,
+                             [{"user_id": 3, "amount": 2 + i} for i in range(50)])
+            assert all(r.status == 201 for r in answers), answers
+            time.sleep(1)  # let the relay send its batch into the frozen broker
+            assert s.order.kill() == -signal.SIGKILL
+        finally:
+            s.broker.resume()
+        s.order.start()
+        ids = [r.json["id"] for r in answers]
+        got = tap.get_all(timeout=DELIVERY_TIMEOUT, until=has_all("order.created", ids))
+        missing = set(ids) - set(data_ids(got, "order.created"))
+        assert not missing, f"{len(missing)} of {len(ids)} order.created events missing"
+    finally:
+        tap.close()

@@ -257,7 +257,10 @@ def test_415_is_checked_before_json(svc, unchanged):
 
 def read_with_deadline(conn, seconds):
     conn.sock.settimeout(seconds)
-    return conn.read_response("POST")
+    try:
+        return conn.read_response("POST")
+    except (EOFError, ConnectionResetError) as e:
+        pytest.fail(f"connection closed without an answer ({e!r})")
 
 
 @pytest.mark.parametrize("length", [MIB + 1, 10 * 1024 * MIB])
@@ -698,8 +701,12 @@ def test_readyz_when_all_is_up(svc):
     assert isinstance(resp.json, dict), resp.text
 
 
+# name, optional {labels} (label values are quoted and may hold braces),
+# value, optional timestamp.
 SAMPLE_RE = re.compile(
-    r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)(\s+-?\d+)?$")
+    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)'
+    r'(\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\})?'
+    r'\s+(\S+)(\s+-?\d+)?$')
 
 
 def parse_metrics(text):

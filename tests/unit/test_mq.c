@@ -31,6 +31,8 @@
 #define QUIET_MS 300
 #define BATCH_N 200
 #define WRONG_PASSWORD "wrong-secret-7f3a"
+/* Long enough for a broker to give up on a silent 1 s heartbeat peer. */
+#define HEARTBEAT_IDLE_MS 4000
 
 static const char *amqp_url;
 static char run_prefix[64];
@@ -486,6 +488,45 @@ static void test_consume_and_publish_on_one_connection(void **state)
     mq_close(pub);
 }
 
+/* With a 1 s heartbeat, a connection that calls mq_poll() stays up over
+ * several seconds of idleness; one left alone is dropped by the broker
+ * and reports it. */
+static void test_poll_answers_heartbeats(void **state)
+{
+    const char *q = test_queue("heartbeat");
+    char err[ERR_MAX];
+    mq *polled, *idle;
+    int64_t until;
+
+    (void)state;
+    polled = mq_open(amqp_url, "test_mq-polled", 1, err, sizeof(err));
+    assert_non_null(polled);
+    idle = mq_open(amqp_url, "test_mq-idle", 1, err, sizeof(err));
+    assert_non_null(idle);
+    assert_int_equal(mq_confirm_select(polled), MQ_OK);
+    assert_int_equal(mq_confirm_select(idle), MQ_OK);
+    assert_int_equal(mq_declare_queue(polled, q, "classic"), MQ_OK);
+
+    until = util_monotonic_ns() + HEARTBEAT_IDLE_MS * 1000000LL;
+    while (util_monotonic_ns() < until) {
+        assert_int_equal(mq_poll(polled), MQ_OK);
+        usleep(200000);
+    }
+    publish_text(polled, "", q, "{}", "hb-1");
+    assert_int_equal(mq_wait_confirms(polled, CONFIRM_TIMEOUT_MS), MQ_OK);
+
+    /* The idle one may still write into a dead socket; what matters is
+     * that the failure shows when it reads. */
+    if (mq_publish(idle, &(struct mq_message){.exchange = "", .routing_key = q,
+                                              .body = "{}", .body_len = 2}) ==
+        MQ_OK)
+        assert_int_equal(mq_wait_confirms(idle, CONFIRM_TIMEOUT_MS),
+                         MQ_ERR_CONNECTION);
+    assert_int_equal(mq_poll(idle), MQ_ERR_CONNECTION);
+    mq_close(idle);
+    mq_close(polled);
+}
+
 /* ---- backoff ---- */
 
 static void test_backoff_is_capped(void **state)
@@ -523,6 +564,7 @@ int main(void)
         cmocka_unit_test(test_consume_and_ack),
         cmocka_unit_test(test_nack_requeue_redelivers),
         cmocka_unit_test(test_consume_and_publish_on_one_connection),
+        cmocka_unit_test(test_poll_answers_heartbeats),
         cmocka_unit_test(test_backoff_is_capped),
     };
     return cmocka_run_group_tests_name("mq", tests, group_setup, group_teardown);

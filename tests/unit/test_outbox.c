@@ -330,7 +330,7 @@ static void test_append_writes_envelope(void **state)
         assert_int_equal(strspn(id, "0123456789abcdef-"), 36);
         assert_int_equal(id[14], '4'); /* version 4: random */
         snprintf(want, sizeof(want),
-                 "{\"id\":\"%s\",\"type\":\"order.created\",\"version\":1,"
+                 "{\"id\":\"%.36s\",\"type\":\"order.created\",\"version\":1,"
                  "\"source\":\"order-service\","
                  "\"occurred_at\":\"2025-04-03T10:15:00.000Z\","
                  "\"data\":{\"id\":1,\"amount\":50.00}}",

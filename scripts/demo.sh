@@ -1,0 +1,139 @@
+#!/bin/bash
+# The demo journey of the original Node.js system, on our three services:
+#   scripts/demo.sh BUILD_DIR       (make demo runs it with build/release)
+#
+# Starts a private RabbitMQ on loopback (unless AMQP_URL already answers),
+# the three services on fresh SQLite files under var/demo/, then creates
+# Alice, her account and a 50.00 order dated April 2025, and fetches her
+# April invoice, printing every request and answer. It keeps serving until
+# Ctrl-C, then stops exactly the processes it started.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
+BIN=$(cd "${1:-$ROOT/build/release}" && pwd -P)/bin
+DEMO=$ROOT/var/demo
+USER_PORT=${USER_PORT:-8081}
+ORDER_PORT=${ORDER_PORT:-8082}
+INVOICE_PORT=${INVOICE_PORT:-8083}
+INVOICE_WAIT_S=20
+
+pids=()
+broker_started=""
+
+stop_all() {
+    trap - EXIT INT TERM
+    echo
+    echo "demo: stopping"
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ -n "$broker_started" ]; then
+        "$ROOT/scripts/rabbitmq.sh" stop "$DEMO/rabbitmq" || true
+    fi
+}
+trap stop_all EXIT
+trap 'exit 0' INT TERM
+
+port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+amqp_port_of() {
+    # amqp://user:pass@host:PORT/vhost -> PORT (5672 when absent)
+    local rest=${1#*://}
+    rest=${rest#*@}
+    rest=${rest%%/*}
+    case "$rest" in *:*) echo "${rest##*:}" ;; *) echo 5672 ;; esac
+}
+
+# Fresh data each run, so the journey's ids (user 1, ...) are the seed's.
+rm -rf "$DEMO"
+mkdir -p "$DEMO"
+
+if [ -n "${AMQP_URL:-}" ] && port_in_use "$(amqp_port_of "$AMQP_URL")"; then
+    echo "demo: using the broker at AMQP_URL"
+else
+    port=${RABBITMQ_PORT:-5672}
+    if port_in_use "$port"; then
+        port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    fi
+    echo "demo: starting a private RabbitMQ on 127.0.0.1:$port (data in var/demo/rabbitmq)"
+    "$ROOT/scripts/rabbitmq.sh" start "$DEMO/rabbitmq" "$port"
+    broker_started=1
+    AMQP_URL="amqp://guest:guest@127.0.0.1:$port/"
+fi
+export AMQP_URL
+
+for svc in user:$USER_PORT order:$ORDER_PORT invoice:$INVOICE_PORT; do
+    name=${svc%%:*}
+    port=${svc##*:}
+    if port_in_use "$port"; then
+        echo "demo: port $port is in use; set ${name^^}_PORT to another one" >&2
+        exit 1
+    fi
+    "$BIN/$name-service" --port "$port" --database-url "sqlite:$DEMO/$name-service.db" \
+        2>"$DEMO/$name-service.log" &
+    pids+=($!)
+done
+
+for port in $USER_PORT $ORDER_PORT $INVOICE_PORT; do
+    for _ in $(seq 100); do
+        curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+        sleep 0.1
+    done
+    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || {
+        echo "demo: the service on port $port did not start; see var/demo/*.log" >&2
+        exit 1
+    }
+done
+
+# Prints the request as a curl command, then the status and the raw
+# answer (raw, so money shows as the service writes it: 50.00).
+show() { # METHOD URL [BODY]
+    local args=(-s -X "$1" "$2" -w '\n=> HTTP %{http_code}\n')
+    echo
+    if [ -n "${3:-}" ]; then
+        echo "\$ curl -X $1 '$2' -H 'Content-Type: application/json' -d '$3'"
+        args+=(-H 'Content-Type: application/json' -d "$3")
+    else
+        echo "\$ curl '$2'"
+    fi
+    curl "${args[@]}"
+}
+
+U=http://127.0.0.1:$USER_PORT/system-api
+O=http://127.0.0.1:$ORDER_PORT/order-service
+I=http://127.0.0.1:$INVOICE_PORT/invoice-service
+
+echo
+echo "== 1. Create a user"
+show POST "$U/users" '{"name": "Alice", "email": "alice@demo.com"}'
+echo
+echo "== 2. Create her account (shipping address)"
+show POST "$U/accounts" '{"user_id": 1, "address1": "123 Main St", "city": "Cityville", "state": "CA", "zip": "12345"}'
+echo
+echo "== 3. Create an order dated April 2025"
+show POST "$O/orders" '{"user_id": 1, "amount": 50, "description": "Test purchase", "created_at": "2025-04-03T10:15:00Z"}'
+echo
+echo "== 4. The invoice service builds her April invoice from the events"
+query="$I/invoices?user_id=1&month=4&year=2025"
+for _ in $(seq $((INVOICE_WAIT_S * 10))); do
+    [ "$(curl -s "$query" | jq 'length')" = "1" ] && break
+    sleep 0.1
+done
+show GET "$query"
+
+cat <<EOT
+
+== The system keeps serving. Try, for example:
+   curl -s '$U/users' | jq .
+   curl -s -X POST '$O/orders' -H 'Content-Type: application/json' -d '{"user_id": 1, "amount": 19.99, "created_at": "2025-04-20T09:00:00Z"}'
+   curl -s '$query' | jq .
+   curl -s http://127.0.0.1:$ORDER_PORT/metrics
+   logs: var/demo/*.log
+Press Ctrl-C to stop.
+EOT
+wait "${pids[@]}"
