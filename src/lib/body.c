@@ -1,9 +1,6 @@
 #include "body.h"
 
-#include <math.h>
 #include <string.h>
-
-#define INT64_LIMIT 9223372036854775808.0 /* 2^63 */
 
 int body_depth(const char *buf, size_t len, int limit)
 {
@@ -36,52 +33,72 @@ int body_depth(const char *buf, size_t len, int limit)
     return max;
 }
 
-/* Looks through one object for a number that only parsed as a real
- * because it does not fit in 64 bits. */
-static const char *find_huge_field(json_t *obj)
+/* Finds the top-level field (and, for an array body, the item index) in
+ * which byte pos of a JSON text lies, by a linear scan that follows
+ * strings, nesting and commas. key is left empty when the field's name is
+ * not plain printable ASCII (it is echoed to the client). */
+static void locate_field(const char *buf, size_t len, size_t pos, char *key, size_t key_size,
+                         long *index)
 {
-    const char *key;
-    json_t *v;
+    int depth = 0, top_is_array = 0, in_string = 0, escaped = 0;
+    size_t str_start = 0, str_end = 0;
+    long item = 0;
 
-    if (!json_is_object(obj))
-        return NULL;
-    json_object_foreach(obj, key, v) {
-        if (json_is_real(v) && fabs(json_real_value(v)) >= INT64_LIMIT)
-            return key;
-    }
-    return NULL;
-}
-
-/* The document had an integer beyond 64 bits. Parse it again with every
- * integer as a real to find which field held it, so the client hears
- * about the field (422) rather than a vague syntax error. */
-static int report_huge_integer(const char *buf, size_t len, struct api_error *err)
-{
-    json_error_t jerr;
-    json_t *doc = json_loadb(buf, len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &jerr);
-    const char *field = NULL;
-    long index = -1;
-
-    if (doc && json_is_object(doc)) {
-        field = find_huge_field(doc);
-    } else if (doc && json_is_array(doc)) {
-        size_t i;
-        json_t *item;
-        json_array_foreach(doc, i, item) {
-            if ((field = find_huge_field(item)) != NULL) {
-                index = (long)i;
-                break;
+    key[0] = '\0';
+    for (size_t i = 0; i < pos && i < len; i++) {
+        char c = buf[i];
+        if (in_string) {
+            if (escaped)
+                escaped = 0;
+            else if (c == '\\')
+                escaped = 1;
+            else if (c == '"') {
+                in_string = 0;
+                str_end = i;
+            }
+            continue;
+        }
+        if (c == '"') {
+            in_string = 1;
+            str_start = i + 1;
+        } else if (c == '{' || c == '[') {
+            if (++depth == 1)
+                top_is_array = c == '[';
+        } else if (c == '}' || c == ']') {
+            depth--;
+        } else if (c == ',' && depth == 1 && top_is_array) {
+            item++;
+        } else if (c == ':' && depth == (top_is_array ? 2 : 1)) {
+            size_t n = str_end - str_start;
+            int plain = n > 0 && n < key_size;
+            for (size_t k = 0; plain && k < n; k++)
+                plain = buf[str_start + k] > 0x20 && buf[str_start + k] < 0x7f &&
+                        buf[str_start + k] != '\\';
+            if (plain) {
+                memcpy(key, buf + str_start, n);
+                key[n] = '\0';
+            } else {
+                key[0] = '\0';
             }
         }
     }
-    if (field) {
-        api_error_set(err, 422, "invalid_field", field, "%s is out of range (integers are 64-bit)",
-                      field);
-        err->index = index;
-    } else {
-        api_error_set(err, 422, "invalid_body", NULL, "body holds an integer beyond 64 bits");
-    }
-    json_decref(doc);
+    *index = top_is_array ? item : -1;
+}
+
+/* A number the parser could not hold (an integer beyond 64 bits, a real
+ * beyond a double's range) is reported on the field that holds it, so
+ * the client hears 422 about that field rather than a vague syntax error. */
+static int report_number_overflow(const char *buf, size_t len, size_t pos, struct api_error *err)
+{
+    char key[API_ERROR_FIELD_MAX];
+    long index;
+
+    locate_field(buf, len, pos, key, sizeof(key), &index);
+    if (key[0])
+        api_error_set(err, 422, "invalid_field", key, "%s is out of range", key);
+    else
+        api_error_set(err, 422, "invalid_body", NULL, "body holds a number out of range");
+    err->index = index;
     return -1;
 }
 
@@ -101,9 +118,7 @@ int body_parse(const char *buf, size_t len, json_t **out, struct api_error *err)
     if (!doc) {
         switch (json_error_code(&jerr)) {
         case json_error_numeric_overflow:
-            if (strstr(jerr.text, "integer"))
-                return report_huge_integer(buf, len, err);
-            break;
+            return report_number_overflow(buf, len, (size_t)jerr.position, err);
         case json_error_invalid_utf8:
             return api_error_set(err, 400, "malformed_json", NULL, "body is not valid UTF-8");
         default:

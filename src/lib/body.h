@@ -18,9 +18,10 @@
 #define BODY_MAX_DEPTH 64
 #define BODY_MAX_ITEMS 1000
 
-/* On success *out is a new reference the caller must json_decref(). An
- * integer too large for 64 bits is reported as 422 invalid_field on the
- * top-level field (and batch index) that holds it. */
+/* On success *out is a new reference the caller must json_decref(). A
+ * number too large to hold (an integer beyond 64 bits, a real beyond a
+ * double) is reported as 422 invalid_field on the top-level field (and
+ * batch index) that holds it. */
 int body_parse(const char *buf, size_t len, json_t **out, struct api_error *err);
 
 /* Nesting depth of a JSON text, counting the outermost array or object as

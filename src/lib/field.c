@@ -14,12 +14,51 @@ size_t field_utf8_length(const char *s, size_t len)
     return n;
 }
 
-static int is_blank(const char *s, size_t len)
+/* Decodes the code point at s[*i] (valid UTF-8) and advances *i. */
+static uint32_t next_code_point(const char *s, size_t *i)
 {
-    for (size_t i = 0; i < len; i++)
-        if (!strchr(" \t\r\n\v\f", s[i]))
+    const unsigned char *u = (const unsigned char *)s + *i;
+    if (u[0] < 0x80) {
+        *i += 1;
+        return u[0];
+    }
+    if (u[0] < 0xE0) {
+        *i += 2;
+        return (uint32_t)(u[0] & 0x1F) << 6 | (u[1] & 0x3F);
+    }
+    if (u[0] < 0xF0) {
+        *i += 3;
+        return (uint32_t)(u[0] & 0x0F) << 12 | (uint32_t)(u[1] & 0x3F) << 6 | (u[2] & 0x3F);
+    }
+    *i += 4;
+    return (uint32_t)(u[0] & 0x07) << 18 | (uint32_t)(u[1] & 0x3F) << 12 |
+           (uint32_t)(u[2] & 0x3F) << 6 | (u[3] & 0x3F);
+}
+
+/* Unicode White_Space, plus the invisible zero-width space and BOM. */
+static int is_space_code_point(uint32_t c)
+{
+    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200B) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+           c == 0x205F || c == 0x3000 || c == 0xFEFF;
+}
+
+int field_is_blank(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len;)
+        if (!is_space_code_point(next_code_point(s, &i)))
             return 0;
     return 1;
+}
+
+int field_has_space(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        uint32_t c = next_code_point(s, &i);
+        if (is_space_code_point(c) || c < 0x20 || c == 0x7F)
+            return 1;
+    }
+    return 0;
 }
 
 static int missing(const char *name, struct api_error *err)
@@ -65,7 +104,7 @@ int field_string(json_t *obj, const char *name, int required, size_t max_chars,
         return api_error_set(err, 422, "invalid_field", name, "%s must be a string", name);
     len = json_string_length(v);
     chars = field_utf8_length(json_string_value(v), len);
-    if (required && (len == 0 || is_blank(json_string_value(v), len)))
+    if (required && (len == 0 || field_is_blank(json_string_value(v), len)))
         return api_error_set(err, 422, "invalid_field", name, "%s must not be empty", name);
     if (chars > max_chars)
         return api_error_set(err, 422, "invalid_field", name,

@@ -42,6 +42,13 @@ int field_time(json_t *obj, const char *name, int64_t *ms, int *present, struct 
 int field_enum(json_t *obj, const char *name, const char *const *values, size_t count,
                const char **out, struct api_error *err);
 
+/* Whether a valid UTF-8 string is empty or only white space (Unicode
+ * White_Space, zero-width space, BOM). */
+int field_is_blank(const char *s, size_t len);
+
+/* Whether it holds any white space or control character. */
+int field_has_space(const char *s, size_t len);
+
 /* Code points in a valid UTF-8 string. */
 size_t field_utf8_length(const char *s, size_t len);
 

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <uuid/uuid.h>
 
@@ -22,6 +24,7 @@
 #define HEADER_VALUE_MAX 256
 #define MAX_PATH_SEGMENTS 8
 #define INITIAL_BODY_CAP 1024
+#define DISCARD_MAX_FACTOR 16 /* bytes read and dropped, in body limits */
 #define DRAIN_POLL_US 10000
 #define CONTENT_TYPE_JSON "application/json; charset=utf-8"
 #define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
@@ -71,6 +74,7 @@ struct http_request {
     int header_count;
     int status;  /* answered status, 0 while unanswered */
     int queued;  /* a response went to MHD */
+    int answered_raw; /* the early 413 was written to the socket */
     char *reply_body;
     size_t reply_len;
     const char *reply_type;
@@ -171,8 +175,33 @@ static void allow_add(char *allow, size_t size, const char *method)
     snprintf(allow + used, size - used, "%s%s", used ? ", " : "", method);
 }
 
-/* Finds the route for method and path; on failure fills req->error (404 or
- * 405 with req->allow). */
+static const struct http_route builtin_routes[];
+static const size_t builtin_route_count;
+
+/* Looks for method + path in one table; notes the methods the path allows. */
+static void match_table(http_request *req, const struct http_route *routes, size_t count,
+                        const char *lookup, const char *const *seg, const size_t *len, size_t n,
+                        int *path_known, int *bad_id)
+{
+    for (size_t i = 0; i < count; i++) {
+        const struct http_route *r = &routes[i];
+        int64_t id = 0;
+        if (!match_pattern(r->pattern, seg, len, n, &id, bad_id))
+            continue;
+        *path_known = 1;
+        allow_add(req->allow, sizeof(req->allow), r->method);
+        if (strcmp(r->method, "GET") == 0)
+            allow_add(req->allow, sizeof(req->allow), "HEAD");
+        if (!req->route && strcmp(r->method, lookup) == 0) {
+            req->route = r;
+            req->route_label = r->pattern;
+            req->path_id = id;
+        }
+    }
+}
+
+/* Finds the route for method and path, the built-in probes first; on
+ * failure sets req->next and req->error (404, or 405 with req->allow). */
 static void route_request(http_request *req, const char *method, const char *path)
 {
     const char *seg[MAX_PATH_SEGMENTS];
@@ -183,21 +212,10 @@ static void route_request(http_request *req, const char *method, const char *pat
 
     req->allow[0] = '\0';
     if (n != (size_t)-1) {
-        for (size_t i = 0; i < req->srv->route_count; i++) {
-            const struct http_route *r = &req->srv->routes[i];
-            int64_t id = 0;
-            if (!match_pattern(r->pattern, seg, len, n, &id, &bad_id))
-                continue;
-            path_known = 1;
-            allow_add(req->allow, sizeof(req->allow), r->method);
-            if (strcmp(r->method, "GET") == 0)
-                allow_add(req->allow, sizeof(req->allow), "HEAD");
-            if (strcmp(r->method, lookup) == 0) {
-                req->route = r;
-                req->route_label = r->pattern;
-                req->path_id = id;
-            }
-        }
+        match_table(req, builtin_routes, builtin_route_count, lookup, seg, len, n, &path_known,
+                    &bad_id);
+        match_table(req, req->srv->routes, req->srv->route_count, lookup, seg, len, n,
+                    &path_known, &bad_id);
     }
     if (req->route)
         return;
@@ -368,6 +386,7 @@ static const struct http_route builtin_routes[] = {
     {"GET", "/readyz", handle_readyz},
     {"GET", "/metrics", handle_metrics},
 };
+static const size_t builtin_route_count = ARRAY_LEN(builtin_routes);
 
 /* ----------------------------------------------------------- MHD glue */
 
@@ -415,15 +434,6 @@ static void begin_request(http_request *req, const char *url, const char *method
     req->next = NEXT_HANDLER;
     api_error_clear(&req->error);
 
-    /* Built-in routes first, at the root, then the service's own. */
-    for (size_t i = 0; i < ARRAY_LEN(builtin_routes); i++) {
-        if (strcmp(url, builtin_routes[i].pattern) == 0 &&
-            (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)) {
-            req->route = &builtin_routes[i];
-            req->route_label = builtin_routes[i].pattern;
-            return;
-        }
-    }
     route_request(req, method, url);
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, collect_param, req);
 
@@ -457,38 +467,77 @@ static void begin_request(http_request *req, const char *url, const char *method
     }
 }
 
-/* Stores a chunk of the body, or answers 413 the moment it passes the
- * limit. Bodies of requests already doomed to an error are discarded. */
+/* MHD 0.9.75 can queue an answer only before the body or after all of
+ * it, but API.md wants 413 as soon as a chunked body passes the limit. So
+ * the answer is written straight to the socket (a few hundred bytes, which
+ * a fresh connection's send buffer always takes), marked Connection:
+ * close; the rest of the body is then read and dropped until the client
+ * stops, and the connection closed. */
+static void answer_413_now(http_request *req)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct jsonw body;
+    char head[512];
+
+    jsonw_init(&body);
+    api_error_write(&req->error, &body);
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 413 Content Too Large\r\n"
+                     "Content-Type: " CONTENT_TYPE_JSON "\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Connection: close\r\n"
+                     "Access-Control-Allow-Origin: *\r\n"
+                     "X-Request-Id: %s\r\n\r\n",
+                     body.len, req->request_id);
+    if (info && n > 0 && (size_t)n < sizeof(head)) {
+        struct iovec iov[2] = {{head, (size_t)n}, {body.buf, body.len}};
+        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+        if (sendmsg(info->connect_fd, &msg, MSG_NOSIGNAL) < 0)
+            log_debug(req->request_id, "could not send the early 413");
+    }
+    req->status = 413;
+    req->answered_raw = 1;
+    jsonw_free(&body);
+}
+
+/* Stores a chunk of the body. Past the limit, or when the request is
+ * already doomed to an error, the rest is read and dropped, never kept; a
+ * client that keeps sending past DISCARD_MAX_FACTOR times the limit is
+ * disconnected. */
 static enum MHD_Result receive_body(http_request *req, const char *data, size_t size)
 {
     size_t limit = req->srv->cfg->body_limit;
 
-    if (req->body_len + size > limit) {
+    req->body_len += size;
+    if (req->body_len > limit && req->next == NEXT_HANDLER) {
         req->next = NEXT_ERROR;
         api_error_set(&req->error, 413, "payload_too_large", NULL,
                       "request body is larger than %zu bytes", limit);
-        return answer_error(req);
+        free(req->body);
+        req->body = NULL;
+        req->body_cap = 0;
+        answer_413_now(req);
     }
-    if (req->next != NEXT_HANDLER || !req->wants_body) {
-        req->body_len += size; /* counted against the limit, not kept */
-        return MHD_YES;
-    }
-    if (req->body_len + size > req->body_cap) {
+    if (req->next != NEXT_HANDLER || !req->wants_body)
+        return req->body_len / DISCARD_MAX_FACTOR > limit ? MHD_NO : MHD_YES;
+    if (req->body_len > req->body_cap) {
         size_t cap = req->body_cap ? req->body_cap : INITIAL_BODY_CAP;
-        while (cap < req->body_len + size)
+        while (cap < req->body_len)
             cap *= 2;
         if (cap > limit)
             cap = limit;
         req->body = xrealloc(req->body, cap);
         req->body_cap = cap;
     }
-    memcpy(req->body + req->body_len, data, size);
-    req->body_len += size;
+    memcpy(req->body + req->body_len - size, data, size);
     return MHD_YES;
 }
 
 static enum MHD_Result finish_request(http_request *req)
 {
+    if (req->answered_raw)
+        return MHD_NO; /* the early 413 went out: close the connection */
     if (req->next == NEXT_ERROR)
         return answer_error(req);
     if (req->next == NEXT_PREFLIGHT)

@@ -177,6 +177,8 @@ struct outbox_relay {
      * events behind it instead of having them sent again with every
      * retry. */
     int one_at_a_time;
+    /* A broker problem was logged as a warning: say when it is over. */
+    int outage_logged;
 
     pthread_t thread;
     pthread_mutex_t lock;
@@ -253,6 +255,9 @@ static int connect_broker(outbox_relay *r, int attempt)
     char err[OUTBOX_ERR_TEXT];
     enum log_level lvl = should_log(attempt) ? LOG_LVL_WARN : LOG_LVL_DEBUG;
 
+    if (lvl == LOG_LVL_WARN)
+        r->outage_logged = 1;
+
     r->mq = mq_open(r->amqp_url, r->connection_name, OUTBOX_HEARTBEAT_S, err,
                     sizeof(err));
     if (!r->mq) {
@@ -268,9 +273,10 @@ static int connect_broker(outbox_relay *r, int attempt)
         return -1;
     }
     atomic_store(&r->connected, 1);
-    /* Quiet while retrying a rejected batch; loud after an outage. */
-    log_write(should_log(attempt) ? LOG_LVL_INFO : LOG_LVL_DEBUG, NULL,
-              "outbox relay: connected to %s", r->amqp_url_log);
+    /* Quiet while retrying a rejected batch; heard after an outage. */
+    log_write(attempt == 0 || r->outage_logged ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+              NULL, "outbox relay: connected to %s", r->amqp_url_log);
+    r->outage_logged = 0;
     return 0;
 }
 
@@ -488,6 +494,7 @@ static void *relay_main(void *arg)
             if (mq_poll(r->mq) != MQ_OK) {
                 log_warn(NULL, "outbox relay: broker connection lost: %s",
                          mq_last_error(r->mq));
+                r->outage_logged = 1;
                 drop_broker(r);
             }
             continue;
@@ -511,6 +518,8 @@ static void *relay_main(void *arg)
                 sleep_stoppable(r, mq_backoff_ms(db_attempt++));
             }
         } else {
+            if (should_log(mq_attempt))
+                r->outage_logged = 1;
             log_write(should_log(mq_attempt) ? LOG_LVL_WARN : LOG_LVL_DEBUG,
                       NULL,
                       "outbox relay: batch from seq %lld not confirmed (%s): %s;"

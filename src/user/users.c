@@ -23,16 +23,14 @@ struct new_user {
 
 static const char *const user_fields[] = {"name", "email"};
 
-/* One '@' with something on each side, no whitespace or control bytes. */
+/* One '@' with something on each side; no white space or control
+ * characters anywhere. */
 static int valid_email(const char *s)
 {
     const char *at = strchr(s, '@');
     if (!at || at == s || at[1] == '\0' || strchr(at + 1, '@'))
         return 0;
-    for (const char *p = s; *p; p++)
-        if ((unsigned char)*p <= 0x20 || *p == 0x7f)
-            return 0;
-    return 1;
+    return !field_has_space(s, strlen(s));
 }
 
 static int parse_user(json_t *obj, void *item, struct api_error *err)

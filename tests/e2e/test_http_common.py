@@ -16,7 +16,7 @@ from contract import (ACCOUNTS, ANY, ORDERS, USERS,
                       describe, get, hexid, list_ok, make_account,
                       make_order, make_user, max_id, media_type, post,
                       post_raw, uemail, user_body, uuser_id)
-from helpers import http
+from helpers import http, wait_until
 
 MIB = 1024 * 1024
 
@@ -918,3 +918,90 @@ def test_every_listed_column_sorts(coll):
             assert rows, value
             if col in ("id", "user_id", "amount", "created_at"):
                 assert_sorted(rows, key=lambda r: r[col], descending=desc)
+
+
+def test_keep_alive_after_error_answers(svc):
+    with RawConn(svc.base) as c:
+        a = c.request("GET", "/nope")
+        assert a.status == 404
+        b = c.request("POST", svc.path,
+                      [("Content-Type", "application/json")], b"{}")
+        assert b.status == 422, b.text
+        d = c.request("GET", "/healthz")
+        assert d.status == 200
+
+
+def test_expect_100_continue(svc):
+    body = json.dumps(svc.make_body()).encode()
+    with RawConn(svc.base) as c:
+        c.send(c.request_bytes("POST", svc.path, [
+            ("Content-Type", "application/json"),
+            ("Expect", "100-continue"),
+            ("Content-Length", str(len(body)))]))
+        # A server may answer 100 Continue or simply wait for the body.
+        r, _, _ = select.select([c.sock], [], [], 2)
+        if r:
+            c._fill()
+            assert c.buf.startswith(b"HTTP/1.1 100"), c.buf[:200]
+        c.send(body)
+        resp = read_with_deadline(c, 10)
+    assert resp.status == 201, describe(resp)
+
+
+def test_request_id_is_logged(system):
+    rid = "logged-" + hexid()
+    resp = http("GET", system.user.base_url + "/nope",
+                headers={"X-Request-Id": rid})
+    assert resp.status == 404
+    resp = post(system.order.base_url, ORDERS,
+                {"user_id": uuser_id(), "amount": 1}, rid=rid + "o")
+    assert resp.status == 201
+    wait_until(lambda: rid in system.user.log_text(), timeout=5,
+               message="request id in the user-service log")
+    wait_until(lambda: rid + "o" in system.order.log_text(), timeout=5,
+               message="request id in the order-service log")
+
+
+def test_readyz_503_when_broker_is_down(fresh_system):
+    s = fresh_system()
+    bases = [s.user.base_url, s.order.base_url]
+    for b in bases:
+        assert http("GET", b + "/readyz").status == 200
+    s.broker.stop()
+    try:
+        for b in bases:
+            resp = wait_until(
+                lambda: (lambda r: r if r.status == 503 else None)(
+                    http("GET", b + "/readyz")),
+                timeout=30, message="readyz 503 with the broker down")
+            assert_json_ct(resp)
+            assert_cors(resp)
+            text = resp.text.lower()
+            assert any(w in text for w in ("broker", "amqp", "rabbitmq")), \
+                resp.text
+            # alive all the same
+            assert_healthy(b)
+    finally:
+        s.broker.start()
+    for b in bases:
+        wait_until(lambda: http("GET", b + "/readyz").status == 200,
+                   timeout=60, message="readyz 200 after the broker is back")
+
+
+def test_body_limit_is_configurable(fresh_system):
+    # API.md: "default 1 MiB, configurable". The option's name is the
+    # project's (BODY_LIMIT / --body-limit), not the contract's.
+    s = fresh_system(env={"BODY_LIMIT": "4096"})
+    for base, path, body in ((s.user.base_url, USERS, user_body()),
+                             (s.order.base_url, ORDERS,
+                              {"user_id": 1, "amount": 1})):
+        text = json.dumps(body).encode()
+        ok = text + b" " * (4096 - len(text))
+        resp = post_raw(base, path, ok)
+        assert resp.status == 201, describe(resp)
+        if path == USERS:
+            text = json.dumps(user_body()).encode()
+        over = text + b" " * (4097 - len(text))
+        resp = post_raw(base, path, over)
+        assert_error(resp, 413, "payload_too_large", field=None)
+        assert len(list_ok(base, path)) == 1

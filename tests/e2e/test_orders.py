@@ -100,7 +100,7 @@ def test_user_id_any_positive_integer(base, value):
 @pytest.mark.parametrize("raw_value", [
     '"7"', '""', "7.0", "1e2", "7.5", "0", "-1", "-0",
     "18446744073709551616", "99999999999999999999999",
-    "-9223372036854775809", "true", "false", "[7]", '{"id": 7}',
+    "-9223372036854775809", "1e400", "true", "false", "[7]", '{"id": 7}',
 ])
 def test_user_id_invalid(base, nothing_written, raw_value):
     resp = post_raw(base, ORDERS, '{"user_id": %s, "amount": 1}' % raw_value)
@@ -137,7 +137,8 @@ def test_amount_valid(base, uid, raw_amount, text):
 @pytest.mark.parametrize("raw_amount", [
     "0.001", "1e-3", "0.005", "1.001", "19.999", "1.005", "0", "0.0", "-0",
     "-0.0", "-1", "-0.01", "-50", "1e10", "1000000000.01", "1000000001",
-    "9223372036854775807", "18446744073709551616", "1e300",
+    "9223372036854775807", "18446744073709551616", "1e300", "1e400",
+    "-1e400", "1e-400",
     '"50"', '"50.00"', '""', "true", "false", "[50]", '{"value": 50}',
 ])
 def test_amount_invalid(base, uid, nothing_written, raw_amount):
