@@ -87,7 +87,9 @@ is_our_node() {
 
 read_pid() {
     local f=$1/rabbitmq.pid
-    [ -f "$f" ] && tr -dc '0-9' <"$f" || true
+    if [ -f "$f" ]; then
+        tr -dc '0-9' <"$f"
+    fi
 }
 
 ensure_cookie() {
@@ -96,7 +98,7 @@ ensure_cookie() {
         mkdir -p "$RABBIT_HOME"
         chown "$RABBIT_USER:" "$RABBIT_HOME"
         # 20 upper-case letters, like the cookie Erlang generates itself.
-        (umask 077 && LC_ALL=C tr -dc 'A-Z' </dev/urandom | head -c 20 >"$cookie")
+        (umask 077 && LC_ALL=C tr -dc 'ABCDEFGHIJKLMNOPQRSTUVWXYZ' </dev/urandom | head -c 20 >"$cookie")
         chown "$RABBIT_USER:" "$cookie"
         chmod 400 "$cookie"
     fi

@@ -100,7 +100,10 @@ run_unit() {
     fi
 
     for b in "${bins[@]}"; do
-        local out=$work/$(basename "$b").out err=$work/$(basename "$b").err rc
+        local name out err rc
+        name=$(basename "$b")
+        out=$work/$name.out
+        err=$work/$name.err
         echo "== unit: $(basename "$b")"
         (cd "$ROOT" && CMOCKA_MESSAGE_OUTPUT=TAP timeout -k 10 "$UNIT_TIMEOUT" "$b") >"$out" 2>"$err"
         rc=$?

@@ -37,6 +37,7 @@ struct db_pool {
     char *url;
     pthread_mutex_t lock;
     pthread_cond_t freed;
+    pthread_mutex_t write_lock; /* see struct db */
     int size;
     db **conns;      /* by slot; a slot's conn changes only on reopen */
     int *free_slots; /* stack of slots not acquired */
@@ -346,19 +347,39 @@ size_t db_col_len(db_stmt *st, int col)
     return st->conn->backend->col_len(st, col);
 }
 
+static void release_write_lock(db *conn)
+{
+    if (conn->holds_write_lock) {
+        conn->holds_write_lock = 0;
+        pthread_mutex_unlock(conn->write_lock);
+    }
+}
+
 int db_begin(db *conn)
 {
-    return conn->backend->begin(conn);
+    if (conn->write_lock && !conn->holds_write_lock) {
+        pthread_mutex_lock(conn->write_lock);
+        conn->holds_write_lock = 1;
+    }
+    int rc = conn->backend->begin(conn);
+    if (rc != DB_OK)
+        release_write_lock(conn);
+    return rc;
 }
 
 int db_commit(db *conn)
 {
-    return conn->backend->commit(conn);
+    int rc = conn->backend->commit(conn);
+    if (rc == DB_OK)
+        release_write_lock(conn); /* else the caller rolls back */
+    return rc;
 }
 
 int db_rollback(db *conn)
 {
-    return conn->backend->rollback(conn);
+    int rc = conn->backend->rollback(conn);
+    release_write_lock(conn);
+    return rc;
 }
 
 int db_ping(db *conn)
@@ -528,6 +549,12 @@ out:
 
 /* ---- pool --------------------------------------------------------------- */
 
+static void share_write_lock(db_pool *pool, db *conn)
+{
+    if (db_kind(conn) == DB_KIND_SQLITE)
+        conn->write_lock = &pool->write_lock;
+}
+
 db_pool *db_pool_open(const char *url, int size, char *err, size_t errlen)
 {
     db_pool *pool = NULL;
@@ -545,12 +572,14 @@ db_pool *db_pool_open(const char *url, int size, char *err, size_t errlen)
     pool->free_slots = xcalloc((size_t)size, sizeof(*pool->free_slots));
     pthread_mutex_init(&pool->lock, NULL);
     pthread_cond_init(&pool->freed, NULL);
+    pthread_mutex_init(&pool->write_lock, NULL);
     /* Opened up front so a bad URL or a missing directory stops start-up
      * instead of surfacing on the first request. */
     for (int i = 0; i < size; i++) {
         rc = db_open(url, &pool->conns[i], err, errlen);
         if (rc != DB_OK)
             goto out;
+        share_write_lock(pool, pool->conns[i]);
         pool->free_slots[pool->free_count++] = i;
     }
 out:
@@ -585,6 +614,7 @@ db *db_pool_acquire(db_pool *pool)
         db_fail(conn, DB_UNAVAILABLE, "reopen failed: %s", err);
         return conn;
     }
+    share_write_lock(pool, fresh);
     pthread_mutex_lock(&pool->lock);
     pool->conns[slot] = fresh;
     pthread_mutex_unlock(&pool->lock);
@@ -626,6 +656,7 @@ void db_pool_close(db_pool *pool)
         db_close(pool->conns[i]);
     pthread_cond_destroy(&pool->freed);
     pthread_mutex_destroy(&pool->lock);
+    pthread_mutex_destroy(&pool->write_lock);
     free(pool->free_slots);
     free(pool->conns);
     free(pool->url);

@@ -13,6 +13,7 @@
 #ifndef LIB_DB_INTERNAL_H
 #define LIB_DB_INTERNAL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -77,6 +78,12 @@ struct db {
     db_stmt *newest;
     db_stmt *oldest;
     size_t stmt_count;
+    /* SQLite admits one writer per file. Connections of one pool take
+     * this process-wide lock around write transactions, so threads queue
+     * for it fairly instead of sleeping in SQLite's busy handler and
+     * timing out under load. NULL outside pools and for PostgreSQL. */
+    pthread_mutex_t *write_lock;
+    int holds_write_lock;
 };
 
 extern const struct db_backend db_sqlite_backend;

@@ -78,9 +78,11 @@ class Broker:
         # cannot enter pytest's private (0700) temporary folders.
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="cqrs-e2e-rmq-",
                                                           dir="/tmp"))
+        self._pick_port = port is None
         self.port = port or free_port()
         self.running = False
         self.paused = False
+        self.started_once = False
 
     @property
     def amqp_url(self):
@@ -99,13 +101,24 @@ class Broker:
                               text=True, timeout=timeout)
 
     def start(self):
+        """Start the node. The first start of a Broker whose port was
+        picked here retries on new ports (another process may take a port
+        between our pick and the node's bind); later starts keep the port,
+        since clients hold the URL."""
         if self.running:
             return self
-        res = self._script("start", str(self.data_dir), str(self.port),
-                           timeout=BROKER_START_TIMEOUT)
-        if res.returncode != 0:
-            raise RuntimeError(f"broker did not start on port {self.port}:\n{res.stdout}")
+        attempts = 3 if (self._pick_port and not self.started_once) else 1
+        for attempt in range(attempts):
+            res = self._script("start", str(self.data_dir), str(self.port),
+                               timeout=BROKER_START_TIMEOUT)
+            if res.returncode == 0:
+                break
+            if attempt + 1 == attempts:
+                raise RuntimeError(f"broker did not start on port {self.port}:\n{res.stdout}")
+            self.port = free_port()
+            (self.data_dir / "nodename").unlink(missing_ok=True)
         self.running = True
+        self.started_once = True
         _track(self, True)
         return self
 
@@ -353,6 +366,7 @@ class System:
     def start(self):
         self.broker.start()
         for svc in self.services:
+            svc.amqp_url = self.broker.amqp_url  # the port is known now
             svc.start()
         return self
 
