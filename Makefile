@@ -51,9 +51,14 @@ $(BUILD)/bin/$(1)-service: $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/$(1)/*.c))
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 
+# Unit tests link the shared library; a test of a service's own module
+# also links that module's objects, named in UNIT_EXTRA_<test>.
+UNIT_EXTRA_test_event := $(BUILD)/src/invoice/event.o
+$(BUILD)/tests/test_event: $(UNIT_EXTRA_test_event)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcqrs.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(BUILD)/libcqrs.a $(LDLIBS_ALL) -lcmocka
+	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(UNIT_EXTRA_$*) $(BUILD)/libcqrs.a $(LDLIBS_ALL) -lcmocka
 
 unit-bins: $(UNIT_BINS)
 

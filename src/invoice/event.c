@@ -51,8 +51,9 @@ static int decode_order(json_t *data, struct event *ev, int64_t now_ms, struct a
                      err) ||
         field_time(data, "created_at", &ev->u.order.created_at_ms, &has_created, err))
         return -1;
-    if (!has_created)
-        ev->u.order.created_at_ms = ev->occurred_at_ms ? ev->occurred_at_ms : now_ms;
+    if (!has_created) /* occurred_at, already checked, may be 1970-01-01T00:00Z (0 ms) */
+        ev->u.order.created_at_ms =
+            json_is_string(json_object_get(ev->doc, "occurred_at")) ? ev->occurred_at_ms : now_ms;
     return 0;
 }
 

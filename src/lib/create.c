@@ -8,6 +8,20 @@
 #include "service.h"
 #include "util.h"
 
+/* One create request on its way through the group commit. */
+struct create_job {
+    struct groupcommit_job gc_job; /* first: the committer hands it back */
+    http_request *req;
+    const struct create_spec *spec;
+    struct create_target target; /* a copy: the caller's may be on its stack */
+    char *items; /* count parsed items of spec->item_size bytes */
+    size_t count;
+    int is_batch;
+    struct jsonw answer;
+    int64_t first_id;
+    struct api_error err;
+};
+
 /* Validates every item first so a bad item writes nothing. */
 static int parse_all(json_t *body, const struct create_spec *spec, size_t count, int is_batch,
                      char *items, struct api_error *err)
@@ -21,27 +35,25 @@ static int parse_all(json_t *body, const struct create_spec *spec, size_t count,
     return 0;
 }
 
-/* Inserts every item and its event in one transaction; answers into
- * *answer (an object, or an array when is_batch). */
-static int write_all(db *conn, const struct create_spec *spec, const struct create_target *target,
-                     const char *request_id, size_t count, int is_batch, const char *items,
-                     struct jsonw *answer, int64_t *first_id, struct api_error *err)
+/* On the committer thread, inside the group's transaction: inserts every
+ * item and its event, and writes the answer (an object, or an array when
+ * the body was a batch). */
+static int write_items(db *conn, struct groupcommit_job *gc_job)
 {
+    struct create_job *job = (struct create_job *)gc_job;
+    const struct create_spec *spec = job->spec;
+    const char *request_id = http_request_id(job->req);
     struct jsonw obj;
-    int rc;
+    int rc = DB_OK;
 
     jsonw_init(&obj);
-    rc = db_begin(conn);
-    if (rc != DB_OK) {
-        service_db_error(rc, err);
-        goto out;
-    }
-    if (is_batch)
-        jsonw_array_begin(answer);
-    for (size_t i = 0; i < count; i++) {
+    jsonw_reset(&job->answer);
+    if (job->is_batch)
+        jsonw_array_begin(&job->answer);
+    for (size_t i = 0; i < job->count && rc == DB_OK; i++) {
         int64_t id = 0;
         jsonw_reset(&obj);
-        rc = spec->insert(conn, items + i * spec->item_size, &obj, &id, err);
+        rc = spec->insert(conn, job->items + i * spec->item_size, &obj, &id, &job->err);
         if (rc == DB_OK) {
             struct outbox_event ev = {
                 .type = spec->event_type,
@@ -50,71 +62,81 @@ static int write_all(db *conn, const struct create_spec *spec, const struct crea
                 .correlation_id = request_id,
                 .occurred_at_ms = util_now_ms(),
             };
-            rc = outbox_append(conn, target->service, &ev);
+            rc = outbox_append(conn, job->target.service, &ev);
             if (rc != DB_OK)
-                service_db_error(rc, err);
+                service_db_error(rc, &job->err);
         }
         if (rc != DB_OK) {
-            err->index = is_batch ? (long)i : -1;
-            goto out;
+            job->err.index = job->is_batch ? (long)i : -1;
+            if (job->err.status >= 500)
+                log_warn(request_id, "create %s failed: %s", spec->event_type, db_errmsg(conn));
+            break;
         }
         if (i == 0)
-            *first_id = id;
-        jsonw_raw(answer, obj.buf, obj.len);
+            job->first_id = id;
+        jsonw_raw(&job->answer, obj.buf, obj.len);
     }
-    if (is_batch)
-        jsonw_array_end(answer);
-    rc = db_commit(conn);
-    if (rc != DB_OK)
-        service_db_error(rc, err);
-out:
-    if (rc != DB_OK) {
-        if (err->status >= 500)
-            log_warn(request_id, "create %s failed: %s", spec->event_type, db_errmsg(conn));
-        db_rollback(conn);
-    }
+    if (job->is_batch)
+        jsonw_array_end(&job->answer);
     jsonw_free(&obj);
     return rc;
+}
+
+static void free_job(struct create_job *job)
+{
+    free(job->items);
+    jsonw_free(&job->answer);
+    free(job);
+}
+
+/* On the committer thread, once the group's fate is known. */
+static void answer(struct groupcommit_job *gc_job, int rc)
+{
+    struct create_job *job = (struct create_job *)gc_job;
+    http_request *req = job->req;
+
+    if (rc == DB_OK) {
+        outbox_relay_wake(job->target.relay);
+        if (!job->is_batch) {
+            char location[128];
+            snprintf(location, sizeof(location), "%s%lld", job->spec->location_prefix,
+                     (long long)job->first_id);
+            http_add_header(req, "Location", location);
+        }
+        http_reply(req, 201, &job->answer);
+    } else {
+        /* The job's own error (409, 422), or the group's commit failure. */
+        if (!job->err.status)
+            service_db_error(rc, &job->err);
+        http_reply_error(req, &job->err);
+    }
+    free_job(job);
+    http_resume(req);
 }
 
 void create_handle(http_request *req, const struct create_spec *spec,
                    const struct create_target *target)
 {
     json_t *body = http_body(req);
-    struct api_error err;
-    struct jsonw answer;
-    size_t count;
-    int is_batch;
-    int64_t first_id = 0;
-    char *items = NULL;
+    struct create_job *job = xcalloc(1, sizeof(*job));
 
-    api_error_clear(&err);
-    jsonw_init(&answer);
-    if (body_items(body, BODY_MAX_ITEMS, &count, &is_batch, &err) != 0)
-        goto fail;
-    items = xcalloc(count, spec->item_size);
-    if (parse_all(body, spec, count, is_batch, items, &err) != 0)
-        goto fail;
+    api_error_clear(&job->err);
+    jsonw_init(&job->answer);
+    job->req = req;
+    job->spec = spec;
+    job->target = *target;
+    if (body_items(body, BODY_MAX_ITEMS, &job->count, &job->is_batch, &job->err) != 0)
+        goto invalid;
+    job->items = xcalloc(job->count, spec->item_size);
+    if (parse_all(body, spec, job->count, job->is_batch, job->items, &job->err) != 0)
+        goto invalid;
 
-    db *conn = db_pool_acquire(target->pool);
-    int rc = write_all(conn, spec, target, http_request_id(req), count, is_batch, items, &answer,
-                       &first_id, &err);
-    db_pool_release(target->pool, conn);
-    if (rc != DB_OK)
-        goto fail;
-
-    outbox_relay_wake(target->relay);
-    if (!is_batch) {
-        char location[128];
-        snprintf(location, sizeof(location), "%s%lld", spec->location_prefix,
-                 (long long)first_id);
-        http_add_header(req, "Location", location);
-    }
-    http_reply(req, 201, &answer);
-    goto out;
-fail:
-    http_reply_error(req, &err);
-out:
-    free(items);
-    jsonw_free(&answer);
+    job->gc_job.run = write_items;
+    job->gc_job.done = answer;
+    http_suspend(req);
+    groupcommit_submit(target->gc, &job->gc_job);
+    return;
+invalid:
+    http_reply_error(req, &job->err);
+    free_job(job);
 }

@@ -2,10 +2,11 @@
  * create: the shape every create endpoint shares (API.md "POST" rules).
  *
  * The body is one object or an array of 1..1000 objects. Every item is
- * validated before anything is written; then one transaction inserts every
- * item and appends one event per item to the outbox, so the whole batch
- * and its events commit together or not at all. The answer is 201 with
- * the created object (and Location) or the array of created objects.
+ * validated before anything is written; then the group-commit thread
+ * inserts every item and appends one event per item to the outbox inside
+ * one savepoint of a shared transaction, so the whole batch and its events
+ * commit together or not at all, and are durable before the client hears
+ * 201 with the created object (and Location) or the array of them.
  * Errors about an item carry its "index" when the body was an array.
  */
 #ifndef LIB_CREATE_H
@@ -17,6 +18,7 @@
 
 #include "api_error.h"
 #include "db.h"
+#include "groupcommit.h"
 #include "http.h"
 #include "jsonw.h"
 #include "outbox.h"
@@ -26,7 +28,8 @@ struct create_spec {
     /* Validates one JSON object into *item (strings borrowed from obj). */
     int (*parse)(json_t *obj, void *item, struct api_error *err);
     /* Inserts one item inside the open transaction and writes the created
-     * object to out; returns DB_OK, or fills err and returns an error. */
+     * object to out; returns DB_OK, or fills err and returns an error.
+     * Runs on the group-commit thread. */
     int (*insert)(db *conn, const void *item, struct jsonw *out, int64_t *id,
                   struct api_error *err);
     const char *event_type;      /* "user.created" */
@@ -35,8 +38,8 @@ struct create_spec {
 
 struct create_target {
     const char *service; /* event source */
-    db_pool *pool;
-    outbox_relay *relay;
+    groupcommit *gc;     /* the writes */
+    outbox_relay *relay; /* woken after each commit */
 };
 
 void create_handle(http_request *req, const struct create_spec *spec,

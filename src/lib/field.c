@@ -55,7 +55,7 @@ int field_has_space(const char *s, size_t len)
 {
     for (size_t i = 0; i < len;) {
         uint32_t c = next_code_point(s, &i);
-        if (is_space_code_point(c) || c < 0x20 || c == 0x7F)
+        if (is_space_code_point(c) || c < 0x20 || (c >= 0x7F && c <= 0x9F))
             return 1;
     }
     return 0;
@@ -81,7 +81,10 @@ int field_reject_unknown(json_t *obj, const char *const *allowed, size_t count,
             /* Echo only a bounded, printable name; the key is client text. */
             char shown[API_ERROR_FIELD_MAX];
             size_t n = strlen(key);
-            if (n >= sizeof(shown) || field_utf8_length(key, n) != n)
+            int printable = n > 0 && n < sizeof(shown);
+            for (size_t k = 0; printable && k < n; k++)
+                printable = key[k] >= 0x20 && key[k] < 0x7f;
+            if (!printable)
                 return api_error_set(err, 422, "unknown_field", NULL,
                                      "body has a field that is not allowed");
             memcpy(shown, key, n + 1);

@@ -75,6 +75,8 @@ struct http_request {
     int status;  /* answered status, 0 while unanswered */
     int queued;  /* a response went to MHD */
     int answered_raw; /* the early 413 was written to the socket */
+    int suspended;       /* waiting for another thread's answer */
+    atomic_int resumed;  /* that answer is ready */
     char *reply_body;
     size_t reply_len;
     const char *reply_type;
@@ -538,6 +540,8 @@ static enum MHD_Result finish_request(http_request *req)
 {
     if (req->answered_raw)
         return MHD_NO; /* the early 413 went out: close the connection */
+    if (req->suspended) /* called again once resumed, with the answer set */
+        return atomic_load(&req->resumed) ? queue_reply(req) : MHD_YES;
     if (req->next == NEXT_ERROR)
         return answer_error(req);
     if (req->next == NEXT_PREFLIGHT)
@@ -547,6 +551,8 @@ static enum MHD_Result finish_request(http_request *req)
             return answer_error(req);
     }
     req->route->handler(req, req->srv->app);
+    if (req->suspended)
+        return MHD_YES; /* answered from another thread, then resumed */
     return queue_reply(req);
 }
 
@@ -631,7 +637,7 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
     struct sockaddr_in6 addr6;
     const struct sockaddr *addr;
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                         MHD_USE_ERROR_LOG;
+                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
     srv->cfg = cfg;
     srv->routes = conf->routes;
@@ -693,6 +699,18 @@ void http_server_stop(http_server *srv)
                  srv->cfg->shutdown_timeout_s);
     MHD_stop_daemon(srv->daemon);
     free(srv);
+}
+
+void http_suspend(http_request *req)
+{
+    req->suspended = 1;
+    MHD_suspend_connection(req->conn);
+}
+
+void http_resume(http_request *req)
+{
+    atomic_store(&req->resumed, 1);
+    MHD_resume_connection(req->conn);
 }
 
 /* ------------------------------------------------------ request access */

@@ -74,4 +74,12 @@ void http_add_header(http_request *req, const char *name, const char *value);
 void http_reply(http_request *req, int status, struct jsonw *w);
 void http_reply_error(http_request *req, const struct api_error *err);
 
+/* For a handler whose work finishes on another thread (the group-commit
+ * thread, say): call http_suspend() before handing the work off and
+ * return; that thread answers with http_reply()/http_reply_error() and
+ * then calls http_resume(). The request, its body included, stays valid
+ * until then; the HTTP worker thread is free meanwhile. */
+void http_suspend(http_request *req);
+void http_resume(http_request *req);
+
 #endif

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define JSONW_MAX_DEPTH 32
+#define JSONW_MAX_DEPTH 32 /* deepest nesting written; ours is about 4 */
 
 struct jsonw {
     char *buf;       /* NUL-terminated output, owned */

@@ -172,7 +172,7 @@ static bool starts_param(const char *url, const char *p)
  * written left to right, so a too-small buffer can cut it short but never
  * reveal a password.
  */
-void log_redact_url(const char *url, char *buf, size_t size)
+static void redact_one(const char *url, char *buf, size_t size)
 {
     static const char key[] = "password=";
     struct out o = {buf, size, 0};
@@ -217,4 +217,35 @@ void log_redact_url(const char *url, char *buf, size_t size)
         p = value + vlen;
     }
     append(&o, p, strlen(p));
+}
+
+/* A broker cluster is a comma-separated list of URLs: each has its own
+ * password to hide. */
+void log_redact_url(const char *url, char *buf, size_t size)
+{
+    char one[512], shown[512];
+    size_t used = 0;
+
+    if (!url || !strchr(url, ',') || !strstr(url, "://")) {
+        redact_one(url, buf, size);
+        return;
+    }
+    if (size == 0)
+        return;
+    buf[0] = '\0';
+    for (const char *p = url; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n >= sizeof(one))
+            n = sizeof(one) - 1; /* cut, never shown past the password */
+        memcpy(one, p, n);
+        one[n] = '\0';
+        redact_one(one, shown, sizeof(shown));
+        used += (size_t)snprintf(buf + used, used < size ? size - used : 0, "%s%s",
+                                 used ? "," : "", shown);
+        if (used >= size)
+            break;
+        p += strcspn(p, ",");
+        if (*p == ',')
+            p++;
+    }
 }

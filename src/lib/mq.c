@@ -192,8 +192,8 @@ static int rpc_check(mq *m, const char *what)
 
 /* ---- connection ---- */
 
-mq *mq_open(const char *url, const char *name, int heartbeat_s, char *err,
-            size_t errlen)
+static mq *open_one(const char *url, const char *name, int heartbeat_s, char *err,
+                    size_t errlen)
 {
     char *copy = xstrdup(url ? url : "");
     struct amqp_connection_info ci;
@@ -299,6 +299,25 @@ fail:
     free(copy);
     mq_close(m);
     return NULL;
+}
+
+/* A cluster is given as a comma-separated list of URLs: each is tried in
+ * turn, so a service fails over to the next node when one goes away. */
+mq *mq_open(const char *urls, const char *name, int heartbeat_s, char *err, size_t errlen)
+{
+    const char *p = urls ? urls : "";
+    mq *m = NULL;
+
+    do {
+        size_t n = strcspn(p, ",");
+        char *one = xstrndup(p, n);
+        m = open_one(one, name, heartbeat_s, err, errlen);
+        free(one);
+        p += n;
+        if (*p == ',')
+            p++;
+    } while (!m && *p);
+    return m;
 }
 
 static void free_queued(mq *m)

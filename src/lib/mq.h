@@ -35,6 +35,8 @@ enum mq_result {
 
 /* Connects (TCP, login, channel 1) to an AMQP URL such as
  * amqp://guest:guest@127.0.0.1:5672/ ; vhost "/" when the path is empty.
+ * For a cluster, url may list several URLs separated by commas: they are
+ * tried in order and the first that answers is used.
  * name is shown in the broker's connection list. heartbeat in seconds.
  * Returns NULL and fills err on failure. */
 mq *mq_open(const char *url, const char *name, int heartbeat_s, char *err,

@@ -6,6 +6,7 @@
 #include "service.h"
 
 #define RELAY_POLL_INTERVAL_MS 1000
+#define GROUP_COMMIT_MAX 256 /* requests sharing one commit, at most */
 
 static void readiness(void *app, int *database_ok, int *broker_ok)
 {
@@ -32,6 +33,12 @@ int writer_main(const struct writer_service *svc, int argc, char **argv)
     app.pool = service_open_database(&cfg, svc->migrations, svc->migration_count);
     if (!app.pool)
         goto out;
+
+    app.gc = groupcommit_start(cfg.database_url, GROUP_COMMIT_MAX, err, sizeof(err));
+    if (!app.gc) {
+        log_error(NULL, "cannot start the group commit: %s", err);
+        goto out;
+    }
 
     struct outbox_relay_config relay_cfg = {
         .database_url = cfg.database_url,
@@ -64,6 +71,7 @@ int writer_main(const struct writer_service *svc, int argc, char **argv)
     http_server_stop(http);
     status = EXIT_SUCCESS;
 out:
+    groupcommit_stop(app.gc);
     if (app.relay)
         outbox_relay_stop(app.relay);
     if (app.pool)

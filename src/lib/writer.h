@@ -12,13 +12,15 @@
 
 #include "config.h"
 #include "db.h"
+#include "groupcommit.h"
 #include "http.h"
 #include "outbox.h"
 
 /* What handlers of a write-side service receive as their app pointer. */
 struct writer_app {
     const struct config *cfg;
-    db_pool *pool;
+    db_pool *pool;      /* reads */
+    groupcommit *gc;    /* writes, sharing their commits */
     outbox_relay *relay;
 };
 

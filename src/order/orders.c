@@ -98,7 +98,7 @@ static const struct create_spec order_create = {
 void orders_create(http_request *req, void *app)
 {
     struct writer_app *a = app;
-    struct create_target target = {SERVICE_NAME, a->pool, a->relay};
+    struct create_target target = {SERVICE_NAME, a->gc, a->relay};
     create_handle(req, &order_create, &target);
 }
 

@@ -145,7 +145,7 @@ static const struct create_spec account_create = {
 void accounts_create(http_request *req, void *app)
 {
     struct writer_app *a = app;
-    struct create_target target = {SERVICE_NAME, a->pool, a->relay};
+    struct create_target target = {SERVICE_NAME, a->gc, a->relay};
     create_handle(req, &account_create, &target);
 }
 

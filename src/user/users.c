@@ -101,7 +101,7 @@ static const struct create_spec user_create = {
 void users_create(http_request *req, void *app)
 {
     struct writer_app *a = app;
-    struct create_target target = {SERVICE_NAME, a->pool, a->relay};
+    struct create_target target = {SERVICE_NAME, a->gc, a->relay};
     create_handle(req, &user_create, &target);
 }
 

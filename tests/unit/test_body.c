@@ -106,8 +106,13 @@ static char *nested_objects(size_t n, size_t *len)
 
 static void test_empty_body(void **state)
 {
+    struct api_error err;
+    json_t *doc;
     (void)state;
+
     expect_malformed("", 0);
+    assert_int_equal(parse("", 0, &doc, &err), -1);
+    assert_string_equal(err.message, "request body is empty");
     /* A NULL buffer of length 0 is what an absent body looks like. */
     expect_malformed(NULL, 0);
     expect_malformed(LIT(" "));
@@ -129,6 +134,8 @@ static void test_not_json(void **state)
     expect_malformed(LIT("{\"a\":\"tab\there\"}"));
     expect_malformed(LIT("{\"a\":1}\0"));
     expect_malformed(LIT("\0{\"a\":1}"));
+    /* An escaped NUL would cut a stored C string short. */
+    expect_malformed(LIT("{\"a\":\"x\\u0000y\"}"));
 }
 
 static void test_not_json_message_does_not_echo_input(void **state)
@@ -151,11 +158,11 @@ static void test_invalid_utf8(void **state)
     (void)state;
 
     expect_malformed(LIT("{\"name\":\"\xff\"}"));
-    expect_malformed(LIT("{\"name\":\"caf\xc3\"}"));        /* truncated sequence */
-    expect_malformed(LIT("{\"name\":\"\xc0\xaf\"}"));       /* overlong '/' */
-    expect_malformed(LIT("{\"name\":\"\xed\xa0\x80\"}"));   /* UTF-16 surrogate */
+    expect_malformed(LIT("{\"name\":\"caf\xc3\"}"));          /* truncated sequence */
+    expect_malformed(LIT("{\"name\":\"\xc0\xaf\"}"));         /* overlong '/' */
+    expect_malformed(LIT("{\"name\":\"\xed\xa0\x80\"}"));     /* UTF-16 surrogate */
     expect_malformed(LIT("{\"name\":\"\xf4\x90\x80\x80\"}")); /* above U+10FFFF */
-    expect_malformed(LIT("{\"n\xe9\":\"x\"}"));             /* Latin-1 in a key */
+    expect_malformed(LIT("{\"n\xe9\":\"x\"}"));               /* Latin-1 in a key */
 
     assert_int_equal(parse(LIT("{\"name\":\"\xff\"}"), &doc, &err), -1);
     assert_non_null(strstr(err.message, "UTF-8"));
@@ -318,10 +325,8 @@ static void test_integer_beyond_64_bits(void **state)
     assert_int_equal(json_integer_value(json_object_get(doc, "user_id")), INT64_MIN);
     json_decref(doc);
 
-    expect_rejected(LIT("{\"user_id\":9223372036854775808}"), 422, "invalid_field", "user_id",
-                    -1);
-    expect_rejected(LIT("{\"user_id\":-9223372036854775809}"), 422, "invalid_field", "user_id",
-                    -1);
+    expect_rejected(LIT("{\"user_id\":9223372036854775808}"), 422, "invalid_field", "user_id", -1);
+    expect_rejected(LIT("{\"user_id\":-9223372036854775809}"), 422, "invalid_field", "user_id", -1);
     expect_rejected(LIT("{\"name\":\"a,b:c\",\"user_id\":18446744073709551616,\"x\":1}"), 422,
                     "invalid_field", "user_id", -1);
     expect_rejected(LIT("{ \"user_id\" : 99999999999999999999999999 }"), 422, "invalid_field",
@@ -329,17 +334,17 @@ static void test_integer_beyond_64_bits(void **state)
     /* Nested: the top-level field that holds it is named. */
     expect_rejected(LIT("{\"a\":1,\"data\":{\"id\":1,\"user_id\":99999999999999999999}}"), 422,
                     "invalid_field", "data", -1);
-    expect_rejected(LIT("{\"list\":[1,2,{\"k\":[99999999999999999999]}]}"), 422,
-                    "invalid_field", "list", -1);
+    expect_rejected(LIT("{\"list\":[1,2,{\"k\":[99999999999999999999]}]}"), 422, "invalid_field",
+                    "list", -1);
 }
 
 static void test_integer_beyond_64_bits_in_batch(void **state)
 {
     (void)state;
-    expect_rejected(LIT("[{\"user_id\":99999999999999999999}]"), 422, "invalid_field",
-                    "user_id", 0);
-    expect_rejected(LIT("[{\"user_id\":1,\"amount\":2},{\"user_id\":99999999999999999999}]"),
-                    422, "invalid_field", "user_id", 1);
+    expect_rejected(LIT("[{\"user_id\":99999999999999999999}]"), 422, "invalid_field", "user_id",
+                    0);
+    expect_rejected(LIT("[{\"user_id\":1,\"amount\":2},{\"user_id\":99999999999999999999}]"), 422,
+                    "invalid_field", "user_id", 1);
     /* Commas in strings and nested values do not count as items. */
     expect_rejected(LIT("[{\"d\":\"a,b,[c\"},{\"l\":[1,2,3],\"o\":{\"p\":1,\"q\":2}},"
                         "{\"x\":1,\"amount\":18446744073709551616}]"),
@@ -353,8 +358,8 @@ static void test_real_beyond_double(void **state)
     expect_rejected(LIT("{\"amount\":-1e400}"), 422, "invalid_field", "amount", -1);
     expect_rejected(LIT("{\"user_id\":1,\"amount\":1.5e999,\"description\":\"x\"}"), 422,
                     "invalid_field", "amount", -1);
-    expect_rejected(LIT("[{\"amount\":1},{\"amount\":2},{\"amount\":1e400}]"), 422,
-                    "invalid_field", "amount", 2);
+    expect_rejected(LIT("[{\"amount\":1},{\"amount\":2},{\"amount\":1e400}]"), 422, "invalid_field",
+                    "amount", 2);
     /* The largest doubles are in range; a tiny number underflows to zero
      * without an error, and the field's own rule judges it. */
     json_t *doc = expect_parsed(LIT("{\"amount\":1e308}"));
@@ -477,8 +482,7 @@ static void test_items_array(void **state)
     assert_int_equal(count, 1);
     assert_int_equal(is_batch, 1);
 
-    assert_int_equal(items_of("[{},{\"b\":2},{\"c\":[]}]", BODY_MAX_ITEMS, &count, &is_batch,
-                              &err),
+    assert_int_equal(items_of("[{},{\"b\":2},{\"c\":[]}]", BODY_MAX_ITEMS, &count, &is_batch, &err),
                      0);
     assert_int_equal(count, 3);
     assert_int_equal(is_batch, 1);

@@ -90,6 +90,17 @@ static void test_redaction_in_small_buffers(void **state)
     assert_string_equal(buf, "");
 }
 
+/* A cluster's URL list hides every node's password. */
+static void test_redacts_each_url_of_a_list(void **state)
+{
+    char buf[256];
+    (void)state;
+    log_redact_url("amqp://u:p1@h1:1/,amqp://v:p2@h2:2/,amqp://h3/", buf, sizeof(buf));
+    assert_string_equal(buf, "amqp://u:***@h1:1/,amqp://v:***@h2:2/,amqp://h3/");
+    assert_null(strstr(buf, "p1"));
+    assert_null(strstr(buf, "p2"));
+}
+
 static void test_level_parse(void **state)
 {
     (void)state;
@@ -309,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_leaves_urls_without_password),
         cmocka_unit_test(test_redacts_password_parameters),
         cmocka_unit_test(test_redaction_in_small_buffers),
+        cmocka_unit_test(test_redacts_each_url_of_a_list),
         cmocka_unit_test(test_level_parse),
         cmocka_unit_test(test_line_format),
         cmocka_unit_test(test_errno_and_percent_m),

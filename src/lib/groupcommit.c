@@ -1,0 +1,161 @@
+#include "groupcommit.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+
+struct groupcommit {
+    char *url;
+    int max_group;
+    db *conn; /* the committer's own; NULL after it was found broken */
+
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct groupcommit_job *head, *tail;
+    int stopping;
+};
+
+/* Runs one job inside its savepoint. */
+static void run_job(db *conn, struct groupcommit_job *job, int *rc)
+{
+    if (db_exec(conn, "SAVEPOINT job") != DB_OK) {
+        *rc = DB_ERROR;
+        return;
+    }
+    *rc = job->run(conn, job);
+    if (*rc != DB_OK)
+        db_exec(conn, "ROLLBACK TO SAVEPOINT job");
+    db_exec(conn, "RELEASE SAVEPOINT job");
+}
+
+/* One transaction for the whole group; then every job hears its fate. */
+static void commit_group(groupcommit *gc, struct groupcommit_job *group, int count)
+{
+    int rcs_local[64];
+    int *rcs = count <= 64 ? rcs_local : xcalloc((size_t)count, sizeof(int));
+    int rc = DB_OK, i = 0;
+    struct groupcommit_job *job, *next;
+
+    if (!gc->conn) {
+        char err[256];
+        if (db_open(gc->url, &gc->conn, err, sizeof(err)) != DB_OK) {
+            log_warn(NULL, "group commit: cannot open the database: %s", err);
+            gc->conn = NULL;
+            rc = DB_UNAVAILABLE;
+        }
+    }
+    if (rc == DB_OK)
+        rc = db_begin(gc->conn);
+    if (rc == DB_OK) {
+        for (job = group, i = 0; job; job = job->next, i++)
+            run_job(gc->conn, job, &rcs[i]);
+        rc = db_commit(gc->conn);
+        if (rc != DB_OK) {
+            log_warn(NULL, "group commit of %d failed: %s", count, db_errmsg(gc->conn));
+            db_rollback(gc->conn);
+        }
+    }
+    if (rc == DB_UNAVAILABLE && gc->conn) {
+        db_close(gc->conn); /* reopened for the next group */
+        gc->conn = NULL;
+    }
+    metrics_observe("group_commit_size", NULL, count);
+    for (job = group, i = 0; job; job = next, i++) {
+        next = job->next; /* done() may free the job */
+        job->done(job, rc == DB_OK ? rcs[i] : rc);
+    }
+    if (rcs != rcs_local)
+        free(rcs);
+}
+
+static void *committer(void *arg)
+{
+    groupcommit *gc = arg;
+
+    pthread_mutex_lock(&gc->mu);
+    for (;;) {
+        while (!gc->head && !gc->stopping)
+            pthread_cond_wait(&gc->cv, &gc->mu);
+        if (!gc->head)
+            break; /* stopping, and nothing left */
+        /* Take up to max_group jobs off the queue. */
+        struct groupcommit_job *group = gc->head, *last = gc->head;
+        int count = 1;
+        while (last->next && count < gc->max_group) {
+            last = last->next;
+            count++;
+        }
+        gc->head = last->next;
+        if (!gc->head)
+            gc->tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&gc->mu);
+        commit_group(gc, group, count);
+        pthread_mutex_lock(&gc->mu);
+    }
+    pthread_mutex_unlock(&gc->mu);
+    return NULL;
+}
+
+groupcommit *groupcommit_start(const char *url, int max_group, char *err, size_t errlen)
+{
+    groupcommit *gc = xcalloc(1, sizeof(*gc));
+
+    gc->url = xstrdup(url);
+    gc->max_group = max_group > 0 ? max_group : 1;
+    if (db_open(url, &gc->conn, err, errlen) != DB_OK) {
+        free(gc->url);
+        free(gc);
+        return NULL;
+    }
+    pthread_mutex_init(&gc->mu, NULL);
+    pthread_cond_init(&gc->cv, NULL);
+    metrics_describe("group_commit_size", "histogram",
+                     "Write requests sharing one durable commit.");
+    if (pthread_create(&gc->thread, NULL, committer, gc) != 0) {
+        snprintf(err, errlen, "cannot start the group-commit thread");
+        db_close(gc->conn);
+        pthread_mutex_destroy(&gc->mu);
+        pthread_cond_destroy(&gc->cv);
+        free(gc->url);
+        free(gc);
+        return NULL;
+    }
+    return gc;
+}
+
+void groupcommit_submit(groupcommit *gc, struct groupcommit_job *job)
+{
+    job->next = NULL;
+    pthread_mutex_lock(&gc->mu);
+    if (gc->tail)
+        gc->tail->next = job;
+    else
+        gc->head = job;
+    gc->tail = job;
+    pthread_cond_signal(&gc->cv);
+    pthread_mutex_unlock(&gc->mu);
+}
+
+void groupcommit_stop(groupcommit *gc)
+{
+    if (!gc)
+        return;
+    pthread_mutex_lock(&gc->mu);
+    gc->stopping = 1;
+    pthread_cond_signal(&gc->cv);
+    pthread_mutex_unlock(&gc->mu);
+    pthread_join(gc->thread, NULL);
+    if (gc->conn)
+        db_close(gc->conn);
+    pthread_mutex_destroy(&gc->mu);
+    pthread_cond_destroy(&gc->cv);
+    free(gc->url);
+    free(gc);
+}

@@ -1,0 +1,45 @@
+/*
+ * groupcommit: durable writes that share their fsync.
+ *
+ * With synchronous=FULL every commit costs an fsync. Requests that arrive
+ * together are therefore written by one committer thread in ONE
+ * transaction, each inside its own savepoint (so one request's conflict
+ * rolls back only its own rows), and all are answered after that single
+ * commit. No request hears success before its rows are durable, and a
+ * failed commit fails every request of the group.
+ *
+ * A job is owned by its submitter and must stay valid until its done()
+ * callback has run; done() runs on the committer thread.
+ */
+#ifndef LIB_GROUPCOMMIT_H
+#define LIB_GROUPCOMMIT_H
+
+#include "db.h"
+
+typedef struct groupcommit groupcommit;
+struct groupcommit_job;
+
+/* Writes inside the open transaction; returns DB_OK or an error (the
+ * job's savepoint is then rolled back). */
+typedef int (*groupcommit_run_fn)(db *conn, struct groupcommit_job *job);
+/* Told the final outcome: DB_OK only if the group committed. */
+typedef void (*groupcommit_done_fn)(struct groupcommit_job *job, int rc);
+
+struct groupcommit_job {
+    groupcommit_run_fn run;
+    groupcommit_done_fn done;
+    void *arg;
+    struct groupcommit_job *next; /* queue link, owned by groupcommit */
+};
+
+/* Starts the committer with its own connection to url; NULL on failure
+ * (err filled). max_group bounds the jobs sharing one transaction. */
+groupcommit *groupcommit_start(const char *url, int max_group, char *err, size_t errlen);
+
+/* Queues a job; its done() will be called exactly once. */
+void groupcommit_submit(groupcommit *gc, struct groupcommit_job *job);
+
+/* Finishes every queued job, then stops the thread and frees. */
+void groupcommit_stop(groupcommit *gc);
+
+#endif
