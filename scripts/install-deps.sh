@@ -4,12 +4,12 @@
 set -eu
 
 PACKAGES="
-build-essential pkg-config
+build-essential pkg-config clang libclang-rt-14-dev
 libmicrohttpd-dev libjansson-dev librabbitmq-dev libsqlite3-dev libpq-dev
 uuid-dev libcmocka-dev
-rabbitmq-server
+rabbitmq-server postgresql
 python3 python3-pytest python3-pytest-timeout python3-pika python3-requests
-curl jq sqlite3 procps
+curl jq sqlite3 procps wrk
 "
 
 missing=""
@@ -30,8 +30,10 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
-# The package's post-install would start a system-wide broker on 5672; our
-# scripts run a private node instead, so keep services from starting here.
+# The packages' post-install would start a system-wide broker on 5672 and a
+# PostgreSQL cluster on 5432; our scripts run private ones instead
+# (scripts/rabbitmq.sh, scripts/postgres.sh), so keep services from
+# starting here.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod +x /usr/sbin/policy-rc.d

@@ -2,7 +2,8 @@
 # Run the test suites against a build: scripts/run-tests.sh BUILD_DIR [unit|e2e]
 #
 # unit: every cmocka binary in BUILD_DIR/tests/, with a private RabbitMQ
-#       started for them (TEST_AMQP_URL) and stopped afterwards.
+#       and a private PostgreSQL started for them (TEST_AMQP_URL,
+#       TEST_PG_URL) and stopped afterwards.
 # e2e:  tests/e2e with Debian's python3 and pytest; the harness starts its
 #       own brokers and services (BIN_DIR=BUILD_DIR/bin) on loopback.
 # Without a second argument both run. The last line of output is
@@ -13,6 +14,7 @@ set -uo pipefail
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}     # seconds per unit test binary
 E2E_TIMEOUT=${E2E_TIMEOUT:-2400}      # seconds for the whole e2e suite
 BROKER_TIMEOUT=${BROKER_TIMEOUT:-120} # seconds to start or stop the broker
+PG_TIMEOUT=${PG_TIMEOUT:-120}         # seconds to start or stop PostgreSQL
 
 usage() {
     echo "usage: $0 BUILD_DIR [unit|e2e]" >&2
@@ -32,8 +34,34 @@ passed=0
 failed=0
 work=$(mktemp -d /tmp/cqrs-tests.XXXXXX)
 broker_dir=""
+pg_dir=""
+
+# The unit tests' PostgreSQL (scripts/postgres.sh), in its own folder.
+start_unit_pg() {
+    local port
+    pg_dir=$(mktemp -d /tmp/cqrs-unit-pg.XXXXXX)
+    port=$(free_port)
+    if timeout "$PG_TIMEOUT" "$ROOT/scripts/postgres.sh" start "$pg_dir" "$port"; then
+        export TEST_PG_URL="postgres://postgres:postgres@127.0.0.1:$port/postgres"
+    else
+        echo "run-tests.sh: could not start PostgreSQL for unit tests" >&2
+        rm -rf "$pg_dir"
+        pg_dir=""
+        unset TEST_PG_URL
+    fi
+}
+
+stop_unit_pg() {
+    if [ -n "$pg_dir" ]; then
+        timeout "$PG_TIMEOUT" "$ROOT/scripts/postgres.sh" stop "$pg_dir" || true
+        rm -rf "$pg_dir"
+        pg_dir=""
+    fi
+    unset TEST_PG_URL
+}
 
 cleanup() {
+    stop_unit_pg
     if [ -n "$broker_dir" ]; then
         timeout "$BROKER_TIMEOUT" "$ROOT/scripts/rabbitmq.sh" stop "$broker_dir" || true
         rm -rf "$broker_dir"
@@ -98,6 +126,7 @@ run_unit() {
         broker_dir=""
         unset TEST_AMQP_URL
     fi
+    start_unit_pg
 
     for b in "${bins[@]}"; do
         local name out err rc
@@ -121,7 +150,9 @@ run_unit() {
         broker_dir=""
     fi
     unset TEST_AMQP_URL
+    stop_unit_pg
 }
+
 
 run_e2e() {
     local xml=$work/e2e.xml rc counts per_test=()

@@ -3,14 +3,8 @@
  * read time from its row, the customer's latest name/email/address, and
  * its lines sorted by purchase time then order id.
  */
-#include <stdio.h>
-#include <string.h>
-
 #include "invoice_service.h"
-#include "listq.h"
-#include "log.h"
 #include "rows.h"
-#include "service.h"
 #include "timeutil.h"
 #include "util.h"
 
@@ -24,14 +18,6 @@ enum {
     COL_ADDRESS1, COL_ADDRESS2, COL_CITY, COL_STATE, COL_ZIP, COL_ORDER_COUNT, COL_TOTAL,
     COL_UPDATED_AT,
 };
-
-static void text_or_null(struct jsonw *w, db_stmt *st, int col)
-{
-    if (db_col_is_null(st, col))
-        jsonw_null(w);
-    else
-        jsonw_string_len(w, db_col_text(st, col), db_col_len(st, col));
-}
 
 static int write_lines(db *conn, int64_t invoice_id, struct jsonw *w)
 {
@@ -49,7 +35,7 @@ static int write_lines(db *conn, int64_t invoice_id, struct jsonw *w)
         jsonw_key(w, "order_id");
         jsonw_int(w, db_col_int64(st, 0));
         jsonw_key(w, "description");
-        text_or_null(w, st, 1);
+        jsonw_string_or_null(w, db_col_text(st, 1));
         jsonw_key(w, "amount");
         jsonw_money(w, db_col_int64(st, 2));
         jsonw_key(w, "purchase_dt");
@@ -80,9 +66,9 @@ static int write_invoice(db *conn, db_stmt *st, struct jsonw *w)
     jsonw_key(w, "invoice_dt");
     jsonw_string(w, date);
     jsonw_key(w, "name");
-    text_or_null(w, st, COL_NAME);
+    jsonw_string_or_null(w, db_col_text(st, COL_NAME));
     jsonw_key(w, "email");
-    text_or_null(w, st, COL_EMAIL);
+    jsonw_string_or_null(w, db_col_text(st, COL_EMAIL));
     jsonw_key(w, "shipping_address");
     if (db_col_is_null(st, COL_ACCOUNT_ID)) {
         jsonw_null(w);
@@ -91,7 +77,7 @@ static int write_invoice(db *conn, db_stmt *st, struct jsonw *w)
         jsonw_object_begin(w);
         for (int i = 0; i < (int)ARRAY_LEN(keys); i++) {
             jsonw_key(w, keys[i]);
-            text_or_null(w, st, COL_ADDRESS1 + i);
+            jsonw_string_or_null(w, db_col_text(st, COL_ADDRESS1 + i));
         }
         jsonw_object_end(w);
     }
@@ -107,98 +93,46 @@ static int write_invoice(db *conn, db_stmt *st, struct jsonw *w)
     return rc;
 }
 
-/* Answers with every row of st as invoices: an array, or one object. */
-static void reply_invoices(http_request *req, db *conn, db_stmt *st, int single)
-{
-    struct jsonw w;
-    struct api_error err;
-    int rc, rows = 0;
-
-    jsonw_init(&w);
-    if (!single)
-        jsonw_array_begin(&w);
-    while ((rc = db_step(st)) == DB_ROW) {
-        rows++;
-        if ((rc = write_invoice(conn, st, &w)) != DB_OK)
-            break;
-    }
-    if (!single)
-        jsonw_array_end(&w);
-    db_stmt_reset(st);
-    if (rc != DB_DONE) {
-        log_warn(http_request_id(req), "invoice query failed: %s", db_errmsg(conn));
-        service_db_error(rc, &err);
-        http_reply_error(req, &err);
-    } else if (single && rows == 0) {
-        api_error_set(&err, 404, "not_found", NULL, "no such invoice");
-        http_reply_error(req, &err);
-    } else {
-        http_reply(req, 200, &w);
-    }
-    jsonw_free(&w);
-}
-
-static const char *const invoice_order_columns[] = {"id",    "user_id", "year", "month",
-                                                    "total", "updated_at", NULL};
-static const char *const invoice_order_exprs[] = {"i.id",    "i.user_id",    "i.year", "i.month",
-                                                  "i.total_cents", "i.updated_at"};
+static const char *const invoice_columns[] = {"id",    "user_id",    "year", "month",
+                                              "total", "updated_at", NULL};
+static const char *const invoice_exprs[] = {"i.id",          "i.user_id",   "i.year", "i.month",
+                                            "i.total_cents", "i.updated_at"};
 static const struct listq_filter invoice_filters[] = {
     {.name = "user_id", .kind = LISTQ_ID},
     {.name = "month", .kind = LISTQ_INT_RANGE, .min = 1, .max = 12},
     {.name = "year", .kind = LISTQ_INT_RANGE, .min = 1970, .max = 9999},
 };
 
+static void bind_invoice_filters(db_stmt *st, const struct listq *q)
+{
+    for (int f = 0; f < (int)ARRAY_LEN(invoice_filters); f++)
+        if (q->filters[f].present)
+            db_bind_int64(st, f + 1, q->filters[f].num);
+}
+
+static const struct rows_list invoice_list = {
+    .columns = invoice_columns,
+    .column_exprs = invoice_exprs,
+    .default_order = "i.year, i.month, i.user_id",
+    .filters = invoice_filters,
+    .filter_count = ARRAY_LEN(invoice_filters),
+    .sql_format = INVOICE_SELECT " WHERE ($1 IS NULL OR i.user_id = $1)"
+                                 " AND ($2 IS NULL OR i.month = $2)"
+                                 " AND ($3 IS NULL OR i.year = $3)"
+                                 " ORDER BY %s LIMIT $4 OFFSET $5",
+    .limit_param = 4,
+    .bind = bind_invoice_filters,
+    .write = write_invoice,
+};
+
 void invoices_list(http_request *req, void *app)
 {
     struct invoice_app *a = app;
-    struct listq q;
-    char order[96], sql[1024];
-
-    if (rows_parse_query(req, invoice_order_columns, invoice_filters, ARRAY_LEN(invoice_filters),
-                         &q) != 0)
-        return;
-    if (q.order_index < 0)
-        snprintf(order, sizeof(order), "i.year, i.month, i.user_id, i.id");
-    else
-        snprintf(order, sizeof(order), "%s %s, i.id ASC", invoice_order_exprs[q.order_index],
-                 q.descending ? "DESC" : "ASC");
-    snprintf(sql, sizeof(sql),
-             INVOICE_SELECT " WHERE ($1 IS NULL OR i.user_id = $1)"
-                            " AND ($2 IS NULL OR i.month = $2) AND ($3 IS NULL OR i.year = $3)"
-                            " ORDER BY %s LIMIT $4 OFFSET $5",
-             order);
-
-    db *conn = db_pool_acquire(a->pool);
-    db_stmt *st = db_prepare(conn, sql);
-    if (!st) {
-        struct api_error err;
-        service_db_error(DB_ERROR, &err);
-        http_reply_error(req, &err);
-        goto out;
-    }
-    for (int f = 0; f < 3; f++)
-        if (q.filters[f].present)
-            db_bind_int64(st, f + 1, q.filters[f].num);
-    db_bind_int64(st, 4, q.limit);
-    db_bind_int64(st, 5, q.offset);
-    reply_invoices(req, conn, st, 0);
-out:
-    db_pool_release(a->pool, conn);
+    rows_reply_list(req, a->pool, &invoice_list);
 }
 
 void invoices_get(http_request *req, void *app)
 {
     struct invoice_app *a = app;
-    db *conn = db_pool_acquire(a->pool);
-    db_stmt *st = db_prepare(conn, INVOICE_SELECT " WHERE i.id = $1");
-
-    if (st) {
-        db_bind_int64(st, 1, http_path_id(req));
-        reply_invoices(req, conn, st, 1);
-    } else {
-        struct api_error err;
-        service_db_error(DB_ERROR, &err);
-        http_reply_error(req, &err);
-    }
-    db_pool_release(a->pool, conn);
+    rows_reply_one(req, a->pool, INVOICE_SELECT " WHERE i.id = $1", write_invoice);
 }

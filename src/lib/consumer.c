@@ -226,6 +226,10 @@ static void *run(void *arg)
     char err[256];
 
     while (!atomic_load(&c->stopping)) {
+        if (c->conn && !db_alive(c->conn)) {
+            db_close(c->conn);
+            c->conn = NULL;
+        }
         if (!c->conn && db_open(c->database_url, &c->conn, err, sizeof(err)) != DB_OK) {
             log_warn(NULL, "consumer cannot open its database: %s", err);
             c->conn = NULL;

@@ -140,3 +140,17 @@ invalid:
     http_reply_error(req, &job->err);
     free_job(job);
 }
+
+int create_returning(db *conn, db_stmt *st, rows_writer write, struct jsonw *out, int64_t *id,
+                     struct api_error *err)
+{
+    int rc = db_step(st);
+    if (rc == DB_ROW) {
+        *id = db_col_int64(st, 0);
+        rc = write(conn, st, out);
+    } else if (rc != DB_CONSTRAINT) {
+        service_db_error(rc, err);
+    }
+    db_stmt_reset(st);
+    return rc;
+}

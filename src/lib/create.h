@@ -22,6 +22,7 @@
 #include "http.h"
 #include "jsonw.h"
 #include "outbox.h"
+#include "rows.h"
 
 struct create_spec {
     size_t item_size; /* the service's parsed-item struct */
@@ -44,5 +45,12 @@ struct create_target {
 
 void create_handle(http_request *req, const struct create_spec *spec,
                    const struct create_target *target);
+
+/* For insert callbacks: steps a bound "INSERT ... RETURNING" statement,
+ * writes the created row with write and sets *id from its column 0.
+ * Returns DB_OK or the error, with err filled except for DB_CONSTRAINT,
+ * whose meaning (409, 422) only the caller knows. */
+int create_returning(db *conn, db_stmt *st, rows_writer write, struct jsonw *out, int64_t *id,
+                     struct api_error *err);
 
 #endif

@@ -25,12 +25,10 @@ struct scheme {
     const struct db_backend *backend;
 };
 
-/* A NULL backend is an engine we know of but have not built yet, so the
- * message can say that rather than "unknown scheme". */
 static const struct scheme schemes[] = {
     {"sqlite", &db_sqlite_backend},
-    {"postgres", NULL},
-    {"postgresql", NULL},
+    {"postgres", &db_postgres_backend},
+    {"postgresql", &db_postgres_backend},
 };
 
 struct db_pool {
@@ -92,13 +90,6 @@ static int find_backend(const char *url, const struct db_backend **out,
         if (strlen(schemes[i].name) != len ||
             strncmp(url, schemes[i].name, len) != 0)
             continue;
-        if (!schemes[i].backend) {
-            db_put_err(err, errlen,
-                       "database URL scheme '%s': the PostgreSQL backend is "
-                       "not built yet (use sqlite:PATH)",
-                       schemes[i].name);
-            return DB_ERROR;
-        }
         *out = schemes[i].backend;
         return DB_OK;
     }
@@ -307,6 +298,11 @@ int db_bind_text(db_stmt *st, int index, const char *text, size_t len)
     return st->conn->backend->bind_text(st, index, text, len);
 }
 
+int db_bind_str(db_stmt *st, int index, const char *text)
+{
+    return text ? db_bind_text(st, index, text, strlen(text)) : db_bind_null(st, index);
+}
+
 int db_bind_null(db_stmt *st, int index)
 {
     int rc = check_index(st, index);
@@ -382,6 +378,12 @@ int db_rollback(db *conn)
     return rc;
 }
 
+int db_alive(db *conn)
+{
+    return conn->last_error != DB_UNAVAILABLE &&
+           (!conn->backend->alive || conn->backend->alive(conn));
+}
+
 int db_ping(db *conn)
 {
     db_stmt *st = db_prepare(conn, "SELECT 1");
@@ -396,6 +398,19 @@ int db_ping(db *conn)
         rc = db_fail(conn, DB_ERROR, "ping: SELECT 1 did not answer 1");
     db_stmt_reset(st);
     return rc;
+}
+
+int db_try_advisory_lock(db *conn, int64_t key)
+{
+    if (!conn->backend->try_advisory_lock)
+        return 1;
+    return conn->backend->try_advisory_lock(conn, key);
+}
+
+void db_advisory_unlock(db *conn, int64_t key)
+{
+    if (conn->backend->advisory_unlock)
+        conn->backend->advisory_unlock(conn, key);
 }
 
 /* ---- migrations --------------------------------------------------------- */
@@ -453,11 +468,21 @@ static int record_applied(db *conn, const struct db_migration *m)
     return rc == DB_DONE ? DB_OK : rc;
 }
 
-/* In a write transaction so that processes starting together queue on the
- * lock (busy timeout) rather than race on the schema. */
-static int create_migrations_table(db *conn)
+/* Starts a migration transaction: processes starting together queue on
+ * its lock (SQLite's write lock, PostgreSQL's advisory lock) rather than
+ * race on the schema. */
+static int begin_migration(db *conn)
 {
     int rc = db_begin(conn);
+
+    if (rc == DB_OK && conn->backend->migration_lock)
+        rc = conn->backend->migration_lock(conn);
+    return rc;
+}
+
+static int create_migrations_table(db *conn)
+{
+    int rc = begin_migration(conn);
 
     if (rc == DB_OK)
         rc = db_exec(conn, conn->backend->migrations_table_sql);
@@ -478,7 +503,7 @@ static int apply_one(db *conn, const struct db_migration *m, char *err,
     rc = is_applied(conn, m->version, &applied);
     if (rc != DB_OK || applied)
         goto out;
-    rc = db_begin(conn);
+    rc = begin_migration(conn);
     if (rc != DB_OK)
         goto out;
     /* Checked again under the write lock: another process starting at the
@@ -603,7 +628,9 @@ db *db_pool_acquire(db_pool *pool)
     slot = pool->free_slots[--pool->free_count];
     conn = pool->conns[slot];
     pthread_mutex_unlock(&pool->lock);
-    if (conn->last_error != DB_UNAVAILABLE)
+    /* Also reopened when the server is known to have dropped it while it
+     * sat in the pool (a restart, a terminated backend). */
+    if (db_alive(conn))
         return conn;
 
     /* Reopened outside the lock: opening may wait on disk or network and

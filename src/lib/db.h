@@ -1,5 +1,5 @@
 /*
- * db: one small database API over SQLite (now) and PostgreSQL (later).
+ * db: one small database API over SQLite and PostgreSQL.
  *
  * SQL is written once with $1..$n parameters. A connection (struct db) is
  * used by one thread at a time; a pool hands connections to threads.
@@ -39,13 +39,27 @@ enum db_result {
 enum db_kind { DB_KIND_SQLITE, DB_KIND_POSTGRES };
 
 /* url: "sqlite:PATH", "sqlite://PATH" (PATH relative or absolute, so
- * sqlite:///abs/file.db is absolute) or "postgres://..." (not yet built:
- * fails with a message). A missing SQLite file is created, a missing
- * directory is an error. SQLite connections are set to WAL,
- * synchronous=FULL, foreign_keys=ON and a busy timeout of 5000 ms;
- * "sqlite:PATH?busy_timeout=MS" changes the timeout (tests use it to see
- * DB_BUSY quickly). On failure *out is NULL and err says why (never
- * echoing a password). */
+ * sqlite:///abs/file.db is absolute) or
+ * "postgres://USER:PASSWORD@HOST:PORT/DB" ("postgresql://" too).
+ *
+ * SQLite: a missing file is created, a missing directory is an error.
+ * Connections are set to WAL, synchronous=FULL, foreign_keys=ON and a
+ * busy timeout of 5000 ms; "sqlite:PATH?busy_timeout=MS" changes the
+ * timeout (tests use it to see DB_BUSY quickly).
+ *
+ * PostgreSQL: every table lives in one schema, "demo" unless the URL
+ * says "?schema=NAME" (letters, digits, '_'); search_path is set to it,
+ * and db_migrate creates it if missing. A lock wait past 5000 ms is
+ * DB_BUSY ("?busy_timeout=MS" changes it, 0 waits for ever). Other query
+ * options go to libpq (sslmode, connect_timeout, which defaults to 10 s).
+ * SQL runs as written: $1..$n are PostgreSQL's own parameters, and a
+ * parameter whose type the server cannot infer (first seen in
+ * "$1 IS NULL") is taken as bigint, or text where bigint does not fit.
+ * Text cannot hold a NUL byte there (binding one is DB_ERROR).
+ *
+ * On failure *out is NULL and err says why (never echoing a password):
+ * DB_UNAVAILABLE when the server cannot be reached, DB_ERROR for a bad
+ * URL. */
 int db_open(const char *url, db **out, char *err, size_t errlen);
 void db_close(db *conn);
 
@@ -66,6 +80,8 @@ db_stmt *db_prepare(db *conn, const char *sql);
 int db_bind_int64(db_stmt *st, int index, int64_t value);
 int db_bind_text(db_stmt *st, int index, const char *text, size_t len);
 int db_bind_null(db_stmt *st, int index);
+/* A NUL-terminated string, or SQL NULL when text is NULL. */
+int db_bind_str(db_stmt *st, int index, const char *text);
 
 int db_step(db_stmt *st);
 void db_stmt_reset(db_stmt *st);
@@ -78,21 +94,41 @@ const char *db_col_text(db_stmt *st, int col);
 size_t db_col_len(db_stmt *st, int col);
 
 /* Transactions. db_begin starts a write transaction (BEGIN IMMEDIATE on
- * SQLite so lock waits happen up front, not at commit). */
+ * SQLite so lock waits happen up front, not at commit). On PostgreSQL a
+ * failed statement aborts the whole transaction (a failed db_prepare does
+ * not): roll back, or to a savepoint taken before it; db_commit of an
+ * aborted transaction rolls it back and returns DB_ERROR. */
 int db_begin(db *conn);
 int db_commit(db *conn);
 /* A no-op returning DB_OK when no transaction is open, so error paths
  * can call it unconditionally. */
 int db_rollback(db *conn);
 
+/* Whether the connection is still usable as far as can be known without
+ * a round trip (PostgreSQL: the server has not closed it). Long-lived
+ * connections outside a pool check it before a unit of work and reopen. */
+int db_alive(db *conn);
+
 /* Cheap liveness check for /readyz. */
 int db_ping(db *conn);
+
+/* Session-level advisory locks, so that one of several processes on the
+ * same database does a job (the outbox relay of replicas). try returns 1
+ * when this connection holds key (now or already: a repeated try does not
+ * stack), 0 when another connection holds it, or a negative db_result.
+ * The lock lasts until db_advisory_unlock or until the connection ends,
+ * also when its process dies. PostgreSQL: pg_try_advisory_lock with the
+ * one-key form (db_migrate's own lock never collides). SQLite, one
+ * process per file: always 1, and unlock does nothing. */
+int db_try_advisory_lock(db *conn, int64_t key);
+void db_advisory_unlock(db *conn, int64_t key);
 
 /* Numbered schema migrations, applied in order inside one transaction
  * each, recorded in schema_migrations(version, name, applied_at) with
  * applied_at in ms since the epoch. Versions already recorded are
  * skipped, so every start-up calls it; two processes starting at once is
- * safe. The list need not be sorted; versions are >= 1 and unique. */
+ * safe (PostgreSQL: they queue on a transaction-level advisory lock). The
+ * list need not be sorted; versions are >= 1 and unique. */
 struct db_migration {
     int version;
     const char *name;
@@ -105,8 +141,10 @@ int db_migrate(db *conn, const struct db_migration *list, size_t count,
 /* A fixed-size pool of connections to one URL, all opened by
  * db_pool_open (NULL and err on failure). acquire blocks until one is
  * free and never returns NULL; a connection whose last error was
- * DB_UNAVAILABLE is reopened on the next acquire. release resets the
- * connection's statements and rolls back a transaction left open.
+ * DB_UNAVAILABLE, or that the server dropped while it was idle in the
+ * pool (PostgreSQL restarted, backend terminated), is reopened on the
+ * next acquire. release resets the connection's statements and rolls
+ * back a transaction left open.
  * db_pool_close closes every connection: release them all first. */
 db_pool *db_pool_open(const char *url, int size, char *err, size_t errlen);
 db *db_pool_acquire(db_pool *pool);

@@ -1,8 +1,7 @@
 /*
  * db_internal: the seam between db.c (URL dispatch, statement cache,
- * migrations, pool) and one file per database engine (db_sqlite.c now,
- * db_postgres.c later). Only those files include it, plus the db unit
- * test.
+ * migrations, pool) and one file per database engine (db_sqlite.c,
+ * db_postgres.c). Only those files include it, plus the db unit tests.
  *
  * A backend fills one const struct db_backend and never sees the cache or
  * the pool. db.c owns struct db and struct db_stmt; a backend owns what
@@ -56,6 +55,20 @@ struct db_backend {
     int (*commit)(db *conn);
     /* A no-op returning DB_OK when no transaction is open. */
     int (*rollback)(db *conn);
+
+    /* Optional hooks; NULL where the engine needs nothing. */
+    /* Runs first in every migration transaction: serialises processes
+     * migrating one database until the transaction ends, and makes sure
+     * migrations_table_sql can run (PostgreSQL: the lock and the schema;
+     * SQLite's BEGIN IMMEDIATE already serialises). */
+    int (*migration_lock)(db *conn);
+    /* Cheap check, without waiting, that an idle connection is still
+     * usable; 0 when the server is known to have dropped it, so that the
+     * pool reopens it before handing it out. */
+    int (*alive)(db *conn);
+    /* Session-level advisory lock (see db_try_advisory_lock). */
+    int (*try_advisory_lock)(db *conn, int64_t key);
+    void (*advisory_unlock)(db *conn, int64_t key);
 };
 
 struct db_stmt {
@@ -87,6 +100,7 @@ struct db {
 };
 
 extern const struct db_backend db_sqlite_backend;
+extern const struct db_backend db_postgres_backend;
 
 /* Records an error on conn and returns result, so a backend can write
  * `return db_fail(conn, DB_BUSY, "...", ...)`. */

@@ -42,6 +42,10 @@ static void commit_group(groupcommit *gc, struct groupcommit_job *group, int cou
     int rc = DB_OK, i = 0;
     struct groupcommit_job *job, *next;
 
+    if (gc->conn && !db_alive(gc->conn)) {
+        db_close(gc->conn); /* the server went away since the last group */
+        gc->conn = NULL;
+    }
     if (!gc->conn) {
         char err[256];
         if (db_open(gc->url, &gc->conn, err, sizeof(err)) != DB_OK) {

@@ -179,6 +179,10 @@ struct outbox_relay {
     int one_at_a_time;
     /* A broker problem was logged as a warning: say when it is over. */
     int outage_logged;
+    /* Holds the database's relay lock: of several replicas sharing one
+     * database, only the holder publishes, so events leave in order. */
+    int leader;
+    int64_t lock_key;
 
     pthread_t thread;
     pthread_mutex_t lock;
@@ -300,9 +304,40 @@ static void database_failed(outbox_relay *r, int rc, const char *what,
     log_write(should_log(attempt) ? LOG_LVL_WARN : LOG_LVL_DEBUG, NULL,
               "outbox relay: %s failed (%d): %s", what, rc, db_errmsg(r->db));
     if (rc == DB_UNAVAILABLE) {
-        db_close(r->db);
+        db_close(r->db); /* ends the session, and with it the relay lock */
         r->db = NULL;
+        r->leader = 0;
     }
+}
+
+/* With several replicas on one PostgreSQL database, exactly one relay
+ * publishes: the one holding a session-level advisory lock. When its
+ * process dies its session ends and a standby takes the lock on its next
+ * try, within one poll interval. On SQLite the lock is always granted. */
+static int lead(outbox_relay *r)
+{
+    if (r->leader)
+        return 1;
+    int got = db_try_advisory_lock(r->db, r->lock_key);
+    if (got < 0) {
+        database_failed(r, got, "taking the relay lock", 0);
+        return 0;
+    }
+    if (got) {
+        r->leader = 1;
+        log_info(NULL, "outbox relay: this replica publishes the outbox");
+    }
+    return got;
+}
+
+/* FNV-1a of the service name: one relay lock per service, even when
+ * services share a database. */
+static int64_t relay_lock_key(const char *service)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = service; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return (int64_t)(h >> 1);
 }
 
 static void free_rows(struct row *rows, int n)
@@ -469,6 +504,11 @@ static void *relay_main(void *arg)
     while (!stop_requested(r)) {
         int n, rc;
 
+        if (r->db && !db_alive(r->db)) {
+            db_close(r->db); /* the server went away: so did the relay lock */
+            r->db = NULL;
+            r->leader = 0;
+        }
         if (!r->db && open_database(r, db_attempt) != DB_OK) {
             sleep_stoppable(r, mq_backoff_ms(db_attempt++));
             continue;
@@ -476,6 +516,15 @@ static void *relay_main(void *arg)
         if (!r->mq && connect_broker(r, mq_attempt) != 0) {
             refresh_pending(r, 0);
             sleep_stoppable(r, mq_backoff_ms(mq_attempt++));
+            continue;
+        }
+
+        if (!lead(r)) {
+            /* A standby: keep the broker connection alive (readiness),
+             * and try for the lock again after a poll interval. */
+            wait_for_work(r);
+            if (mq_poll(r->mq) != MQ_OK)
+                drop_broker(r);
             continue;
         }
 
@@ -577,6 +626,7 @@ outbox_relay *outbox_relay_start(const struct outbox_relay_config *cfg)
     log_redact_url(cfg->amqp_url, url_log, sizeof(url_log));
     r->amqp_url_log = xstrdup(url_log);
     r->service = xstrdup(cfg->service);
+    r->lock_key = relay_lock_key(r->service);
     r->queue_type = xstrdup(cfg->queue_type ? cfg->queue_type : "classic");
     snprintf(name, sizeof(name), "%s outbox relay", cfg->service);
     r->connection_name = xstrdup(name);

@@ -1,34 +1,54 @@
 #include "rows.h"
 
+#include <stdio.h>
+
 #include "log.h"
 #include "service.h"
 
-void rows_reply_list(http_request *req, db *conn, db_stmt *st, rows_writer write)
-{
-    struct jsonw w;
-    struct api_error err;
-    int rc;
+#define SQL_MAX 2048
 
-    jsonw_init(&w);
-    jsonw_array_begin(&w);
-    while ((rc = db_step(st)) == DB_ROW)
-        write(st, &w);
-    jsonw_array_end(&w);
-    db_stmt_reset(st);
-    if (rc != DB_DONE) {
-        service_db_error(rc, &err);
-        log_warn(http_request_id(req), "list failed: %s", db_errmsg(conn));
-        http_reply_error(req, &err);
-    } else {
-        http_reply(req, 200, &w);
+/* Steps st, writing each row (an array, or the one object); returns
+ * DB_OK, DB_DONE when single and there was no row, or an error. */
+static int write_rows(db *conn, db_stmt *st, int single, rows_writer write, struct jsonw *w)
+{
+    int rc, rows = 0;
+
+    if (!single)
+        jsonw_array_begin(w);
+    while ((rc = db_step(st)) == DB_ROW) {
+        rows++;
+        if ((rc = write(conn, st, w)) != DB_OK)
+            break;
     }
-    jsonw_free(&w);
+    if (!single)
+        jsonw_array_end(w);
+    db_stmt_reset(st);
+    if (rc != DB_DONE)
+        return rc;
+    return single && rows == 0 ? DB_DONE : DB_OK;
+}
+
+/* Answers 200 with w, 404 for a missing single row, or the db error. */
+static void reply(http_request *req, db *conn, int rc, struct jsonw *w)
+{
+    struct api_error err;
+
+    if (rc == DB_OK) {
+        http_reply(req, 200, w);
+        return;
+    }
+    if (rc == DB_DONE) {
+        api_error_set(&err, 404, "not_found", NULL, "no such resource");
+    } else {
+        log_warn(http_request_id(req), "query failed: %s", db_errmsg(conn));
+        service_db_error(rc, &err);
+    }
+    http_reply_error(req, &err);
 }
 
 void rows_reply_one(http_request *req, db_pool *pool, const char *sql, rows_writer write)
 {
     struct jsonw w;
-    struct api_error err;
     db *conn = db_pool_acquire(pool);
     db_stmt *st = db_prepare(conn, sql);
     int rc = DB_ERROR;
@@ -36,37 +56,44 @@ void rows_reply_one(http_request *req, db_pool *pool, const char *sql, rows_writ
     jsonw_init(&w);
     if (st) {
         db_bind_int64(st, 1, http_path_id(req));
-        rc = db_step(st);
-        if (rc == DB_ROW)
-            write(st, &w);
-        db_stmt_reset(st);
+        rc = write_rows(conn, st, 1, write, &w);
     }
-    if (rc == DB_ROW) {
-        http_reply(req, 200, &w);
-    } else if (rc == DB_DONE) {
-        api_error_set(&err, 404, "not_found", NULL, "no such resource");
-        http_reply_error(req, &err);
-    } else {
-        log_warn(http_request_id(req), "get failed: %s", db_errmsg(conn));
-        service_db_error(rc, &err);
-        http_reply_error(req, &err);
-    }
+    reply(req, conn, rc, &w);
     db_pool_release(pool, conn);
     jsonw_free(&w);
 }
 
-int rows_parse_query(http_request *req, const char *const *columns,
-                     const struct listq_filter *defs, size_t ndefs, struct listq *q)
+void rows_reply_list(http_request *req, db_pool *pool, const struct rows_list *list)
 {
     const struct query_param *params;
     size_t count;
     struct api_error err;
+    struct listq q;
+    char order[128], sql[SQL_MAX];
+    struct jsonw w;
 
     api_error_clear(&err);
     http_query(req, &params, &count);
-    if (listq_parse(params, count, columns, defs, ndefs, q, &err) != 0) {
+    if (listq_parse(params, count, list->columns, list->filters, list->filter_count, &q, &err) !=
+        0) {
         http_reply_error(req, &err);
-        return -1;
+        return;
     }
-    return 0;
+    listq_order_sql(&q, list->column_exprs, list->default_order, order, sizeof(order));
+    snprintf(sql, sizeof(sql), list->sql_format, order);
+
+    db *conn = db_pool_acquire(pool);
+    db_stmt *st = db_prepare(conn, sql);
+    int rc = DB_ERROR;
+
+    jsonw_init(&w);
+    if (st) {
+        list->bind(st, &q);
+        db_bind_int64(st, list->limit_param, q.limit);
+        db_bind_int64(st, list->limit_param + 1, q.offset);
+        rc = write_rows(conn, st, 0, list->write, &w);
+    }
+    reply(req, conn, rc, &w);
+    db_pool_release(pool, conn);
+    jsonw_free(&w);
 }

@@ -1,7 +1,4 @@
 /* Orders: validation, insert, lists (API.md "Order Service"). */
-#include <stdio.h>
-#include <string.h>
-
 #include "create.h"
 #include "field.h"
 #include "order_service.h"
@@ -17,7 +14,7 @@ struct new_order {
     int64_t user_id;
     int64_t amount_cents;
     const char *description;
-    int64_t created_at; /* ms; 0 = now */
+    int64_t created_at; /* ms, when has_created_at */
     int has_created_at;
 };
 
@@ -36,8 +33,9 @@ static int parse_order(json_t *obj, void *item, struct api_error *err)
     return 0;
 }
 
-static void write_order(db_stmt *st, struct jsonw *w)
+static int write_order(db *conn, db_stmt *st, struct jsonw *w)
 {
+    (void)conn;
     jsonw_object_begin(w);
     jsonw_key(w, "id");
     jsonw_int(w, db_col_int64(st, 0));
@@ -46,13 +44,11 @@ static void write_order(db_stmt *st, struct jsonw *w)
     jsonw_key(w, "amount");
     jsonw_money(w, db_col_int64(st, 2));
     jsonw_key(w, "description");
-    if (db_col_is_null(st, 3))
-        jsonw_null(w);
-    else
-        jsonw_string_len(w, db_col_text(st, 3), db_col_len(st, 3));
+    jsonw_string_or_null(w, db_col_text(st, 3));
     jsonw_key(w, "created_at");
     jsonw_time(w, db_col_int64(st, 4));
     jsonw_object_end(w);
+    return DB_OK;
 }
 
 static int insert_order(db *conn, const void *item, struct jsonw *out, int64_t *id,
@@ -62,29 +58,13 @@ static int insert_order(db *conn, const void *item, struct jsonw *out, int64_t *
     db_stmt *st = db_prepare(conn, "INSERT INTO orders (user_id, amount_cents, description,"
                                    " created_at) VALUES ($1, $2, $3, $4)"
                                    " RETURNING " ORDER_COLUMNS);
-    int rc;
-
-    if (!st) {
-        service_db_error(DB_ERROR, err);
+    if (!st)
         return DB_ERROR;
-    }
     db_bind_int64(st, 1, o->user_id);
     db_bind_int64(st, 2, o->amount_cents);
-    if (o->description)
-        db_bind_text(st, 3, o->description, strlen(o->description));
-    else
-        db_bind_null(st, 3);
+    db_bind_str(st, 3, o->description);
     db_bind_int64(st, 4, o->has_created_at ? o->created_at : util_now_ms());
-    rc = db_step(st);
-    if (rc == DB_ROW) {
-        *id = db_col_int64(st, 0);
-        write_order(st, out);
-        rc = DB_OK;
-    } else {
-        service_db_error(rc, err);
-    }
-    db_stmt_reset(st);
-    return rc;
+    return create_returning(conn, st, write_order, out, id, err);
 }
 
 static const struct create_spec order_create = {
@@ -102,42 +82,35 @@ void orders_create(http_request *req, void *app)
     create_handle(req, &order_create, &target);
 }
 
-static const char *const order_order_columns[] = {"id", "user_id", "amount", "created_at", NULL};
-static const char *const order_order_exprs[] = {"id", "user_id", "amount_cents", "created_at"};
+static const char *const order_columns[] = {"id", "user_id", "amount", "created_at", NULL};
+static const char *const order_exprs[] = {"id", "user_id", "amount_cents", "created_at"};
 static const struct listq_filter order_filters[] = {
     {.name = "user_id", .kind = LISTQ_ID},
+};
+
+static void bind_order_filters(db_stmt *st, const struct listq *q)
+{
+    if (q->filters[0].present)
+        db_bind_int64(st, 1, q->filters[0].num);
+}
+
+static const struct rows_list order_list = {
+    .columns = order_columns,
+    .column_exprs = order_exprs,
+    .default_order = "id",
+    .filters = order_filters,
+    .filter_count = ARRAY_LEN(order_filters),
+    .sql_format = "SELECT " ORDER_COLUMNS " FROM orders WHERE ($1 IS NULL OR user_id = $1)"
+                  " ORDER BY %s LIMIT $2 OFFSET $3",
+    .limit_param = 2,
+    .bind = bind_order_filters,
+    .write = write_order,
 };
 
 void orders_list(http_request *req, void *app)
 {
     struct writer_app *a = app;
-    struct listq q;
-    char order[64], sql[512];
-
-    if (rows_parse_query(req, order_order_columns, order_filters, ARRAY_LEN(order_filters), &q) !=
-        0)
-        return;
-    listq_order_sql(&q, order_order_exprs, "id", order, sizeof(order));
-    snprintf(sql, sizeof(sql),
-             "SELECT " ORDER_COLUMNS " FROM orders WHERE ($1 IS NULL OR user_id = $1)"
-             " ORDER BY %s LIMIT $2 OFFSET $3",
-             order);
-
-    db *conn = db_pool_acquire(a->pool);
-    db_stmt *st = db_prepare(conn, sql);
-    if (!st) {
-        struct api_error err;
-        service_db_error(DB_ERROR, &err);
-        http_reply_error(req, &err);
-        goto out;
-    }
-    if (q.filters[0].present)
-        db_bind_int64(st, 1, q.filters[0].num);
-    db_bind_int64(st, 2, q.limit);
-    db_bind_int64(st, 3, q.offset);
-    rows_reply_list(req, conn, st, write_order);
-out:
-    db_pool_release(a->pool, conn);
+    rows_reply_list(req, a->pool, &order_list);
 }
 
 void orders_get(http_request *req, void *app)

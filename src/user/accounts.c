@@ -40,18 +40,11 @@ static int parse_account(json_t *obj, void *item, struct api_error *err)
     return 0;
 }
 
-static void text_or_null(struct jsonw *w, db_stmt *st, int col)
-{
-    if (db_col_is_null(st, col))
-        jsonw_null(w);
-    else
-        jsonw_string_len(w, db_col_text(st, col), db_col_len(st, col));
-}
-
-static void write_account(db_stmt *st, struct jsonw *w)
+static int write_account(db *conn, db_stmt *st, struct jsonw *w)
 {
     static const char *const text_keys[] = {"address1", "address2", "city", "state", "zip",
                                             "status"};
+    (void)conn;
     jsonw_object_begin(w);
     jsonw_key(w, "id");
     jsonw_int(w, db_col_int64(st, 0));
@@ -59,11 +52,12 @@ static void write_account(db_stmt *st, struct jsonw *w)
     jsonw_int(w, db_col_int64(st, 1));
     for (size_t i = 0; i < ARRAY_LEN(text_keys); i++) {
         jsonw_key(w, text_keys[i]);
-        text_or_null(w, st, (int)i + 2);
+        jsonw_string_or_null(w, db_col_text(st, (int)i + 2));
     }
     jsonw_key(w, "created_at");
     jsonw_time(w, db_col_int64(st, 8));
     jsonw_object_end(w);
+    return DB_OK;
 }
 
 static int user_exists(db *conn, int64_t user_id, int *exists)
@@ -80,14 +74,6 @@ static int user_exists(db *conn, int64_t user_id, int *exists)
         return rc;
     *exists = rc == DB_ROW;
     return DB_OK;
-}
-
-static void bind_text_or_null(db_stmt *st, int index, const char *s)
-{
-    if (s)
-        db_bind_text(st, index, s, strlen(s));
-    else
-        db_bind_null(st, index);
 }
 
 static int insert_account(db *conn, const void *item, struct jsonw *out, int64_t *id,
@@ -110,28 +96,17 @@ static int insert_account(db *conn, const void *item, struct jsonw *out, int64_t
                                    " state, zip, status, created_at)"
                                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                                    " RETURNING " ACCOUNT_COLUMNS);
-    if (!st) {
-        service_db_error(DB_ERROR, err);
+    if (!st)
         return DB_ERROR;
-    }
     db_bind_int64(st, 1, a->user_id);
-    bind_text_or_null(st, 2, a->address1);
-    bind_text_or_null(st, 3, a->address2);
-    bind_text_or_null(st, 4, a->city);
-    bind_text_or_null(st, 5, a->state);
-    bind_text_or_null(st, 6, a->zip);
-    bind_text_or_null(st, 7, a->status);
+    db_bind_str(st, 2, a->address1);
+    db_bind_str(st, 3, a->address2);
+    db_bind_str(st, 4, a->city);
+    db_bind_str(st, 5, a->state);
+    db_bind_str(st, 6, a->zip);
+    db_bind_str(st, 7, a->status);
     db_bind_int64(st, 8, util_now_ms());
-    rc = db_step(st);
-    if (rc == DB_ROW) {
-        *id = db_col_int64(st, 0);
-        write_account(st, out);
-        rc = DB_OK;
-    } else {
-        service_db_error(rc, err);
-    }
-    db_stmt_reset(st);
-    return rc;
+    return create_returning(conn, st, write_account, out, id, err);
 }
 
 static const struct create_spec account_create = {
@@ -149,48 +124,39 @@ void accounts_create(http_request *req, void *app)
     create_handle(req, &account_create, &target);
 }
 
-static const char *const account_order_columns[] = {"id",  "user_id", "city",       "state",
-                                                    "zip", "status",  "created_at", NULL};
-static const char *const account_order_exprs[] = {"id",  "user_id", "city",      "state",
-                                                  "zip", "status",  "created_at"};
+static const char *const account_columns[] = {"id",  "user_id", "city",       "state",
+                                              "zip", "status",  "created_at", NULL};
 static const struct listq_filter account_filters[] = {
     {.name = "user_id", .kind = LISTQ_ID},
     {.name = "status", .kind = LISTQ_ENUM, .values = statuses},
 };
 
+static void bind_account_filters(db_stmt *st, const struct listq *q)
+{
+    if (q->filters[0].present)
+        db_bind_int64(st, 1, q->filters[0].num);
+    if (q->filters[1].present)
+        db_bind_str(st, 2, q->filters[1].text);
+}
+
+static const struct rows_list account_list = {
+    .columns = account_columns,
+    .column_exprs = account_columns,
+    .default_order = "id",
+    .filters = account_filters,
+    .filter_count = ARRAY_LEN(account_filters),
+    .sql_format = "SELECT " ACCOUNT_COLUMNS " FROM accounts"
+                  " WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2)"
+                  " ORDER BY %s LIMIT $3 OFFSET $4",
+    .limit_param = 3,
+    .bind = bind_account_filters,
+    .write = write_account,
+};
+
 void accounts_list(http_request *req, void *app)
 {
     struct writer_app *a = app;
-    struct listq q;
-    char order[64], sql[512];
-
-    if (rows_parse_query(req, account_order_columns, account_filters,
-                         ARRAY_LEN(account_filters), &q) != 0)
-        return;
-    listq_order_sql(&q, account_order_exprs, "id", order, sizeof(order));
-    snprintf(sql, sizeof(sql),
-             "SELECT " ACCOUNT_COLUMNS " FROM accounts"
-             " WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2)"
-             " ORDER BY %s LIMIT $3 OFFSET $4",
-             order);
-
-    db *conn = db_pool_acquire(a->pool);
-    db_stmt *st = db_prepare(conn, sql);
-    if (!st) {
-        struct api_error err;
-        service_db_error(DB_ERROR, &err);
-        http_reply_error(req, &err);
-        goto out;
-    }
-    if (q.filters[0].present)
-        db_bind_int64(st, 1, q.filters[0].num);
-    if (q.filters[1].present)
-        db_bind_text(st, 2, q.filters[1].text, strlen(q.filters[1].text));
-    db_bind_int64(st, 3, q.limit);
-    db_bind_int64(st, 4, q.offset);
-    rows_reply_list(req, conn, st, write_account);
-out:
-    db_pool_release(a->pool, conn);
+    rows_reply_list(req, a->pool, &account_list);
 }
 
 void accounts_get(http_request *req, void *app)

@@ -1,6 +1,5 @@
 /* Users: validation, insert, lists (API.md "User Service"). */
 #include <ctype.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,8 +46,9 @@ static int parse_user(json_t *obj, void *item, struct api_error *err)
     return 0;
 }
 
-static void write_user(db_stmt *st, struct jsonw *w)
+static int write_user(db *conn, db_stmt *st, struct jsonw *w)
 {
+    (void)conn;
     jsonw_object_begin(w);
     jsonw_key(w, "id");
     jsonw_int(w, db_col_int64(st, 0));
@@ -59,6 +59,7 @@ static void write_user(db_stmt *st, struct jsonw *w)
     jsonw_key(w, "created_at");
     jsonw_time(w, db_col_int64(st, 3));
     jsonw_object_end(w);
+    return DB_OK;
 }
 
 static int insert_user(db *conn, const void *item, struct jsonw *out, int64_t *id,
@@ -67,26 +68,14 @@ static int insert_user(db *conn, const void *item, struct jsonw *out, int64_t *i
     const struct new_user *u = item;
     db_stmt *st = db_prepare(conn, "INSERT INTO users (name, email, created_at) "
                                    "VALUES ($1, $2, $3) RETURNING " USER_COLUMNS);
-    int rc;
-
-    if (!st) {
-        service_db_error(DB_ERROR, err);
+    if (!st)
         return DB_ERROR;
-    }
-    db_bind_text(st, 1, u->name, strlen(u->name));
-    db_bind_text(st, 2, u->email, strlen(u->email));
+    db_bind_str(st, 1, u->name);
+    db_bind_str(st, 2, u->email);
     db_bind_int64(st, 3, util_now_ms());
-    rc = db_step(st);
-    if (rc == DB_ROW) {
-        *id = db_col_int64(st, 0);
-        write_user(st, out);
-        rc = DB_OK;
-    } else if (rc == DB_CONSTRAINT) {
+    int rc = create_returning(conn, st, write_user, out, id, err);
+    if (rc == DB_CONSTRAINT) /* the only unique key is the email */
         api_error_set(err, 409, "conflict", "email", "a user with this email already exists");
-    } else {
-        service_db_error(rc, err);
-    }
-    db_stmt_reset(st);
     return rc;
 }
 
@@ -105,8 +94,7 @@ void users_create(http_request *req, void *app)
     create_handle(req, &user_create, &target);
 }
 
-static const char *const user_order_columns[] = {"id", "name", "email", "created_at", NULL};
-static const char *const user_order_exprs[] = {"id", "name", "email", "created_at"};
+static const char *const user_columns[] = {"id", "name", "email", "created_at", NULL};
 static const struct listq_filter user_filters[] = {
     {.name = "email", .kind = LISTQ_TEXT},
     {.name = "name", .kind = LISTQ_TEXT},
@@ -129,43 +117,36 @@ static char *substring_pattern(const char *text)
     return p;
 }
 
+static void bind_user_filters(db_stmt *st, const struct listq *q)
+{
+    if (q->filters[0].present)
+        db_bind_str(st, 1, q->filters[0].text);
+    if (q->filters[1].present) {
+        char *pattern = substring_pattern(q->filters[1].text);
+        db_bind_str(st, 2, pattern); /* copied by the binding */
+        free(pattern);
+    }
+}
+
+static const struct rows_list user_list = {
+    .columns = user_columns,
+    .column_exprs = user_columns,
+    .default_order = "id",
+    .filters = user_filters,
+    .filter_count = ARRAY_LEN(user_filters),
+    .sql_format = "SELECT " USER_COLUMNS " FROM users"
+                  " WHERE ($1 IS NULL OR lower(email) = lower($1))"
+                  " AND ($2 IS NULL OR lower(name) LIKE $2 ESCAPE '\\')"
+                  " ORDER BY %s LIMIT $3 OFFSET $4",
+    .limit_param = 3,
+    .bind = bind_user_filters,
+    .write = write_user,
+};
+
 void users_list(http_request *req, void *app)
 {
     struct writer_app *a = app;
-    struct listq q;
-    char order[64], sql[512];
-    char *pattern = NULL;
-
-    if (rows_parse_query(req, user_order_columns, user_filters, ARRAY_LEN(user_filters), &q) != 0)
-        return;
-    listq_order_sql(&q, user_order_exprs, "id", order, sizeof(order));
-    snprintf(sql, sizeof(sql),
-             "SELECT " USER_COLUMNS " FROM users"
-             " WHERE ($1 IS NULL OR lower(email) = lower($1))"
-             " AND ($2 IS NULL OR lower(name) LIKE $2 ESCAPE '\\')"
-             " ORDER BY %s LIMIT $3 OFFSET $4",
-             order);
-
-    db *conn = db_pool_acquire(a->pool);
-    db_stmt *st = db_prepare(conn, sql);
-    if (!st) {
-        struct api_error err;
-        service_db_error(DB_ERROR, &err);
-        http_reply_error(req, &err);
-        goto out;
-    }
-    if (q.filters[0].present)
-        db_bind_text(st, 1, q.filters[0].text, strlen(q.filters[0].text));
-    if (q.filters[1].present) {
-        pattern = substring_pattern(q.filters[1].text);
-        db_bind_text(st, 2, pattern, strlen(pattern));
-    }
-    db_bind_int64(st, 3, q.limit);
-    db_bind_int64(st, 4, q.offset);
-    rows_reply_list(req, conn, st, write_user);
-out:
-    db_pool_release(a->pool, conn);
-    free(pattern);
+    rows_reply_list(req, a->pool, &user_list);
 }
 
 void users_get(http_request *req, void *app)

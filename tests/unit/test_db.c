@@ -199,17 +199,17 @@ static void test_bad_urls(void **state)
         assert_true(strlen(err) > 0);
     }
 
-    /* PostgreSQL is named as not built, and the password never shows. */
+    /* An unreachable PostgreSQL server (port 1 on loopback is closed) is
+     * "unavailable", and the password never shows. */
     err[0] = '\0';
-    assert_int_equal(db_open("postgres://app:s3cret@127.0.0.1:5432/orders",
+    assert_int_equal(db_open("postgres://app:s3cret@127.0.0.1:1/orders",
                              &conn, err, sizeof(err)),
-                     DB_ERROR);
+                     DB_UNAVAILABLE);
     assert_null(conn);
-    assert_non_null(strstr(err, "PostgreSQL"));
     assert_null(strstr(err, "s3cret"));
     assert_int_equal(
-        db_open("postgresql://app:s3cret@h/db", &conn, err, sizeof(err)),
-        DB_ERROR);
+        db_open("postgresql://app:s3cret@127.0.0.1:1/db", &conn, err, sizeof(err)),
+        DB_UNAVAILABLE);
     assert_null(strstr(err, "s3cret"));
 
     /* A NULL err buffer is allowed. */
