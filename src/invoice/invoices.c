@@ -103,25 +103,17 @@ static const struct listq_filter invoice_filters[] = {
     {.name = "year", .kind = LISTQ_INT_RANGE, .min = 1970, .max = 9999},
 };
 
-static void bind_invoice_filters(db_stmt *st, const struct listq *q)
-{
-    for (int f = 0; f < (int)ARRAY_LEN(invoice_filters); f++)
-        if (q->filters[f].present)
-            db_bind_int64(st, f + 1, q->filters[f].num);
-}
+static const char *const invoice_filter_sql[] = {"i.user_id = $%d", "i.month = $%d",
+                                                 "i.year = $%d"};
 
 static const struct rows_list invoice_list = {
+    .select = INVOICE_SELECT,
     .columns = invoice_columns,
     .column_exprs = invoice_exprs,
     .default_order = "i.year, i.month, i.user_id",
     .filters = invoice_filters,
+    .filter_sql = invoice_filter_sql,
     .filter_count = ARRAY_LEN(invoice_filters),
-    .sql_format = INVOICE_SELECT " WHERE ($1 IS NULL OR i.user_id = $1)"
-                                 " AND ($2 IS NULL OR i.month = $2)"
-                                 " AND ($3 IS NULL OR i.year = $3)"
-                                 " ORDER BY %s LIMIT $4 OFFSET $5",
-    .limit_param = 4,
-    .bind = bind_invoice_filters,
     .write = write_invoice,
 };
 

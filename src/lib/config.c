@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -42,7 +43,7 @@ static const struct option_def options[] = {
     {"body-limit", "BODY_LIMIT", OPT_SIZE, FIELD(body_limit), 1024, 64L * 1024 * 1024,
      "largest request body in bytes (default 1048576)"},
     {"http-threads", "HTTP_THREADS", OPT_INT, FIELD(http_threads), 1, 256,
-     "HTTP worker threads (default 8)"},
+     "HTTP worker threads (default: one per CPU, at least 2)"},
     {"max-connections", "MAX_CONNECTIONS", OPT_INT, FIELD(max_connections), 1, 100000,
      "simultaneous HTTP connections (default 1000)"},
     {"idle-timeout", "IDLE_TIMEOUT", OPT_INT, FIELD(idle_timeout_s), 1, 3600,
@@ -135,7 +136,10 @@ void config_load(struct config *cfg, const char *service, int default_port, int 
     cfg->queue_type = xstrdup("classic");
     cfg->log_level = LOG_LVL_INFO;
     cfg->body_limit = DEFAULT_BODY_LIMIT;
-    cfg->http_threads = 8;
+    /* Writes never block a worker (they wait suspended for the group
+     * commit) and reads are short, so one worker per core suffices. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    cfg->http_threads = cpus < 2 ? 2 : cpus > 16 ? 16 : (int)cpus;
     cfg->max_connections = 1000;
     cfg->idle_timeout_s = 30;
     cfg->shutdown_timeout_s = 10;

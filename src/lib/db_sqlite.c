@@ -250,7 +250,10 @@ static int sqlite_open(db *conn, const char *url, char *err, size_t errlen)
     if (rc != DB_OK)
         goto out;
     /* FULL: a commit we answered 201 for survives a power cut. */
-    rc = sqlite3_exec(h, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON",
+    /* temp_store: the group commit's savepoint journals stay in memory
+     * instead of spilling to a temporary file. */
+    rc = sqlite3_exec(h, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                         " PRAGMA temp_store=MEMORY",
                       NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         db_put_err(err, errlen, "sqlite: '%s': %s", path, sqlite3_errmsg(h));

@@ -12,7 +12,6 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#include <uuid/uuid.h>
 
 #include "body.h"
 #include "log.h"
@@ -95,11 +94,11 @@ static int valid_request_id(const char *id)
     return n > 0;
 }
 
+#define GENERATED_ID_BYTES 16 /* 32 hex digits */
+
 static void generate_request_id(char *out)
 {
-    uuid_t u;
-    uuid_generate_random(u);
-    uuid_unparse_lower(u, out);
+    util_random_hex(out, GENERATED_ID_BYTES);
 }
 
 static const char *method_label(const char *method)
@@ -670,7 +669,6 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->idle_timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
         MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot listen on %s:%d (in use, or not allowed)", cfg->bind,

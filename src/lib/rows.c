@@ -1,6 +1,7 @@
 #include "rows.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "log.h"
 #include "service.h"
@@ -63,13 +64,55 @@ void rows_reply_one(http_request *req, db_pool *pool, const char *sql, rows_writ
     jsonw_free(&w);
 }
 
+/* "<select> WHERE <present filters> ORDER BY <order> LIMIT $n OFFSET $m";
+ * returns the number of the LIMIT parameter. */
+static int build_list_sql(const struct rows_list *list, const struct listq *q, char *sql,
+                          size_t size)
+{
+    char order[128];
+    int param = 1;
+    size_t used = (size_t)snprintf(sql, size, "%s", list->select);
+
+    for (size_t f = 0; f < list->filter_count && used < size; f++) {
+        if (!q->filters[f].present)
+            continue;
+        used += (size_t)snprintf(sql + used, size - used, param == 1 ? " WHERE " : " AND ");
+        if (used < size)
+            used += (size_t)snprintf(sql + used, size - used, list->filter_sql[f], param);
+        param++;
+    }
+    listq_order_sql(q, list->column_exprs, list->default_order, order, sizeof(order));
+    if (used < size)
+        snprintf(sql + used, size - used, " ORDER BY %s LIMIT $%d OFFSET $%d", order, param,
+                 param + 1);
+    return param;
+}
+
+static void bind_filters(db_stmt *st, const struct rows_list *list, const struct listq *q)
+{
+    int param = 1;
+
+    for (size_t f = 0; f < list->filter_count; f++) {
+        const struct listq_value *v = &q->filters[f];
+        if (!v->present)
+            continue;
+        if (list->filters[f].kind == LISTQ_ID || list->filters[f].kind == LISTQ_INT_RANGE) {
+            db_bind_int64(st, param++, v->num);
+            continue;
+        }
+        char *value = list->text_value ? list->text_value(f, v->text) : NULL;
+        db_bind_str(st, param++, value ? value : v->text); /* the binding copies */
+        free(value);
+    }
+}
+
 void rows_reply_list(http_request *req, db_pool *pool, const struct rows_list *list)
 {
     const struct query_param *params;
     size_t count;
     struct api_error err;
     struct listq q;
-    char order[128], sql[SQL_MAX];
+    char sql[SQL_MAX];
     struct jsonw w;
 
     api_error_clear(&err);
@@ -79,8 +122,7 @@ void rows_reply_list(http_request *req, db_pool *pool, const struct rows_list *l
         http_reply_error(req, &err);
         return;
     }
-    listq_order_sql(&q, list->column_exprs, list->default_order, order, sizeof(order));
-    snprintf(sql, sizeof(sql), list->sql_format, order);
+    int limit_param = build_list_sql(list, &q, sql, sizeof(sql));
 
     db *conn = db_pool_acquire(pool);
     db_stmt *st = db_prepare(conn, sql);
@@ -88,9 +130,9 @@ void rows_reply_list(http_request *req, db_pool *pool, const struct rows_list *l
 
     jsonw_init(&w);
     if (st) {
-        list->bind(st, &q);
-        db_bind_int64(st, list->limit_param, q.limit);
-        db_bind_int64(st, list->limit_param + 1, q.offset);
+        bind_filters(st, list, &q);
+        db_bind_int64(st, limit_param, q.limit);
+        db_bind_int64(st, limit_param + 1, q.offset);
         rc = write_rows(conn, st, 0, list->write, &w);
     }
     reply(req, conn, rc, &w);

@@ -2,7 +2,7 @@
  * rows: answering GET endpoints from query results. A service supplies a
  * writer that turns the current row into its JSON object (it may run
  * further queries on the same connection, as invoices do for their
- * lines) and, for lists, a binder for its filters; these helpers run the
+ * lines) and, for lists, the SQL of each filter; these helpers run the
  * query on a pooled connection and answer 200 (array or object), 400,
  * 404 or 503.
  */
@@ -19,20 +19,21 @@
 /* Writes the current row of st; returns DB_OK or an error. */
 typedef int (*rows_writer)(db *conn, db_stmt *st, struct jsonw *w);
 
-/* Binds the list's filters (its $1..$n before LIMIT and OFFSET). */
-typedef void (*rows_binder)(db_stmt *st, const struct listq *q);
-
 struct rows_list {
-    const char *const *columns;       /* sortable names, NULL-terminated */
-    const char *const *column_exprs;  /* their SQL expressions */
-    const char *default_order;        /* ORDER BY when none is asked */
+    const char *select;              /* "SELECT <columns> FROM <tables>" */
+    const char *const *columns;      /* sortable names, NULL-terminated */
+    const char *const *column_exprs; /* their SQL expressions */
+    const char *default_order;       /* ORDER BY when none is asked */
     const struct listq_filter *filters;
+    /* Per filter, its condition with "$%d" where its parameter goes, e.g.
+     * "user_id = $%d". Only the filters present in the query make it into
+     * the WHERE clause, so each combination is its own statement and can
+     * use its own index. Every piece of SQL comes from these constants. */
+    const char *const *filter_sql;
     size_t filter_count;
-    /* "SELECT ... WHERE ... ORDER BY %s LIMIT $n OFFSET $n+1": %s is the
-     * order (from the constants above only), limit_param is n. */
-    const char *sql_format;
-    int limit_param;
-    rows_binder bind;
+    /* Optional: the value to bind for a text filter, malloc()ed (NULL:
+     * bind the text as given). */
+    char *(*text_value)(size_t filter, const char *text);
     rows_writer write;
 };
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 static void oom(size_t n)
@@ -72,4 +73,29 @@ size_t util_strlcpy(char *dst, const char *src, size_t size)
         dst[n] = '\0';
     }
     return len;
+}
+
+#define RANDOM_POOL_SIZE 512
+
+void util_random_hex(char *out, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    static _Thread_local unsigned char pool[RANDOM_POOL_SIZE];
+    static _Thread_local size_t left;
+
+    for (size_t i = 0; i < n; i++) {
+        if (left == 0) {
+            size_t got = 0;
+            while (got < sizeof(pool)) {
+                ssize_t r = getrandom(pool + got, sizeof(pool) - got, 0);
+                if (r > 0)
+                    got += (size_t)r;
+            }
+            left = sizeof(pool);
+        }
+        unsigned char b = pool[--left];
+        out[2 * i] = hex[b >> 4];
+        out[2 * i + 1] = hex[b & 15];
+    }
+    out[2 * n] = '\0';
 }

@@ -22,6 +22,11 @@ int64_t util_now_ms(void);
 /* Monotonic clock in nanoseconds, for durations and deadlines. */
 int64_t util_monotonic_ns(void);
 
+/* Fills out with 2*n hex digits of cryptographically random bytes and a
+ * NUL (out holds 2*n+1 bytes). Cheap: bytes come from a per-thread pool
+ * refilled by getrandom(2) a few hundred at a time. */
+void util_random_hex(char *out, size_t n);
+
 /* Copies at most size-1 bytes and always terminates; returns strlen(src). */
 size_t util_strlcpy(char *dst, const char *src, size_t size);
 

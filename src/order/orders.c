@@ -88,22 +88,16 @@ static const struct listq_filter order_filters[] = {
     {.name = "user_id", .kind = LISTQ_ID},
 };
 
-static void bind_order_filters(db_stmt *st, const struct listq *q)
-{
-    if (q->filters[0].present)
-        db_bind_int64(st, 1, q->filters[0].num);
-}
+static const char *const order_filter_sql[] = {"user_id = $%d"};
 
 static const struct rows_list order_list = {
+    .select = "SELECT " ORDER_COLUMNS " FROM orders",
     .columns = order_columns,
     .column_exprs = order_exprs,
     .default_order = "id",
     .filters = order_filters,
+    .filter_sql = order_filter_sql,
     .filter_count = ARRAY_LEN(order_filters),
-    .sql_format = "SELECT " ORDER_COLUMNS " FROM orders WHERE ($1 IS NULL OR user_id = $1)"
-                  " ORDER BY %s LIMIT $2 OFFSET $3",
-    .limit_param = 2,
-    .bind = bind_order_filters,
     .write = write_order,
 };
 

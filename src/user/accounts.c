@@ -131,25 +131,16 @@ static const struct listq_filter account_filters[] = {
     {.name = "status", .kind = LISTQ_ENUM, .values = statuses},
 };
 
-static void bind_account_filters(db_stmt *st, const struct listq *q)
-{
-    if (q->filters[0].present)
-        db_bind_int64(st, 1, q->filters[0].num);
-    if (q->filters[1].present)
-        db_bind_str(st, 2, q->filters[1].text);
-}
+static const char *const account_filter_sql[] = {"user_id = $%d", "status = $%d"};
 
 static const struct rows_list account_list = {
+    .select = "SELECT " ACCOUNT_COLUMNS " FROM accounts",
     .columns = account_columns,
     .column_exprs = account_columns,
     .default_order = "id",
     .filters = account_filters,
+    .filter_sql = account_filter_sql,
     .filter_count = ARRAY_LEN(account_filters),
-    .sql_format = "SELECT " ACCOUNT_COLUMNS " FROM accounts"
-                  " WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2)"
-                  " ORDER BY %s LIMIT $3 OFFSET $4",
-    .limit_param = 3,
-    .bind = bind_account_filters,
     .write = write_account,
 };
 

@@ -117,29 +117,26 @@ static char *substring_pattern(const char *text)
     return p;
 }
 
-static void bind_user_filters(db_stmt *st, const struct listq *q)
+static const char *const user_filter_sql[] = {
+    "lower(email) = lower($%d)",
+    "lower(name) LIKE $%d ESCAPE '\\'",
+};
+
+/* The name filter binds a LIKE pattern; the email filter its text. */
+static char *user_filter_value(size_t filter, const char *text)
 {
-    if (q->filters[0].present)
-        db_bind_str(st, 1, q->filters[0].text);
-    if (q->filters[1].present) {
-        char *pattern = substring_pattern(q->filters[1].text);
-        db_bind_str(st, 2, pattern); /* copied by the binding */
-        free(pattern);
-    }
+    return filter == 1 ? substring_pattern(text) : NULL;
 }
 
 static const struct rows_list user_list = {
+    .select = "SELECT " USER_COLUMNS " FROM users",
     .columns = user_columns,
     .column_exprs = user_columns,
     .default_order = "id",
     .filters = user_filters,
+    .filter_sql = user_filter_sql,
     .filter_count = ARRAY_LEN(user_filters),
-    .sql_format = "SELECT " USER_COLUMNS " FROM users"
-                  " WHERE ($1 IS NULL OR lower(email) = lower($1))"
-                  " AND ($2 IS NULL OR lower(name) LIKE $2 ESCAPE '\\')"
-                  " ORDER BY %s LIMIT $3 OFFSET $4",
-    .limit_param = 3,
-    .bind = bind_user_filters,
+    .text_value = user_filter_value,
     .write = write_user,
 };
 
