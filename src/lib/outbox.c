@@ -179,6 +179,7 @@ struct outbox_relay {
     int one_at_a_time;
     /* A broker problem was logged as a warning: say when it is over. */
     int outage_logged;
+    groupcommit *gc;        /* marks rows through it when set */
     /* Holds the database's relay lock: of several replicas sharing one
      * database, only the holder publishes, so events leave in order. */
     int leader;
@@ -429,42 +430,91 @@ static int publish_batch(outbox_relay *r, int n)
  * update does it; with a gap (possible on PostgreSQL, where a lower seq
  * can commit later) a range could mark a row that was never sent, so
  * each row is marked by its own seq instead, in one transaction. */
-static int mark_published(outbox_relay *r, int n)
+/* Marks the batch's rows published, inside the caller's transaction. */
+static int mark_rows(db *conn, const struct row *rows, int n)
 {
     int64_t now = util_now_ms();
     db_stmt *st;
     int rc;
 
-    if (r->rows[n - 1].seq - r->rows[0].seq + 1 == n) {
-        st = db_prepare(r->db, sql_mark_range);
+    if (rows[n - 1].seq - rows[0].seq + 1 == n) {
+        st = db_prepare(conn, sql_mark_range);
         if (!st)
             return DB_ERROR;
         db_bind_int64(st, 1, now);
-        db_bind_int64(st, 2, r->rows[0].seq);
-        db_bind_int64(st, 3, r->rows[n - 1].seq);
+        db_bind_int64(st, 2, rows[0].seq);
+        db_bind_int64(st, 3, rows[n - 1].seq);
         rc = db_step(st);
         db_stmt_reset(st);
         return rc == DB_DONE ? DB_OK : rc;
     }
-
-    rc = db_begin(r->db);
-    if (rc != DB_OK)
-        return rc;
     for (int i = 0; i < n; i++) {
-        st = db_prepare(r->db, sql_mark_one);
-        if (!st) {
-            rc = DB_ERROR;
-            goto out;
-        }
+        st = db_prepare(conn, sql_mark_one);
+        if (!st)
+            return DB_ERROR;
         db_bind_int64(st, 1, now);
-        db_bind_int64(st, 2, r->rows[i].seq);
+        db_bind_int64(st, 2, rows[i].seq);
         rc = db_step(st);
         db_stmt_reset(st);
         if (rc != DB_DONE)
-            goto out;
+            return rc;
     }
-    rc = db_commit(r->db);
-out:
+    return DB_OK;
+}
+
+/* Marking through the service's group commit: the update rides in the
+ * next shared transaction instead of queueing for SQLite's write lock
+ * against it. */
+struct mark_job {
+    struct groupcommit_job job; /* first */
+    const struct row *rows;
+    int n;
+    int rc;
+    int done;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+};
+
+static int mark_job_run(db *conn, struct groupcommit_job *job)
+{
+    struct mark_job *m = (struct mark_job *)job;
+    return mark_rows(conn, m->rows, m->n);
+}
+
+static void mark_job_done(struct groupcommit_job *job, int rc)
+{
+    struct mark_job *m = (struct mark_job *)job;
+    pthread_mutex_lock(&m->lock);
+    m->rc = rc;
+    m->done = 1;
+    pthread_cond_signal(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+}
+
+static int mark_published(outbox_relay *r, int n)
+{
+    int rc;
+
+    if (r->gc) {
+        struct mark_job m = {.job = {.run = mark_job_run, .done = mark_job_done},
+                             .rows = r->rows,
+                             .n = n};
+        pthread_mutex_init(&m.lock, NULL);
+        pthread_cond_init(&m.cond, NULL);
+        groupcommit_submit(r->gc, &m.job);
+        pthread_mutex_lock(&m.lock);
+        while (!m.done)
+            pthread_cond_wait(&m.cond, &m.lock);
+        pthread_mutex_unlock(&m.lock);
+        pthread_mutex_destroy(&m.lock);
+        pthread_cond_destroy(&m.cond);
+        return m.rc;
+    }
+    rc = db_begin(r->db);
+    if (rc == DB_OK)
+        rc = mark_rows(r->db, r->rows, n);
+    if (rc == DB_OK)
+        rc = db_commit(r->db);
     if (rc != DB_OK)
         db_rollback(r->db);
     return rc;
@@ -628,6 +678,7 @@ outbox_relay *outbox_relay_start(const struct outbox_relay_config *cfg)
     r->service = xstrdup(cfg->service);
     r->lock_key = relay_lock_key(r->service);
     r->queue_type = xstrdup(cfg->queue_type ? cfg->queue_type : "classic");
+    r->gc = cfg->gc;
     snprintf(name, sizeof(name), "%s outbox relay", cfg->service);
     r->connection_name = xstrdup(name);
     r->batch_size = cfg->batch_size > 0 ? cfg->batch_size : OUTBOX_DEFAULT_BATCH;

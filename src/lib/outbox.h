@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "db.h"
+#include "groupcommit.h"
 
 /* Migration SQL creating the outbox table, for a service's list. */
 extern const char outbox_schema_sqlite[];
@@ -47,6 +48,9 @@ struct outbox_relay_config {
     const char *queue_type;    /* "classic" or "quorum" */
     int batch_size;            /* rows per confirmed batch */
     int poll_interval_ms;      /* fallback when no wake-up arrives */
+    groupcommit *gc;           /* optional: the service's writer, through
+                                  which rows are marked published; must
+                                  outlive the relay */
 };
 
 /* Starts the relay thread; NULL on failure (logged). Strings are copied. */

@@ -47,6 +47,7 @@ int writer_main(const struct writer_service *svc, int argc, char **argv)
         .queue_type = cfg.queue_type,
         .batch_size = cfg.relay_batch,
         .poll_interval_ms = RELAY_POLL_INTERVAL_MS,
+        .gc = app.gc,
     };
     app.relay = outbox_relay_start(&relay_cfg);
     if (!app.relay)
@@ -71,9 +72,9 @@ int writer_main(const struct writer_service *svc, int argc, char **argv)
     http_server_stop(http);
     status = EXIT_SUCCESS;
 out:
-    groupcommit_stop(app.gc);
     if (app.relay)
-        outbox_relay_stop(app.relay);
+        outbox_relay_stop(app.relay); /* before the group commit it uses */
+    groupcommit_stop(app.gc);
     if (app.pool)
         db_pool_close(app.pool);
     log_info(NULL, "stopped");
