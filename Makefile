@@ -30,7 +30,7 @@ SERVICE_BINS := $(SERVICES:%=$(BUILD)/bin/%-service)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit e2e demo clean release asan fmt
+.PHONY: all deps test unit e2e demo clean release asan fmt bench
 .DEFAULT_GOAL := all
 
 all: $(SERVICE_BINS)
@@ -83,6 +83,11 @@ e2e: asan
 
 demo: release
 	@scripts/demo.sh build/release
+
+# Speed against the machine's own limits (bench/run.py); QUICK=1: < 2 min.
+bench: release
+	@$(MAKE) --no-print-directory -C bench OUT=../build/release/bench
+	@bench/run.py --build build/release $(if $(filter 1,$(QUICK)),--quick)
 
 fmt:
 	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c

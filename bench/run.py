@@ -1,0 +1,761 @@
+#!/usr/bin/python3
+"""`make bench`: the speed of the system against the limits of this machine.
+
+    bench/run.py [--build build/release] [--quick] [--results bench/results]
+
+Starts, on 127.0.0.1 and in a fresh temporary folder: a private RabbitMQ
+node (scripts/rabbitmq.sh), the three services of BUILD/bin on fresh SQLite
+files, and bench/hello (a libmicrohttpd hello-world server). Then measures,
+each figure after a warm-up and as the median of several runs:
+
+  raw limits  hello-world GET and POST (wrk), SQLite durable commits (1 and
+              100 rows per transaction), RabbitMQ publish with confirms and
+              consume with multiple-ack (BUILD/bench/*, built by bench/Makefile);
+  services    POST orders, POST users, GET orders?limit=10, GET invoices
+              (wrk, 2 threads, 64 connections): requests/s, latency
+              p50/p99/p99.9, server CPU per request;
+  pipeline    bench/pipeline.py: sustained events/s from POST to invoice,
+              and freshness at half that rate;
+  memory      VmRSS of each service idle, and its peak under the loads.
+
+Each raw limit is measured next to the figures compared with it: the
+hello-world runs alternate with the service runs of the same method, the
+SQLite runs come just before the POST runs, the RabbitMQ runs just before
+the pipeline. Prints one table (figure, value, raw limit, ratio, target)
+and writes the same as JSON to RESULTS/<UTC time>-<git short sha>.json.
+Stops exactly what it started, by PID, on every exit path.
+"""
+import argparse
+import datetime
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+SERVICES = ("user", "order", "invoice")
+WRK_THREADS = 2
+WRK_CONNECTIONS = 64
+WRK_TIMEOUT = "10s"
+READY_TIMEOUT_S = 30
+SEED_TIMEOUT_S = 30
+STOP_TIMEOUT_S = 15
+RSS_SAMPLE_S = 0.1
+MAX_ERROR_SHARE = 0.001  # a figure with more non-2xx answers is flagged
+SEED_MONTH, SEED_YEAR = 4, 2025
+MQ_WARMUP_COUNT = 1000
+MQ_MAX_COUNT = 200000
+
+# How long and how often; QUICK=1 keeps the whole run under two minutes.
+PROFILES = {
+    "full": {"warmup_s": 3, "runs": 5, "duration_s": 5,
+             "sqlite_runs": 5, "sqlite_s": 2.0, "mq_runs": 5, "mq_s": 4.0,
+             "drain_timeout_s": 60,
+             "pipeline": ["--step-s", "6", "--factor", "1.5", "--bisect", "2",
+                          "--repeats", "3", "--warmup-s", "3", "--freshness-s", "15",
+                          "--drain-timeout", "60"]},
+    "quick": {"warmup_s": 1, "runs": 3, "duration_s": 1,
+              "sqlite_runs": 3, "sqlite_s": 0.5, "mq_runs": 3, "mq_s": 1.0,
+              "drain_timeout_s": 5,
+              "pipeline": ["--step-s", "3", "--factor", "2", "--bisect", "0",
+                           "--repeats", "1", "--warmup-s", "1", "--freshness-s", "4",
+                           "--drain-timeout", "10"]},
+}
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+# ---------------------------------------------------------------- processes
+
+class Stopped(Exception):
+    pass
+
+
+def on_signal(signum, _frame):
+    raise Stopped(f"signal {signum}")
+
+
+class Started:
+    """What this run started, so that every exit path stops exactly that."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.procs = []        # (name, Popen)
+        self.broker_dir = None
+
+    def spawn(self, name, argv, log_path):
+        with open(log_path, "wb") as logf:
+            p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf)
+        self.procs.append((name, p))
+        return p
+
+    def stop(self, p):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                log(f"pid {p.pid} did not stop in {STOP_TIMEOUT_S}s; killing it")
+                p.kill()
+                p.wait(5)
+        self.procs = [(n, q) for n, q in self.procs if q is not p]
+
+    def stop_all(self):
+        for _, p in reversed(list(self.procs)):
+            try:
+                self.stop(p)
+            except Exception as e:  # noqa: BLE001 - keep stopping the others
+                log(f"stopping pid {p.pid}: {e}")
+        if self.broker_dir:
+            subprocess.run([os.path.join(ROOT, "scripts/rabbitmq.sh"), "stop", self.broker_dir],
+                           timeout=120, check=False)
+            self.broker_dir = None
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listeners(port):
+    """Listening TCP sockets on 127.0.0.1:port or *:port (IPv4)."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            addr, state = fields[1], fields[3]
+            ip, p = addr.split(":")
+            if state == "0A" and int(p, 16) == port and ip in ("0100007F", "00000000"):
+                n += 1
+    return n
+
+
+def proc_rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def proc_rss_parts_kib(pid):
+    """VmRSS split into anonymous memory and mapped files (shared libraries,
+    which other processes share) from /proc/PID/status."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key = line.split(":")[0]
+                if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "Threads"):
+                    out[key] = int(line.split()[1])
+    except OSError:
+        pass
+    return out
+
+
+def proc_cpu_s(pid):
+    """User + system CPU seconds of a process (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class RssSampler(threading.Thread):
+    """Peak VmRSS of some processes while running."""
+
+    def __init__(self, pids):
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.peak = {name: 0 for name in pids}
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            for name, pid in self.pids.items():
+                kib = proc_rss_kib(pid)
+                if kib and kib > self.peak[name]:
+                    self.peak[name] = kib
+            self.halt.wait(RSS_SAMPLE_S)
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+        return self.peak
+
+
+# ---------------------------------------------------------------- HTTP
+
+def request(port, method, path, body=None, timeout=10):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            return resp.status, json.loads(raw) if raw else None
+        except ValueError:
+            return resp.status, raw.decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def metrics(port):
+    status, text = request(port, "GET", "/metrics")
+    out = {}
+    if status == 200 and isinstance(text, str):
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                try:
+                    out[name] = float(value)
+                except ValueError:
+                    pass
+    return out
+
+
+def wait_ready(port, proc):
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            if request(port, "GET", "/readyz", timeout=2)[0] == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+# ---------------------------------------------------------------- wrk
+
+WRK_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
+WRK_NON2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+WRK_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+WRK_DIST = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def parse_wrk(out):
+    """wrk's own lines (--latency) plus the BENCH line of our done()."""
+    m = WRK_RPS.search(out)
+    if not m:
+        raise RuntimeError("no Requests/sec in wrk output:\n" + out)
+    r = {"rps": float(m.group(1))}
+    dist = {p: float(v) * UNIT_MS[u] for p, v, u in WRK_DIST.findall(out)}
+    r["p50_ms"], r["p99_ms"] = dist.get("50"), dist.get("99")
+    bench = [line for line in out.splitlines() if line.startswith("BENCH ")]
+    if bench:
+        b = json.loads(bench[-1][6:])
+        r["requests"] = b["requests"]
+        r["p999_ms"] = b["p999_us"] / 1000.0
+        r["max_ms"] = b["max_us"] / 1000.0
+    m = WRK_NON2XX.search(out)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    m = WRK_SOCKET.search(out)
+    r["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    return r
+
+
+def run_wrk(url, script, seconds, pid, script_args=()):
+    argv = ["wrk", f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s",
+            f"--timeout={WRK_TIMEOUT}", "--latency", "-s", script, url]
+    if script_args:
+        argv += ["--", *script_args]
+    cpu0 = proc_cpu_s(pid)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60,
+                         check=True).stdout
+    cpu1 = proc_cpu_s(pid)
+    r = parse_wrk(out)
+    if r.get("requests"):
+        r["cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / r["requests"]
+    return r
+
+
+# ---------------------------------------------------------------- the run
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.p = PROFILES["quick" if args.quick else "full"]
+        self.build = os.path.abspath(args.build)
+        self.tmp = tempfile.mkdtemp(prefix="cqrs-bench.")
+        os.chmod(self.tmp, 0o755)  # the broker runs as user rabbitmq
+        self.started = Started(self.tmp)
+        self.ports = {}
+        self.pids = {}
+        self.res = {"raw": {}, "http": {}, "rss_kib": {}, "notes": []}
+        self.run_tag = str(int(time.time()))
+
+    # --- start and stop
+
+    def start_broker(self):
+        port = free_port()
+        d = os.path.join(self.tmp, "rabbitmq")
+        self.started.broker_dir = d
+        subprocess.run([os.path.join(ROOT, "scripts/rabbitmq.sh"), "start", d, str(port)],
+                       timeout=120, check=True)
+        self.amqp_port = port
+        self.amqp_url = f"amqp://guest:guest@127.0.0.1:{port}/"
+
+    def start_server(self, name, argv_for_port, ready):
+        """Starts a server on a free port that no other process shares
+        (SO_REUSEPORT would let two servers split one port silently)."""
+        for _ in range(3):
+            port = free_port()
+            p = self.started.spawn(name, argv_for_port(port), os.path.join(self.tmp, name + ".log"))
+            if ready(port, p) and listeners(port) == 1:
+                return port, p
+            log(f"{name} on port {port} not ready or port shared; trying another port")
+            self.started.stop(p)
+        raise RuntimeError(f"could not start {name}; see {self.tmp}/{name}.log")
+
+    def start_all(self):
+        bench_bin = os.path.join(self.build, "bench")
+
+        def hello_ready(port, proc):
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and proc.poll() is None:
+                try:
+                    if request(port, "GET", "/", timeout=2)[0] == 200:
+                        return True
+                except OSError:
+                    time.sleep(0.05)
+            return False
+
+        self.ports["hello"], p = self.start_server(
+            "hello", lambda port: [os.path.join(bench_bin, "hello"), str(port)], hello_ready)
+        self.pids["hello"] = p.pid
+        for svc in SERVICES:
+            binary = os.path.join(self.build, "bin", f"{svc}-service")
+            db = os.path.join(self.tmp, f"{svc}-service.db")
+            self.ports[svc], p = self.start_server(
+                f"{svc}-service",
+                lambda port, b=binary, d=db: [b, "--port", str(port), "--database-url",
+                                              f"sqlite:{d}", "--amqp-url", self.amqp_url],
+                wait_ready)
+            self.pids[svc] = p.pid
+        log("started: " + ", ".join(f"{k} :{v}" for k, v in self.ports.items()))
+
+    # --- helpers
+
+    def url(self, svc, path):
+        return f"http://127.0.0.1:{self.ports[svc]}{path}"
+
+    def drain(self):
+        """Waits (bounded) until the writers' outboxes are published and the
+        invoice service consumed every published event."""
+        deadline = time.monotonic() + self.p["drain_timeout_s"]
+        last = None
+        while time.monotonic() < deadline:
+            um, om, im = (metrics(self.ports[s]) for s in SERVICES)
+            published = um.get("events_published_total", 0) + om.get("events_published_total", 0)
+            consumed = sum(v for k, v in im.items() if k.startswith("events_total{"))
+            pending = um.get("outbox_pending", 0) + om.get("outbox_pending", 0)
+            state = (published, consumed)
+            if pending == 0 and consumed >= published and state == last:
+                return True
+            last = state
+            time.sleep(0.2)
+        self.res["notes"].append("a drain between figures timed out")
+        log("drain timed out; measuring anyway")
+        return False
+
+    # --- phases
+
+    def seed(self):
+        """A customer with an account and five April orders, whose invoice
+        the GET invoices figure reads, and a hundred other orders."""
+        st, user = request(self.ports["user"], "POST", "/system-api/users",
+                           {"name": "Bench Reader",
+                            "email": f"reader-{self.run_tag}@bench.example"})
+        assert st == 201, (st, user)
+        st, acct = request(self.ports["user"], "POST", "/system-api/accounts",
+                           {"user_id": user["id"], "address1": "1 Bench Way",
+                            "city": "Loadville", "state": "CA", "zip": "12345"})
+        assert st == 201, (st, acct)
+        orders = [{"user_id": user["id"], "amount": 10 + i, "description": f"Seed order {i}",
+                   "created_at": f"{SEED_YEAR}-{SEED_MONTH:02d}-{i + 1:02d}T10:00:00Z"}
+                  for i in range(5)]
+        orders += [{"user_id": 500 + i, "amount": 1.5, "description": "Filler"} for i in range(100)]
+        st, body = request(self.ports["order"], "POST", "/order-service/orders", orders)
+        assert st == 201, (st, body)
+        self.invoice_path = (f"/invoice-service/invoices?user_id={user['id']}"
+                             f"&month={SEED_MONTH}&year={SEED_YEAR}")
+        deadline = time.monotonic() + SEED_TIMEOUT_S
+        while time.monotonic() < deadline:
+            st, inv = request(self.ports["invoice"], "GET", self.invoice_path)
+            if (st == 200 and len(inv) == 1 and inv[0]["order_count"] == 5
+                    and inv[0]["name"] and inv[0]["shipping_address"]):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the seeded invoice did not appear in {SEED_TIMEOUT_S}s")
+
+    def rss_idle(self):
+        time.sleep(1.0)
+        self.res["rss_kib"]["idle"] = {s: proc_rss_kib(self.pids[s]) for s in SERVICES}
+        self.res["rss_kib"]["idle_parts"] = {s: proc_rss_parts_kib(self.pids[s])
+                                             for s in SERVICES}
+        self.res["rss_kib"]["idle_parts"]["hello"] = proc_rss_parts_kib(self.pids["hello"])
+
+    def sqlite_raw(self):
+        prog = os.path.join(self.build, "bench", "sqlite_commit")
+        path = os.path.join(self.tmp, "raw-sqlite.db")
+        out = {}
+        for rows in ("1", "100"):
+            runs = []
+            for i in range(self.p["sqlite_runs"] + 1):  # the first is the warm-up
+                seconds = self.p["sqlite_s"] if i else self.p["sqlite_s"] / 2
+                r = subprocess.run([prog, path, rows, str(seconds)], capture_output=True,
+                                   text=True, timeout=seconds + 60, check=True)
+                if i:
+                    runs.append(json.loads(r.stdout))
+            out[rows] = {"commits_per_s": median(r["commits_per_s"] for r in runs),
+                         "rows_per_s": median(r["rows_per_s"] for r in runs),
+                         "runs_rows_per_s": [r["rows_per_s"] for r in runs]}
+            log(f"sqlite {rows} row(s)/transaction: {out[rows]['rows_per_s']:.0f} rows/s")
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.unlink(path + suffix)
+        self.res["raw"]["sqlite"] = out
+
+    def mq_raw(self):
+        """A warm-up of MQ_WARMUP_COUNT messages, whose publish rate sizes
+        the measured runs to about mq_s seconds of publishing each."""
+        prog = os.path.join(self.build, "bench", "mq_rate")
+
+        def one(count):
+            r = subprocess.run([prog, "127.0.0.1", str(self.amqp_port), str(count)],
+                               capture_output=True, text=True, timeout=300, check=True)
+            return json.loads(r.stdout)
+
+        warm = one(MQ_WARMUP_COUNT)
+        count = int(min(MQ_MAX_COUNT, max(MQ_WARMUP_COUNT,
+                                          warm["publish_per_s"] * self.p["mq_s"])))
+        runs = [one(count) for _ in range(self.p["mq_runs"])]
+        self.res["raw"]["rabbitmq"] = {
+            "publish_per_s": median(r["publish_per_s"] for r in runs),
+            "consume_per_s": median(r["consume_per_s"] for r in runs),
+            "publish_runs": [r["publish_per_s"] for r in runs],
+            "consume_runs": [r["consume_per_s"] for r in runs],
+            "messages_per_run": count}
+        log(f"rabbitmq: publish {self.res['raw']['rabbitmq']['publish_per_s']:.0f}/s, "
+            f"consume {self.res['raw']['rabbitmq']['consume_per_s']:.0f}/s")
+
+    def http_round_robin(self, targets, drain_each):
+        """targets: [(key, server, url, script, args)]. A warm-up of each,
+        then rounds in which every target runs once; with drain_each, every
+        run waits for the events of the previous ones to be consumed."""
+        wrk_dir = os.path.join(ROOT, "bench", "wrk")
+        runs = {t[0]: [] for t in targets}
+
+        def one(t, seconds, i):
+            key, server, url, script, args = t
+            if drain_each:
+                self.drain()
+            return run_wrk(url, os.path.join(wrk_dir, script), seconds, self.pids[server],
+                           [a.format(i=i, tag=self.run_tag) for a in args])
+
+        for t in targets:
+            one(t, self.p["warmup_s"], "w")
+        for i in range(self.p["runs"]):
+            for t in targets:
+                r = one(t, self.p["duration_s"], i)
+                runs[t[0]].append(r)
+                log(f"{t[0]} run {i + 1}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.1f} ms"
+                    + (f", {r['non2xx']} non-2xx" if r["non2xx"] else ""))
+        for key, rs in runs.items():
+            total = sum(r.get("requests", 0) for r in rs)
+            errors = sum(r["non2xx"] + r["socket_errors"] for r in rs)
+            self.res["http"][key] = {
+                "rps": median(r["rps"] for r in rs),
+                "p50_ms": median(r["p50_ms"] for r in rs),
+                "p99_ms": median(r["p99_ms"] for r in rs),
+                "p999_ms": median(r.get("p999_ms") for r in rs),
+                "cpu_us_per_req": median(r.get("cpu_us_per_req") for r in rs),
+                "requests": total, "errors": errors,
+                "runs_rps": [round(r["rps"], 1) for r in rs]}
+            if total and errors / total > MAX_ERROR_SHARE:
+                self.res["notes"].append(f"{key}: {errors} of {total} answers were errors")
+
+    def post_phase(self):
+        self.http_round_robin([
+            ("hello POST", "hello", self.url("hello", "/order-service/orders"),
+             "post_order.lua", []),
+            ("POST /order-service/orders", "order", self.url("order", "/order-service/orders"),
+             "post_order.lua", []),
+            ("POST /system-api/users", "user", self.url("user", "/system-api/users"),
+             "post_user.lua", ["{tag}r{i}"]),
+        ], drain_each=True)
+
+    def row_counts(self):
+        """Rows in the services' tables (read-only peek, for the record:
+        the cost of a query may grow with them)."""
+        counts = {}
+        for svc, tables in (("user", ("users",)), ("order", ("orders", "outbox")),
+                            ("invoice", ("invoices", "invoice_lines"))):
+            path = os.path.join(self.tmp, f"{svc}-service.db")
+            try:
+                c = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+                try:
+                    for t in tables:
+                        counts[f"{svc}.{t}"] = c.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                finally:
+                    c.close()
+            except sqlite3.Error as e:
+                counts[svc] = f"unavailable: {e}"
+        return counts
+
+    def get_phase(self):
+        self.drain()  # GETs create no events: one drain is enough
+        self.res["rows_at_get"] = self.row_counts()
+        self.http_round_robin([
+            ("hello GET", "hello", self.url("hello", "/order-service/orders?limit=10"),
+             "get.lua", []),
+            ("GET /order-service/orders?limit=10", "order",
+             self.url("order", "/order-service/orders?limit=10"), "get.lua", []),
+            ("GET /invoice-service/invoices", "invoice",
+             self.url("invoice", self.invoice_path), "get.lua", []),
+        ], drain_each=False)
+
+    def pipeline_phase(self):
+        self.drain()
+        argv = [sys.executable, os.path.join(ROOT, "bench", "pipeline.py"),
+                "--order-url", self.url("order", ""), "--invoice-url", self.url("invoice", ""),
+                *self.p["pipeline"]]
+        r = subprocess.run(argv, stdout=subprocess.PIPE, text=True, timeout=900, check=True)
+        self.res["pipeline"] = json.loads(r.stdout)
+
+    def phase(self, name, fn):
+        t = time.monotonic()
+        fn()
+        self.res["phase_seconds"][name] = round(time.monotonic() - t, 1)
+
+    def run(self):
+        self.res["load_before"] = os.getloadavg()
+        self.res["phase_seconds"] = {}
+        log(f"{'QUICK ' if self.args.quick else ''}run in {self.tmp}")
+        self.phase("broker start", self.start_broker)
+        self.phase("servers start", self.start_all)
+        self.rss_idle()
+        self.phase("seed", self.seed)
+        sampler = RssSampler({s: self.pids[s] for s in SERVICES})
+        sampler.start()
+        try:
+            self.phase("sqlite", self.sqlite_raw)
+            self.phase("POST", self.post_phase)
+            self.phase("GET", self.get_phase)
+            self.phase("rabbitmq", self.mq_raw)
+            self.phase("pipeline", self.pipeline_phase)
+        finally:
+            self.res["rss_kib"]["peak_under_load"] = sampler.stop()
+        self.res["load_after"] = os.getloadavg()
+        self.res["rows_at_end"] = self.row_counts()
+        self.res["db_bytes"] = {
+            f: os.path.getsize(os.path.join(self.tmp, f)) for f in sorted(os.listdir(self.tmp))
+            if "-service.db" in f}
+        log("phases: " + ", ".join(f"{k} {v}s" for k, v in self.res["phase_seconds"].items()))
+
+    def cleanup(self):
+        # A second Ctrl-C must not cut the stopping short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self.started.stop_all()
+        if self.args.keep:
+            log(f"kept {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the table
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def figures(res):
+    """The table's rows: (figure, value, unit, raw-limit name, raw limit,
+    ratio, target text, met or None)."""
+    rows = []
+    raw, h = res["raw"], res["http"]
+    sq, mq = raw["sqlite"], raw["rabbitmq"]
+
+    def add(name, value, unit, limit_name=None, limit=None, target=None, met=None, r=None):
+        rows.append({"figure": name, "value": value, "unit": unit, "raw_limit_name": limit_name,
+                     "raw_limit": limit, "ratio": r if r is not None else ratio(value, limit),
+                     "target": target, "met": met})
+
+    add("raw: hello-world GET", h["hello GET"]["rps"], "req/s")
+    add("raw: hello-world POST", h["hello POST"]["rps"], "req/s")
+    add("raw: SQLite commits, 1 row/txn", sq["1"]["commits_per_s"], "commits/s")
+    add("raw: SQLite rows, 100 rows/txn", sq["100"]["rows_per_s"], "rows/s")
+    add("raw: RabbitMQ publish, confirm/1000", mq["publish_per_s"], "msg/s")
+    add("raw: RabbitMQ consume, multiple-ack", mq["consume_per_s"], "msg/s")
+
+    def endpoint(key, hello_key, share):
+        e, base = h[key], h[hello_key]
+        r = ratio(e["rps"], base["rps"])
+        if share is None:
+            add(key, e["rps"], "req/s", hello_key, base["rps"])
+        else:
+            add(key, e["rps"], "req/s", hello_key, base["rps"], f">= {share:.2f}",
+                r is not None and r >= share)
+        for q in ("p50", "p99", "p999"):
+            label = {"p50": "p50", "p99": "p99", "p999": "p99.9"}[q]
+            add(f"  latency {label}", e[f"{q}_ms"], "ms", hello_key, base[f"{q}_ms"])
+        add("  server CPU per request", e["cpu_us_per_req"], "us", hello_key,
+            base["cpu_us_per_req"])
+        return e
+
+    po = endpoint("POST /order-service/orders", "hello POST", 0.50)
+    add("  POST orders vs 1-row commits", po["rps"], "req/s", "SQLite commits/s",
+        sq["1"]["commits_per_s"])
+    endpoint("POST /system-api/users", "hello POST", None)
+    endpoint("GET /order-service/orders?limit=10", "hello GET", 0.60)
+    endpoint("GET /invoice-service/invoices", "hello GET", 0.60)
+
+    pl = res.get("pipeline", {})
+    sus = pl.get("sustained_per_s")
+    r = ratio(sus, mq["publish_per_s"])
+    runs = f"kept up {pl.get('sustained_runs_kept_up', 0)}/{pl.get('sustained_runs', 0)}"
+    add(f"pipeline sustained, POST -> invoice ({runs})", sus, "events/s", "RabbitMQ publish",
+        mq["publish_per_s"], ">= 0.80", r is not None and r >= 0.80)
+    add(f"  first rate behind ({pl.get('bottleneck', '?')})",
+        pl.get("first_behind_offered_per_s"), "events/s")
+    fr = pl.get("freshness", {})
+    add("  freshness p50 at half rate", fr.get("p50_ms"), "ms")
+    p99 = fr.get("p99_ms")
+    add("  freshness p99 at half rate", p99, "ms", target="< 25",
+        met=p99 is not None and p99 < 25)
+
+    for s in SERVICES:
+        idle = res["rss_kib"]["idle"].get(s)
+        peak = res["rss_kib"]["peak_under_load"].get(s)
+        add(f"RSS {s}-service idle", idle / 1024 if idle else None, "MiB",
+            target="< 10", met=idle is not None and idle / 1024 < 10)
+        add(f"RSS {s}-service under load", peak / 1024 if peak else None, "MiB",
+            target="< 32", met=peak is not None and peak / 1024 < 32)
+    return rows
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if unit in ("ms", "MiB") or abs(v) < 100:
+        return f"{v:,.1f}" if abs(v) >= 1 else f"{v:.2f}"
+    return f"{v:,.0f}"
+
+
+def print_table(rows, res, out=sys.stdout):
+    head = ("figure", "value", "raw limit", "ratio", "target")
+    table = []
+    for r in rows:
+        limit = ""
+        if r["raw_limit"] is not None:
+            limit = f"{fmt(r['raw_limit'], r['unit'])} ({r['raw_limit_name']})"
+        target = ""
+        if r["target"]:
+            target = r["target"] + ("  ok" if r["met"] else "  MISSED")
+        table.append((r["figure"], f"{fmt(r['value'], r['unit'])} {r['unit']}", limit,
+                      f"{r['ratio']:.2f}" if r["ratio"] is not None else "", target))
+    widths = [max(len(x[i]) for x in table + [head]) for i in range(len(head))]
+    line = "  ".join("{:<%d}" % w for w in widths)
+    print(line.format(*head).rstrip(), file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for t in table:
+        print(line.format(*t).rstrip(), file=out)
+    for n in res.get("notes", []):
+        print(f"note: {n}", file=out)
+
+
+def git(*args):
+    try:
+        return subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True,
+                              timeout=30).stdout.strip()
+    except OSError:
+        return ""
+
+
+def main():
+    ap = argparse.ArgumentParser(description="make bench driver (see the module docstring)")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build/release"))
+    ap.add_argument("--quick", action="store_true", help="fewer, shorter runs (< 2 min)")
+    ap.add_argument("--results", default=os.path.join(ROOT, "bench/results"))
+    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = ap.parse_args()
+
+    if os.geteuid() != 0:
+        sys.exit("bench: run as root (the private RabbitMQ node runs as user rabbitmq)")
+    if shutil.which("wrk") is None:
+        sys.exit("bench: wrk is missing: run scripts/install-deps.sh")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    started_at = time.monotonic()
+    bench = Bench(args)
+    try:
+        bench.run()
+    except (Stopped, KeyboardInterrupt) as e:
+        bench.cleanup()
+        sys.exit(f"bench: stopped ({e})")
+    except Exception:
+        log(f"failed; logs in {bench.tmp} (kept)")
+        args.keep = True
+        bench.cleanup()
+        raise
+    t = time.monotonic()
+    bench.cleanup()
+    res = bench.res
+    res["phase_seconds"]["stop"] = round(time.monotonic() - t, 1)
+    res["seconds"] = round(time.monotonic() - started_at, 1)
+    sha = git("rev-parse", "--short", "HEAD") or "nogit"
+    now = datetime.datetime.now(datetime.timezone.utc)
+    res.update({
+        "timestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "git_sha": sha,
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        "quick": args.quick, "profile": bench.p,
+        "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release,
+                    "wrk": f"-t{WRK_THREADS} -c{WRK_CONNECTIONS}"},
+    })
+    rows = figures(res)
+    res["figures"] = rows
+    print()
+    print_table(rows, res)
+    os.makedirs(args.results, exist_ok=True)
+    path = os.path.join(args.results, f"{now.strftime('%Y%m%dT%H%M%SZ')}-{sha}.json")
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+        f.write("\n")
+    print(f"\nbench: {res['seconds']}s; results in {os.path.relpath(path, ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
