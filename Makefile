@@ -30,7 +30,7 @@ SERVICE_BINS := $(SERVICES:%=$(BUILD)/bin/%-service)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit e2e demo clean release asan fmt bench
+.PHONY: all deps test unit e2e demo demo-cluster clean release asan fmt bench fuzz fuzz-bins
 .DEFAULT_GOAL := all
 
 all: $(SERVICE_BINS)
@@ -84,10 +84,61 @@ e2e: asan
 demo: release
 	@scripts/demo.sh build/release
 
+# Two replicas of every service on PostgreSQL and a three-node RabbitMQ
+# cluster with quorum queues (README, "PostgreSQL and scale-out").
+demo-cluster: release
+	@scripts/demo-cluster.sh build/release
+
+# Fault injection (tests/e2e/chaos.py, docs/reliability.md): load and random
+# faults (kill -9, SIGTERM, broker restart, SIGSTOP past the heartbeat) for
+# DURATION seconds, then a check that every accepted order is on exactly one
+# invoice line; SEED=N replays a run. Then the resource test with its long
+# counts (100 broker reconnects, 20 broker restarts). `make test` runs short
+# versions of both.
+DURATION ?= 600
+.PHONY: chaos
+chaos: asan
+	BIN_DIR=build/asan/bin /usr/bin/python3 tests/e2e/chaos.py --duration $(DURATION) \
+		$(if $(SEED),--seed $(SEED))
+	cd tests/e2e && BIN_DIR=$(CURDIR)/build/asan/bin E2E_RECONNECTS=100 E2E_BROKER_RESTARTS=20 \
+		PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -m pytest test_resources.py -q -p no:cacheprovider
+
 # Speed against the machine's own limits (bench/run.py); QUICK=1: < 2 min.
 bench: release
 	@$(MAKE) --no-print-directory -C bench OUT=../build/release/bench
-	@bench/run.py --build build/release $(if $(filter 1,$(QUICK)),--quick)
+	@/usr/bin/python3 bench/run.py --build build/release $(if $(filter 1,$(QUICK)),--quick)
+
+# Fuzzing (tests/fuzz): libFuzzer harnesses built by clang with ASan and
+# UBSan into build/fuzz. `make fuzz FUZZ_SECONDS=N` runs each for N seconds
+# (scripts/run-fuzz.sh, which `make test` also runs for a few seconds).
+FUZZ_BUILD := build/fuzz
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=undefined
+FUZZ_CFLAGS = $(CSTD) $(WARN) $(FUZZ_OPT) -Isrc/lib -Isrc/invoice -DVERSION='"$(VERSION)"' \
+	$(PKG_CFLAGS)
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(LIB_SRC) src/invoice/event.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/bin/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+$(FUZZ_BUILD)/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/libcqrs.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+# A harness may #include a service's .c file; its .d file records that.
+$(FUZZ_BUILD)/bin/%: tests/fuzz/%.c $(FUZZ_BUILD)/libcqrs.a
+	@mkdir -p $(dir $@) $(FUZZ_BUILD)/dep
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -MT $@ -MF $(FUZZ_BUILD)/dep/$*.d \
+		-o $@ $< $(FUZZ_BUILD)/libcqrs.a $(PKG_LIBS) -lpthread -lm
+
+fuzz-bins: $(FUZZ_BINS)
+
+fuzz: deps
+	@scripts/run-fuzz.sh $(FUZZ_SECONDS)
 
 fmt:
 	clang-format -i src/*/*.c src/*/*.h tests/unit/*.c

@@ -5,7 +5,10 @@
 #       and a private PostgreSQL started for them (TEST_AMQP_URL,
 #       TEST_PG_URL) and stopped afterwards.
 # e2e:  tests/e2e with Debian's python3 and pytest; the harness starts its
-#       own brokers and services (BIN_DIR=BUILD_DIR/bin) on loopback.
+#       own brokers and services (BIN_DIR=BUILD_DIR/bin) on loopback. It
+#       runs twice: on SQLite, then with TEST_DB=postgres (the harness
+#       starts a private PostgreSQL); test_scaleout.py, which always uses
+#       PostgreSQL and a RabbitMQ cluster of its own, runs in the first pass.
 # Without a second argument both run. The last line of output is
 # "N passed, M failed" over everything that ran; the exit status is non-zero
 # when anything failed. Every step is bounded by `timeout`.
@@ -153,17 +156,33 @@ run_unit() {
     stop_unit_pg
 }
 
+# The libFuzzer harnesses (tests/fuzz), a few seconds each from their seed
+# corpus and regression inputs: one passed or failed per harness.
+run_fuzz() {
+    local out=$work/fuzz.out rc p f
+    echo "== unit: fuzz (scripts/run-fuzz.sh 5)"
+    (cd "$ROOT" && timeout -k 10 "${FUZZ_TIMEOUT:-900}" scripts/run-fuzz.sh 5) 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    p=$(grep -c '^run-fuzz.sh: [a-z0-9_]*: ok' "$out")
+    f=$(grep -c '^run-fuzz.sh: [a-z0-9_]*: FAILED' "$out")
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        f=1
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
 
-run_e2e() {
-    local xml=$work/e2e.xml rc counts per_test=()
+run_e2e() { # DB (sqlite|postgres) [more pytest arguments]
+    local db=$1 xml=$work/e2e-$1.xml rc counts per_test=()
+    shift
     # Bound each test too when the plugin is there (python3-pytest-timeout).
     if /usr/bin/python3 -c 'import pytest_timeout' 2>/dev/null; then
         per_test=(--timeout="${E2E_TEST_TIMEOUT:-600}")
     fi
-    echo "== e2e: tests/e2e (BIN_DIR=$BUILD_DIR/bin)"
-    (cd "$ROOT" && BIN_DIR="$BUILD_DIR/bin" PYTHONDONTWRITEBYTECODE=1 \
+    echo "== e2e: tests/e2e on $db (BIN_DIR=$BUILD_DIR/bin)"
+    (cd "$ROOT" && BIN_DIR="$BUILD_DIR/bin" TEST_DB="$db" PYTHONDONTWRITEBYTECODE=1 \
         timeout -k 30 "$E2E_TIMEOUT" /usr/bin/python3 -m pytest tests/e2e -q -rfE \
-        -p no:cacheprovider --junitxml="$xml" "${per_test[@]}")
+        -p no:cacheprovider --junitxml="$xml" "${per_test[@]}" "$@")
     rc=$?
     [ "$rc" -eq 124 ] && echo "run-tests.sh: e2e suite timed out after ${E2E_TIMEOUT}s"
     counts=$(/usr/bin/python3 - "$xml" <<'EOF'
@@ -192,16 +211,18 @@ EOF
         # Non-zero exit (interrupted, internal error) without a failed test.
         f=1
     fi
-    echo "run-tests.sh: e2e: $p passed, $f failed (exit $rc)"
+    echo "run-tests.sh: e2e on $db: $p passed, $f failed (exit $rc)"
     passed=$((passed + p))
     failed=$((failed + f))
 }
 
 if [ "$MODE" = all ] || [ "$MODE" = unit ]; then
     run_unit
+    run_fuzz
 fi
 if [ "$MODE" = all ] || [ "$MODE" = e2e ]; then
-    run_e2e
+    run_e2e sqlite
+    run_e2e postgres --ignore=tests/e2e/test_scaleout.py
 fi
 
 echo "$passed passed, $failed failed"

@@ -37,7 +37,14 @@ struct http_server {
     size_t route_count;
     http_ready_fn ready;
     void *app;
-    atomic_int in_flight; /* requests begun and not yet completed */
+    /* Shutdown: while draining, answers carry Connection: close so
+     * keep-alive clients stop sending; once closed (decided under lock
+     * together with in_flight reaching 0) no request may begin, so none
+     * is suspended when MHD_stop_daemon runs. */
+    pthread_mutex_t flight_lock;
+    int in_flight; /* requests begun and not yet completed */
+    atomic_int draining;
+    int closed;
 };
 
 struct extra_header {
@@ -299,6 +306,8 @@ static enum MHD_Result queue_reply(http_request *req)
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
     MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Location, X-Request-Id");
     MHD_add_response_header(resp, "X-Request-Id", req->request_id);
+    if (atomic_load(&req->srv->draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     for (int i = 0; i < req->header_count; i++)
         MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value);
     ret = MHD_queue_response(req->conn, (unsigned int)req->status, resp);
@@ -565,11 +574,17 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     (void)version;
 
     if (!req) {
+        pthread_mutex_lock(&srv->flight_lock);
+        int closed = srv->closed;
+        if (!closed)
+            srv->in_flight++;
+        pthread_mutex_unlock(&srv->flight_lock);
+        if (closed)
+            return MHD_NO; /* shutting down: close without beginning it */
         req = xcalloc(1, sizeof(*req));
         req->srv = srv;
         req->conn = conn;
         req->start_ns = util_monotonic_ns();
-        atomic_fetch_add(&srv->in_flight, 1);
         *con_cls = req;
         begin_request(req, url, method);
         /* A 413 known from Content-Length is answered at once (the
@@ -616,7 +631,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(req->reply_body);
     free(req);
     *con_cls = NULL;
-    atomic_fetch_sub(&srv->in_flight, 1);
+    pthread_mutex_lock(&srv->flight_lock);
+    srv->in_flight--;
+    pthread_mutex_unlock(&srv->flight_lock);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -639,6 +656,7 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
                          MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
     srv->cfg = cfg;
+    pthread_mutex_init(&srv->flight_lock, NULL);
     srv->routes = conf->routes;
     srv->route_count = conf->route_count;
     srv->ready = conf->ready;
@@ -689,13 +707,24 @@ void http_server_stop(http_server *srv)
 
     /* In-flight requests finish and are answered; idle keep-alive
      * connections hold no request and are simply closed below. */
+    atomic_store(&srv->draining, 1);
     int64_t deadline = util_monotonic_ns() + (int64_t)srv->cfg->shutdown_timeout_s * 1000000000;
-    while (atomic_load(&srv->in_flight) > 0 && util_monotonic_ns() < deadline)
+    int left;
+    for (;;) {
+        pthread_mutex_lock(&srv->flight_lock);
+        left = srv->in_flight;
+        if (left == 0 || util_monotonic_ns() >= deadline)
+            srv->closed = 1;
+        pthread_mutex_unlock(&srv->flight_lock);
+        if (srv->closed)
+            break;
         usleep(DRAIN_POLL_US);
-    if (atomic_load(&srv->in_flight) > 0)
-        log_warn(NULL, "shutdown: %d requests still in flight after %d s", atomic_load(&srv->in_flight),
+    }
+    if (left > 0)
+        log_warn(NULL, "shutdown: %d requests still in flight after %d s", left,
                  srv->cfg->shutdown_timeout_s);
     MHD_stop_daemon(srv->daemon);
+    pthread_mutex_destroy(&srv->flight_lock);
     free(srv);
 }
 

@@ -6,6 +6,10 @@ fresh_system  -- a factory: fresh_system(**kw) returns a new System that is
                  closed (services stopped gracefully and checked) at the end
                  of the test; for tests that kill or restart things.
 
+With TEST_DB=postgres every service runs on a fresh database of one
+private PostgreSQL cluster that the session starts on first use and stops
+at its end (harness.shared_postgres); the default is SQLite files.
+
 The binaries come from $BIN_DIR (scripts/run-tests.sh sets it), else from
 build/asan/bin. When BIN_DIR is set and a binary is missing, the tests that
 need it fail; when it is not set, they are skipped.
@@ -16,7 +20,7 @@ import signal
 
 import pytest
 
-from harness import System, bin_dir
+from harness import System, bin_dir, close_shared_postgres, db_mode
 
 
 def _on_sigterm(signum, frame):
@@ -27,6 +31,18 @@ def _on_sigterm(signum, frame):
 
 def pytest_configure(config):
     signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def pytest_report_header(config):
+    return f"e2e database: {db_mode()} (TEST_DB)"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_postgres():
+    # Set up before any other session fixture, so torn down after them:
+    # the services are stopped before their cluster is.
+    yield
+    close_shared_postgres()
 
 
 def _require_binaries():

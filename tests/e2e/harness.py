@@ -2,7 +2,10 @@
 three services, each on a free loopback port with its own files.
 
 Broker   -- scripts/rabbitmq.sh start/stop on a data folder of its own.
-Service  -- one of $BIN_DIR/{user,order,invoice}-service on SQLite.
+Postgres -- scripts/postgres.sh start/stop/createdb, likewise.
+Service  -- one of $BIN_DIR/{user,order,invoice}-service on SQLite, or with
+            TEST_DB=postgres on a fresh database of one private PostgreSQL
+            cluster per session (shared_postgres()).
 System   -- a broker and the three services, in a temporary folder.
 
 Every wait is bounded; processes are stopped by the PID we started them
@@ -19,11 +22,14 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 import http.client
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 RABBITMQ_SH = REPO / "scripts" / "rabbitmq.sh"
+POSTGRES_SH = REPO / "scripts" / "postgres.sh"
+PSQL = Path(os.environ.get("PG_BIN") or "/usr/lib/postgresql/15/bin") / "psql"
 DEFAULT_BIN_DIR = REPO / "build" / "asan" / "bin"
 
 SERVICE_NAMES = ("user", "order", "invoice")
@@ -32,6 +38,8 @@ SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:",
 
 BROKER_START_TIMEOUT = 120
 BROKER_STOP_TIMEOUT = 60
+PG_START_TIMEOUT = 120
+PG_STOP_TIMEOUT = 60
 SERVICE_START_TIMEOUT = 30
 
 _live = set()           # Brokers and Services running now
@@ -72,7 +80,7 @@ class Broker:
     """A private RabbitMQ node on 127.0.0.1:port whose data lives in
     data_dir; restart() keeps durable queues and persistent messages."""
 
-    def __init__(self, data_dir=None, port=None):
+    def __init__(self, data_dir=None, port=None, heartbeat=None):
         self._own_dir = data_dir is None
         # Directly under /tmp: the node runs as the rabbitmq user, which
         # cannot enter pytest's private (0700) temporary folders.
@@ -83,6 +91,11 @@ class Broker:
         self.running = False
         self.paused = False
         self.started_once = False
+        # Seconds of AMQP heartbeat the node offers (None: RabbitMQ's 60).
+        # A client gets the smaller of its own and this, so a small value
+        # makes a paused service's connections expire sooner without
+        # touching the services (they ask for 30 s).
+        self.heartbeat = heartbeat
 
     @property
     def amqp_url(self):
@@ -108,6 +121,7 @@ class Broker:
         if self.running:
             return self
         attempts = 3 if (self._pick_port and not self.started_once) else 1
+        self._write_advanced_config()
         for attempt in range(attempts):
             res = self._script("start", str(self.data_dir), str(self.port),
                                timeout=BROKER_START_TIMEOUT)
@@ -121,6 +135,14 @@ class Broker:
         self.started_once = True
         _track(self, True)
         return self
+
+    def _write_advanced_config(self):
+        # scripts/rabbitmq.sh points the node at DIR/advanced.config and
+        # never writes it, so this is where extra settings go.
+        if self.heartbeat is not None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            (self.data_dir / "advanced.config").write_text(
+                f"[{{rabbit, [{{heartbeat, {int(self.heartbeat)}}}]}}].\n")
 
     def pause(self):
         """SIGSTOP the node: connections stay open but nothing is answered."""
@@ -168,6 +190,173 @@ class Broker:
         return f"Broker(port={self.port}, dir={self.data_dir})"
 
 
+def db_mode():
+    """The database of the services: $TEST_DB, "sqlite" (the default: a
+    file in each service's folder) or "postgres" (a fresh database of the
+    session's private cluster per Service, see shared_postgres())."""
+    mode = (os.environ.get("TEST_DB") or "sqlite").strip().lower()
+    if mode in ("pg", "postgresql"):
+        mode = "postgres"
+    if mode not in ("sqlite", "postgres"):
+        raise ValueError(f"TEST_DB must be sqlite or postgres, not {mode!r}")
+    return mode
+
+
+class Postgres:
+    """A private PostgreSQL cluster on 127.0.0.1:port (scripts/postgres.sh)
+    whose data lives in data_dir; restart() keeps the databases. Clients
+    log in as postgres/postgres over TCP (url())."""
+
+    USER = "postgres"
+    PASSWORD = "postgres"
+
+    def __init__(self, data_dir=None, port=None):
+        self._own_dir = data_dir is None
+        # Directly under /tmp: the cluster runs as the postgres user, which
+        # cannot enter pytest's private (0700) temporary folders.
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="cqrs-e2e-pg-",
+                                                          dir="/tmp"))
+        self._pick_port = port is None
+        self.port = port or free_port()
+        self.running = False
+        self.started_once = False
+
+    def url(self, dbname="postgres"):
+        return (f"postgres://{self.USER}:{self.PASSWORD}@127.0.0.1:{self.port}/"
+                f"{dbname}")
+
+    @property
+    def pid(self):
+        try:
+            return int((self.data_dir / "postgres.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def _script(self, *args, timeout):
+        return subprocess.run([str(POSTGRES_SH), *args], stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, timeout=timeout)
+
+    def start(self):
+        """Start the cluster (initdb on the first start). As for Broker, a
+        first start on a port picked here retries on new ports."""
+        if self.running:
+            return self
+        attempts = 3 if (self._pick_port and not self.started_once) else 1
+        for attempt in range(attempts):
+            res = self._script("start", str(self.data_dir), str(self.port),
+                               timeout=PG_START_TIMEOUT)
+            if res.returncode == 0:
+                break
+            if attempt + 1 == attempts:
+                raise RuntimeError(
+                    f"PostgreSQL did not start on port {self.port}:\n{res.stdout}")
+            self.port = free_port()
+        self.running = True
+        self.started_once = True
+        _track(self, True)
+        return self
+
+    def stop(self):
+        """pg_ctl stop -m fast (clients are disconnected), bounded."""
+        if not self.running:
+            return
+        res = self._script("stop", str(self.data_dir), timeout=PG_STOP_TIMEOUT)
+        self.running = False
+        _track(self, False)
+        if res.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not stop:\n{res.stdout}")
+
+    def restart(self):
+        self.stop()
+        self.start()
+        return self
+
+    def close(self):
+        """Stop, and remove the data folder if this object created it."""
+        try:
+            self.stop()
+        finally:
+            if self._own_dir:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def createdb(self, name):
+        res = self._script("createdb", str(self.data_dir), str(self.port), name,
+                           timeout=PG_START_TIMEOUT)
+        if res.returncode != 0:
+            raise RuntimeError(f"createdb {name} failed:\n{res.stdout}")
+        return name
+
+    def new_database(self, prefix="e2e"):
+        """Create a database with a unique name starting with prefix."""
+        return self.createdb(f"{prefix}_{uuid.uuid4().hex[:16]}")
+
+    def query(self, dbname, sql, timeout=30):
+        """Run sql with psql over TCP; the rows, each a list of columns."""
+        env = dict(os.environ, PGPASSWORD=self.PASSWORD, PGCONNECT_TIMEOUT="10")
+        res = subprocess.run(
+            [str(PSQL), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.USER,
+             "-d", dbname, "-XAtq", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=timeout, env=env)
+        if res.returncode != 0:
+            raise RuntimeError(f"psql failed ({res.returncode}): {res.stderr.strip()}")
+        return [line.split("\t") for line in res.stdout.splitlines()]
+
+    def log_text(self):
+        try:
+            return (self.data_dir / "log" / "postgres.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def __repr__(self):
+        return f"Postgres(port={self.port}, dir={self.data_dir})"
+
+
+_shared_pg = None
+_shared_pg_error = None
+_shared_pg_lock = threading.Lock()
+
+
+def shared_postgres():
+    """The session's PostgreSQL cluster, started on first use and stopped
+    by close_shared_postgres() (conftest.py, at the end of the session) or
+    at exit. A failed start is not retried: every later call raises it."""
+    global _shared_pg, _shared_pg_error
+    with _shared_pg_lock:
+        if _shared_pg_error is not None:
+            raise RuntimeError(f"the session's PostgreSQL failed to start: "
+                               f"{_shared_pg_error}")
+        if _shared_pg is None:
+            pg = Postgres()
+            try:
+                pg.start()
+            except BaseException as e:
+                _shared_pg_error = e
+                pg.close()
+                raise
+            _shared_pg = pg
+        return _shared_pg
+
+
+def close_shared_postgres():
+    global _shared_pg
+    with _shared_pg_lock:
+        pg, _shared_pg = _shared_pg, None
+    if pg is not None:
+        pg.close()
+
+
+def fresh_database_url(name):
+    """The --database-url for a new Service called name: None in SQLite
+    mode (the Service then uses its file db_path); in PostgreSQL mode a new
+    database on the session's cluster."""
+    if db_mode() != "postgres":
+        return None
+    pg = shared_postgres()
+    return pg.url(pg.new_database(f"e2e_{name}"))
+
+
 class ServiceExitError(AssertionError):
     pass
 
@@ -180,7 +369,8 @@ class Service:
     across restarts, which append to it."""
 
     def __init__(self, name, workdir, amqp_url, port=None, db_path=None,
-                 env=None, args=(), binary=None, log_level="debug"):
+                 env=None, args=(), binary=None, log_level="debug",
+                 database_url=None):
         if name not in SERVICE_NAMES:
             raise ValueError(f"unknown service {name!r}")
         self.name = name
@@ -188,6 +378,9 @@ class Service:
         self.amqp_url = amqp_url
         self.port = port or free_port()
         self.db_path = Path(db_path or self.workdir / f"{name}-service.db")
+        # None: SQLite on db_path. In PostgreSQL mode (db_mode()) a fresh
+        # database of the session's cluster, kept across restarts.
+        self.database_url = database_url or fresh_database_url(name)
         self.log_path = self.workdir / f"{name}-service.log"
         self.env = dict(env or {})
         self.args = list(args)
@@ -205,7 +398,7 @@ class Service:
 
     def command(self):
         return [str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--database-url", f"sqlite:{self.db_path}",
+                "--database-url", self.database_url or f"sqlite:{self.db_path}",
                 "--amqp-url", self.amqp_url, "--log-level", self.log_level,
                 *self.args]
 
@@ -303,6 +496,31 @@ class Service:
     def resume(self):
         self.proc.send_signal(signal.SIGCONT)
 
+    def proc_status(self, field):
+        """An integer field of /proc/PID/status (e.g. "VmRSS" in kB,
+        "Threads"), or None when the process is gone."""
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+        return None
+
+    def rss_kb(self):
+        return self.proc_status("VmRSS")
+
+    def thread_count(self):
+        return self.proc_status("Threads")
+
+    def fd_count(self):
+        """Open file descriptors (entries of /proc/PID/fd), or None."""
+        try:
+            return len(os.listdir(f"/proc/{self.pid}/fd"))
+        except OSError:
+            return None
+
     def log_text(self):
         try:
             return self.log_path.read_text(errors="replace")
@@ -331,11 +549,13 @@ class System:
     folder. invoice is None when $BIN_DIR/invoice-service does not exist.
 
     env: extra environment for every service; service_env: {name: env}
-    for one; args: {name: [extra args]}."""
+    for one; args: {name: [extra args]}; broker_heartbeat: seconds of
+    AMQP heartbeat the broker offers (see Broker)."""
 
-    def __init__(self, env=None, service_env=None, args=None, start=True):
+    def __init__(self, env=None, service_env=None, args=None, start=True,
+                 broker_heartbeat=None):
         self.tmp = Path(tempfile.mkdtemp(prefix="cqrs-e2e-"))
-        self.broker = Broker()
+        self.broker = Broker(heartbeat=broker_heartbeat)
         self.user = self.order = self.invoice = None
         env = dict(env or {})
         service_env = service_env or {}
@@ -399,6 +619,126 @@ class System:
         self.close(check=exc[0] is None)
 
 
+class TcpProxy:
+    """A TCP relay from 127.0.0.1:port to 127.0.0.1:target_port, so that a
+    test can cut every connection through it at once (cut()) and so force
+    the clients (e.g. the services' AMQP connections) to reconnect, much
+    faster than restarting the broker. The listener stays up across cuts.
+    One thread accepts; each relayed connection has one thread that ends
+    when either side closes or the proxy cuts it."""
+
+    POLL = 0.2  # seconds; bounds how long a cut or close takes to act
+
+    def __init__(self, target_port, port=None):
+        self.target_port = target_port
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", port or 0))
+        self._listener.listen(64)
+        self._listener.settimeout(self.POLL)
+        self.port = self._listener.getsockname()[1]
+        self._pairs = set()
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._blocked = threading.Event()
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True,
+                                        name=f"proxy-{self.port}")
+        self._thread.start()
+
+    @property
+    def amqp_url(self):
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def _accept_loop(self):
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if self._blocked.is_set():
+                client.close()  # as if the broker hung up during the handshake
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port),
+                                                    timeout=5)
+            except OSError:
+                client.close()  # the target is down: the client sees a close
+                continue
+            pair = (client, upstream)
+            with self._lock:
+                self._pairs.add(pair)
+                self.accepted += 1
+            threading.Thread(target=self._pump, args=(pair,), daemon=True).start()
+
+    def _pump(self, pair):
+        import select
+        a, b = pair
+        try:
+            for s in pair:
+                s.setblocking(True)
+                s.settimeout(None)
+            while not self._closed.is_set():
+                with self._lock:
+                    if pair not in self._pairs:
+                        break
+                ready, _, _ = select.select([a, b], [], [], self.POLL)
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    (b if s is a else a).sendall(data)
+        except (OSError, ValueError):
+            pass
+        finally:
+            with self._lock:
+                self._pairs.discard(pair)
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def connections(self):
+        with self._lock:
+            return len(self._pairs)
+
+    def block(self):
+        """Close new connections at once (clients see their handshake fail)."""
+        self._blocked.set()
+
+    def unblock(self):
+        self._blocked.clear()
+
+    def cut(self):
+        """Close every relayed connection (both sides); returns how many."""
+        with self._lock:
+            pairs = list(self._pairs)
+            self._pairs.clear()
+        for pair in pairs:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        return len(pairs)
+
+    def close(self):
+        self._closed.set()
+        self.cut()
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def _cleanup_at_exit():
     with _live_lock:
         live = list(_live)
@@ -408,11 +748,14 @@ def _cleanup_at_exit():
                 if obj.proc is not None and obj.proc.poll() is None:
                     obj.proc.kill()
                     obj.proc.wait(timeout=10)
-            elif isinstance(obj, Broker):
+            elif isinstance(obj, (Broker, Postgres)):
                 obj.stop()
         except Exception:
             pass
 
 
+# atexit runs the last registered first: services are killed (and the
+# cluster stopped) before the session's cluster folder is removed.
+atexit.register(close_shared_postgres)
 atexit.register(_cleanup_at_exit)
 

@@ -141,7 +141,7 @@ def _decode(body):
 class Tap:
     """A queue bound to cqrs.events with binding_key ("#" for everything).
 
-    By default exclusive and auto-delete: it dies with its connection, so it
+    By default exclusive: it dies with its connection, so it
     cannot see events across a broker restart. With durable=True it is a
     named durable queue that outlives the connection and the broker
     (get_all reconnects); close() deletes it."""
@@ -160,9 +160,12 @@ class Tap:
         self.channel = self.conn.channel()
         if declare:
             declare_exchange(self.channel)
+            # Not auto-delete: that would delete the queue when the first
+            # get_all() cancels its consumer; an exclusive queue goes away
+            # with its connection anyway.
             self.channel.queue_declare(self.queue, durable=self.durable,
                                        exclusive=not self.durable,
-                                       auto_delete=not self.durable)
+                                       auto_delete=False)
             self.channel.queue_bind(self.queue, EXCHANGE, routing_key=self.binding_key)
         self.channel.basic_qos(prefetch_count=500)
 

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pika
 import pytest
 
-from harness import Broker, bin_dir, _pid_alive
+from harness import Broker, bin_dir, shared_postgres, _pid_alive
 from helpers import Tap, get_message, http, publish, queue_depth, wait_until
 
 
@@ -137,4 +137,9 @@ def test_fresh_system_starts_and_stops_cleanly(fresh_system):
                timeout=10)
     s.user.restart()
     assert http("GET", s.user.base_url + "/healthz").status == 200
-    assert os.path.exists(s.user.db_path)
+    if s.user.database_url:  # TEST_DB=postgres: the schema is in its database
+        pg = shared_postgres()
+        dbname = s.user.database_url.rsplit("/", 1)[1]
+        assert pg.query(dbname, "SELECT count(*) FROM demo.users") == [["0"]]
+    else:
+        assert os.path.exists(s.user.db_path)

@@ -1,0 +1,352 @@
+"""Hostile HTTP clients (issue 4, item 4): slow headers, idle connections
+past the limit, oversized request lines and headers, pipelining, bodies
+shorter than their Content-Length, chunked bodies over the limit.
+
+One user-service (the HTTP layer is shared by all three) runs for the
+module with --idle-timeout 3 and --max-connections 50, and without a
+broker (the HTTP side does not need it; its relay keeps retrying). After
+each test, /healthz must answer at once, the process must hold no more
+file descriptors than before (once the test's connections are closed), and
+its RSS must stay under 2 x the baseline + 20 MB. ASan's quarantine of
+freed memory (256 MB by default) would hide or fake growth, so it is set
+to 16 MB here.
+"""
+
+import http.client as httpclient
+import json
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+
+from conftest import _require_binaries
+from harness import Service, free_port
+from helpers import http, wait_until
+
+IDLE_TIMEOUT = 3
+MAX_CONNECTIONS = 50
+USERS = "/system-api/users"
+RSS_FACTOR, RSS_SLACK_KB = 2, 20 * 1024
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory):
+    _require_binaries()
+    s = Service("user", tmp_path_factory.mktemp("hostile"),
+                f"amqp://guest:guest@127.0.0.1:{free_port()}/",
+                env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:quarantine_size_mb=16"},
+                args=["--idle-timeout", str(IDLE_TIMEOUT),
+                      "--max-connections", str(MAX_CONNECTIONS)])
+    s.start()
+    # Warm up every path once, then take the baseline.
+    for _ in range(20):
+        http("GET", s.base_url + "/healthz")
+        http("POST", s.base_url + USERS, {"name": "Warm", "email": f"w-{uuid.uuid4().hex}@x.test"})
+        http("GET", s.base_url + USERS + "?limit=5")
+    time.sleep(0.5)
+    s.baseline_rss = s.rss_kb()
+    s.baseline_fds = s.fd_count()
+    yield s
+    s.stop()  # exit 0, no sanitizer report (LeakSanitizer included)
+
+
+def assert_unharmed(svc):
+    t0 = time.monotonic()
+    r = http("GET", svc.base_url + "/healthz", timeout=5)
+    assert r.status == 200 and time.monotonic() - t0 < 2, r
+    assert svc.running()
+    rss = svc.rss_kb()
+    assert rss < RSS_FACTOR * svc.baseline_rss + RSS_SLACK_KB, \
+        f"RSS {rss} kB, baseline {svc.baseline_rss} kB"
+    # The server closes its side of the test's connections soon after we do.
+    wait_until(lambda: svc.fd_count() <= svc.baseline_fds + 2, timeout=IDLE_TIMEOUT + 5,
+               message=f"fds back to {svc.baseline_fds} (now {svc.fd_count()})")
+
+
+def connect(svc, timeout=10):
+    return socket.create_connection(("127.0.0.1", svc.port), timeout=timeout)
+
+
+def closed_by_peer(sock, wait):
+    """True when the peer closed (EOF or reset) within wait seconds."""
+    sock.settimeout(wait)
+    try:
+        return sock.recv(4096) == b""
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+def read_all(sock, timeout=10, limit=1 << 20):
+    sock.settimeout(timeout)
+    out = b""
+    while len(out) < limit:
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            break
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def parse_responses(data):
+    """Split a byte stream of HTTP/1.1 responses (with Content-Length)."""
+    out = []
+    while data:
+        head, sep, rest = data.partition(b"\r\n\r\n")
+        assert sep, f"truncated response head: {data[:200]!r}"
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+        n = int(headers.get("content-length", "0"))
+        out.append((status, headers, rest[:n]))
+        data = rest[n:]
+    return out
+
+
+def healthz_probe(svc, stop, results):
+    """Another client: /healthz every 0.1 s, recording (status, seconds)."""
+    while not stop.is_set() and len(results) < 1000:
+        t0 = time.monotonic()
+        try:
+            r = http("GET", svc.base_url + "/healthz", timeout=5)
+            results.append((r.status, time.monotonic() - t0))
+        except OSError as e:
+            results.append((repr(e), time.monotonic() - t0))
+        stop.wait(0.1)
+
+
+def send_slowly(sock, data, stop, interval=1.0):
+    """Send data one byte per interval; returns (bytes sent, closed?)."""
+    for i, b in enumerate(data):
+        if stop.is_set():
+            return i, False
+        try:
+            sock.send(bytes([b]))
+        except OSError:
+            return i, True
+        if closed_by_peer_nowait(sock, interval):
+            return i + 1, True
+    return len(data), False
+
+
+def closed_by_peer_nowait(sock, wait):
+    sock.settimeout(wait)
+    try:
+        data = sock.recv(4096)
+        return data == b"" or bool(data)  # any answer to half a header ends it
+    except socket.timeout:
+        return False
+    except OSError:
+        return True
+
+
+SLOW_HEAD = (b"GET /healthz HTTP/1.1\r\nHost: slow\r\nX-Slow: "
+             + b"a" * 200 + b"\r\n\r\n")
+
+
+def test_slow_header_clients_do_not_hold_up_others(svc):
+    """Twenty clients each sending a header one byte per second while
+    another client keeps asking /healthz: every answer comes promptly."""
+    stop = threading.Event()
+    probes = []
+    socks = [connect(svc) for _ in range(20)]
+    threads = [threading.Thread(target=send_slowly, args=(s, SLOW_HEAD, stop), daemon=True)
+               for s in socks]
+    prober = threading.Thread(target=healthz_probe, args=(svc, stop, probes), daemon=True)
+    try:
+        for t in threads + [prober]:
+            t.start()
+        time.sleep(IDLE_TIMEOUT + 3)
+    finally:
+        stop.set()
+        for t in threads + [prober]:
+            t.join(timeout=10)
+        for s in socks:
+            s.close()
+    assert len(probes) >= 20, probes
+    slow = [p for p in probes if p[0] != 200 or p[1] > 1.0]
+    assert not slow, f"other clients affected: {slow[:5]}"
+    assert_unharmed(svc)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "known bug, issue 4: libmicrohttpd's connection timeout counts only "
+    "silence, so a client trickling header bytes keeps its connection "
+    "(slowloris); needs a per-request header deadline in src/lib/http.c"))
+def test_slow_header_client_is_closed_after_the_idle_timeout(svc):
+    """A client that trickles its header one byte per second must not keep
+    its connection for ever: the service closes it within a few idle
+    timeouts (here: at most 3 x --idle-timeout + 3 s)."""
+    bound = 3 * IDLE_TIMEOUT + 3
+    stop = threading.Event()
+    sock = connect(svc)
+    result = {}
+
+    def run():
+        t0 = time.monotonic()
+        result["sent"], result["closed"] = send_slowly(sock, SLOW_HEAD, stop)
+        result["after"] = time.monotonic() - t0
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout=bound + 2)
+    stop.set()
+    t.join(timeout=5)
+    sock.close()
+    assert result.get("closed"), (
+        f"a client sending one header byte per second still had its connection "
+        f"after {result.get('after', bound + 2):.0f}s ({result.get('sent')} bytes sent); "
+        f"--idle-timeout is {IDLE_TIMEOUT}s")
+    assert result["after"] <= bound + 1, result
+    assert_unharmed(svc)
+
+
+def test_idle_connections_past_the_limit(svc):
+    """MAX_CONNECTIONS + 10 idle connections: a new client is answered once
+    a slot frees (the idle ones time out) or refused cleanly, never hung
+    for longer; every idle connection is closed by the server in time; once
+    they are gone the service answers at once."""
+    socks = []
+    try:
+        for _ in range(MAX_CONNECTIONS + 10):
+            socks.append(connect(svc))
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        try:
+            r = http("GET", svc.base_url + "/healthz", timeout=IDLE_TIMEOUT + 5)
+            outcome = r.status
+        except (ConnectionError, httpclient.RemoteDisconnected) as e:
+            outcome = type(e).__name__
+        waited = time.monotonic() - t0
+        assert outcome in (200, "ConnectionRefusedError", "ConnectionResetError",
+                           "RemoteDisconnected"), outcome
+        assert waited <= IDLE_TIMEOUT + 3, f"a new client waited {waited:.1f}s"
+        # The server drops every idle connection by itself.
+        deadline = time.monotonic() + 3 * IDLE_TIMEOUT + 5
+        open_ = list(socks)
+        while open_ and time.monotonic() < deadline:
+            open_ = [s for s in open_ if not closed_by_peer(s, 0.05)]
+        assert not open_, f"{len(open_)} idle connections still open after the idle timeout"
+    finally:
+        for s in socks:
+            s.close()
+    assert_unharmed(svc)
+
+
+@pytest.mark.parametrize("what,request_bytes,statuses", [
+    ("request line", b"GET " + USERS.encode() + b"?name=" + b"a" * 40000
+     + b" HTTP/1.1\r\nHost: t\r\n\r\n", (414, 431, 400)),
+    ("one header", b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 40000
+     + b"\r\n\r\n", (431, 400)),
+    ("many headers", b"GET /healthz HTTP/1.1\r\nHost: t\r\n"
+     + b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(400)) + b"\r\n",
+     (431, 400)),
+])
+def test_oversized_request_head(svc, what, request_bytes, statuses):
+    sock = connect(svc)
+    try:
+        try:
+            sock.sendall(request_bytes)
+        except OSError:
+            pass  # the server may answer and close before reading it all
+        data = read_all(sock, timeout=10)
+    finally:
+        sock.close()
+    assert data.startswith(b"HTTP/1."), f"{what}: no answer, got {data[:100]!r}"
+    status = int(data.split(b" ", 2)[1])
+    assert status in statuses, f"{what}: {data[:200]!r}"
+    assert_unharmed(svc)
+
+
+def test_pipelined_requests_are_answered_in_order(svc):
+    email = f"pipe-{uuid.uuid4().hex}@x.test"
+    body = json.dumps({"name": "Pipelined", "email": email}).encode()
+    reqs = [
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Request-Id: pipe-0\r\n\r\n",
+        b"GET " + USERS.encode() + b"/999999999 HTTP/1.1\r\nHost: t\r\nX-Request-Id: pipe-1\r\n\r\n",
+        b"POST " + USERS.encode() + b" HTTP/1.1\r\nHost: t\r\nX-Request-Id: pipe-2\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body,
+        b"GET " + USERS.encode() + b"?email=" + email.encode() + b" HTTP/1.1\r\nHost: t\r\n"
+        b"X-Request-Id: pipe-3\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nHost: t\r\nX-Request-Id: pipe-4\r\nConnection: close\r\n\r\n",
+    ]
+    sock = connect(svc)
+    try:
+        sock.sendall(b"".join(reqs))  # all in one send
+        data = read_all(sock, timeout=10)
+    finally:
+        sock.close()
+    answers = parse_responses(data)
+    assert [a[1].get("x-request-id") for a in answers] == [f"pipe-{i}" for i in range(5)], answers
+    assert [a[0] for a in answers] == [200, 404, 201, 200, 200], answers
+    created = json.loads(answers[2][2])
+    listed = json.loads(answers[3][2])
+    assert [u["id"] for u in listed] == [created["id"]], (created, listed)
+    assert_unharmed(svc)
+
+
+@pytest.mark.parametrize("then", ["close", "wait"])
+def test_body_shorter_than_content_length(svc, then):
+    """The body stops short of its Content-Length (it is valid JSON as far
+    as it goes): nothing is created, no 2xx or 5xx comes back, and another
+    client creating a user meanwhile gets its 201."""
+    email = f"short-{uuid.uuid4().hex}@x.test"
+    body = json.dumps({"name": "Short", "email": email}).encode()
+    sock = connect(svc)
+    answer = b""
+    try:
+        sock.sendall(b"POST " + USERS.encode() + b" HTTP/1.1\r\nHost: t\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                     % (len(body) + 100) + body)
+        other = http("POST", svc.base_url + USERS,
+                     {"name": "Other", "email": f"other-{uuid.uuid4().hex}@x.test"})
+        assert other.status == 201, other
+        if then == "wait":
+            t0 = time.monotonic()
+            answer = read_all(sock, timeout=3 * IDLE_TIMEOUT + 5)
+            waited = time.monotonic() - t0
+            assert waited <= 3 * IDLE_TIMEOUT + 4, "the stalled upload was never closed"
+    finally:
+        sock.close()
+    if answer:
+        status = int(answer.split(b" ", 2)[1])
+        assert 400 <= status < 500, answer[:200]
+    r = http("GET", f"{svc.base_url}{USERS}?email={email}")
+    assert r.status == 200 and r.json == [], r
+    assert_unharmed(svc)
+
+
+def test_chunked_bodies_over_the_limit_do_not_grow_memory(svc):
+    """413 for a chunked body passing the 1 MiB limit is covered in
+    test_http_common.py; here: five of them in a row, each streaming up to
+    40 MiB, leave RSS within bounds (the rest is not buffered)."""
+    chunk = b"%x\r\n" % 65536 + b" " * 65536 + b"\r\n"
+    for _ in range(5):
+        sock = connect(svc)
+        try:
+            sock.sendall(b"POST " + USERS.encode() + b" HTTP/1.1\r\nHost: t\r\n"
+                         b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            sent = 0
+            try:
+                while sent < 40 << 20:
+                    sock.sendall(chunk)
+                    sent += 65536
+            except OSError:
+                pass  # answered and closed
+            answer = read_all(sock, timeout=5, limit=4096)
+        finally:
+            sock.close()
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert sent < 40 << 20, "the service read 40 MiB of a body over its limit"
+    assert_unharmed(svc)

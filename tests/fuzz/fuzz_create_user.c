@@ -1,0 +1,29 @@
+/*
+ * fuzz_create_user: POST /system-api/users up to the database. The
+ * service's file is #included so its own static parse_user (through its
+ * create_spec user_create) is what runs, not a copy of its rules.
+ */
+#include "../../src/user/users.c"
+
+#include "fuzz_create.h"
+
+static void check_user(json_t *obj, const void *item)
+{
+    const struct new_user *u = item;
+
+    fuzz_check_keys(obj, user_fields, ARRAY_LEN(user_fields));
+    fuzz_check_field_string(obj, "name", u->name, 1, NAME_MAX_CHARS);
+    fuzz_check_field_string(obj, "email", u->email, 1, EMAIL_MAX_CHARS);
+
+    /* One '@' with text on both sides, no ASCII space or control. */
+    const char *at = strchr(u->email, '@');
+    FUZZ_CHECK(at && at != u->email && at[1] != '\0' && !strchr(at + 1, '@'));
+    for (const char *p = u->email; *p; p++)
+        FUZZ_CHECK((unsigned char)*p > 0x20 && *p != 0x7f);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fuzz_create_body(data, size, &user_create, check_user);
+    return 0;
+}
