@@ -61,7 +61,9 @@ else
         port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     fi
     echo "demo: starting a private RabbitMQ on 127.0.0.1:$port (data in var/demo/rabbitmq)"
-    "$ROOT/scripts/rabbitmq.sh" start "$DEMO/rabbitmq" "$port"
+    # Its own session: a Ctrl-C meant for the demo must not kill the node
+    # uncleanly; stop_all stops it through its script.
+    setsid -w "$ROOT/scripts/rabbitmq.sh" start "$DEMO/rabbitmq" "$port"
     broker_started=1
     AMQP_URL="amqp://guest:guest@127.0.0.1:$port/"
 fi
