@@ -47,7 +47,7 @@ static const struct option_def options[] = {
     {"max-connections", "MAX_CONNECTIONS", OPT_INT, FIELD(max_connections), 1, 100000,
      "simultaneous HTTP connections (default 1000)"},
     {"idle-timeout", "IDLE_TIMEOUT", OPT_INT, FIELD(idle_timeout_s), 1, 3600,
-     "seconds before an idle or stalled connection is closed (default 30)"},
+     "seconds a connection may stay silent, or take to send a request head (default 30)"},
     {"shutdown-timeout", "SHUTDOWN_TIMEOUT", OPT_INT, FIELD(shutdown_timeout_s), 1, 3600,
      "seconds allowed to drain in-flight requests on SIGTERM (default 10)"},
     {"db-pool", "DB_POOL_SIZE", OPT_INT, FIELD(db_pool_size), 1, 256,

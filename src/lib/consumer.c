@@ -45,17 +45,10 @@ static const char *const outcome_names[] = {"applied", "duplicate", "dead_letter
 /* Sleeps up to ms, returning early when the consumer is being stopped. */
 static void pause_ms(consumer *c, int ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-    }
+    int64_t deadline = util_monotonic_ns() + (int64_t)ms * 1000000;
     pthread_mutex_lock(&c->mu);
     while (!atomic_load(&c->stopping))
-        if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) == ETIMEDOUT)
+        if (util_cond_wait_until(&c->cv, &c->mu, deadline) == ETIMEDOUT)
             break;
     pthread_mutex_unlock(&c->mu);
 }
@@ -282,7 +275,7 @@ consumer *consumer_start(const struct consumer_config *cfg)
     c->results = xcalloc((size_t)c->batch_size, sizeof(*c->results));
     c->outcomes = xcalloc((size_t)c->batch_size, sizeof(*c->outcomes));
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
+    util_cond_init_monotonic(&c->cv);
     metrics_describe("events_total", "counter", "Events consumed, by type and outcome.");
     metrics_describe("consumer_batch_size", "gauge", "Deliveries in the last applied batch.");
     metrics_describe("event_lag_seconds", "histogram",

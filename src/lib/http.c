@@ -25,10 +25,29 @@
 #define INITIAL_BODY_CAP 1024
 #define DISCARD_MAX_FACTOR 16 /* bytes read and dropped, in body limits */
 #define DRAIN_POLL_US 10000
+#define REAP_PERIOD_MS 250 /* how often connection deadlines are checked */
+#define BODY_MIN_RATE 1024 /* bytes/s a body must average after its grace */
+#define METRIC_TIMED_OUT "http_connections_timed_out_total"
 #define CONTENT_TYPE_JSON "application/json; charset=utf-8"
 #define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
 #define CORS_ALLOW_HEADERS "Content-Type, X-Request-Id"
 #define CORS_MAX_AGE "86400"
+
+/* One TCP connection, from MHD's "started" notification to its "closed"
+ * one, for the deadline reaper (see "connection deadlines" below). phase
+ * and the figures beside it are written by the connection's MHD worker and
+ * read by the reaper; the links and fd only change under conns_lock. */
+enum conn_phase { CONN_HEAD, CONN_BODY, CONN_SERVING };
+
+struct http_conn {
+    int fd;
+    atomic_int phase;
+    _Atomic int64_t since_ns;    /* CONN_HEAD: since when a head is due;
+                                    CONN_BODY: when the head was complete */
+    _Atomic uint64_t body_bytes; /* CONN_BODY: received so far */
+    int reaped;                  /* shut down already (under conns_lock) */
+    struct http_conn *prev, *next;
+};
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -45,6 +64,14 @@ struct http_server {
     int in_flight; /* requests begun and not yet completed */
     atomic_int draining;
     int closed;
+
+    /* Connection deadlines: every open connection, and the thread that
+     * shuts down those whose client keeps its request from arriving. */
+    pthread_mutex_t conns_lock;
+    pthread_cond_t reaper_wake;
+    struct http_conn *conns;
+    int reaper_stop;
+    pthread_t reaper;
 };
 
 struct extra_header {
@@ -55,6 +82,7 @@ struct extra_header {
 struct http_request {
     http_server *srv;
     struct MHD_Connection *conn;
+    struct http_conn *link; /* its connection's deadline record, or NULL */
     const struct http_route *route; /* NULL until matched */
     const char *route_label;        /* for metrics: a pattern, never raw input */
     const char *method_label;
@@ -398,6 +426,123 @@ static const struct http_route builtin_routes[] = {
 };
 static const size_t builtin_route_count = ARRAY_LEN(builtin_routes);
 
+/* ------------------------------------------------- connection deadlines */
+
+/* libmicrohttpd closes a connection that stays silent for --idle-timeout,
+ * but a client that trickles its request a byte at a time is never
+ * silent, so it could hold its connection for hours, and enough of them
+ * lock everyone else out (slowloris). So we add deadlines of our own:
+ *
+ *   - the head of a request must be complete within --idle-timeout of the
+ *     connection opening or of the previous answer;
+ *   - its body then gets a grace of --idle-timeout plus one second per
+ *     BODY_MIN_RATE bytes received, so an honest upload of any allowed
+ *     size finishes, and a trickle does not.
+ *
+ * A connection whose request is being served (or suspended for the group
+ * commit) has no deadline here. MHD has no call to close a connection from
+ * outside its threads, so the reaper shuts the socket down; MHD then
+ * reads end-of-file and closes and forgets the connection in its own
+ * thread. MHD notifies "closed" before it closes the descriptor, and the
+ * record leaves the list under conns_lock in that notification, so a
+ * descriptor the reaper shuts down under the same lock is never one that
+ * was closed and reused. */
+
+static void conn_enter(struct http_conn *c, enum conn_phase phase)
+{
+    if (!c)
+        return;
+    /* The phase last: a reaper that sees the new phase sees its figures. */
+    atomic_store(&c->since_ns, util_monotonic_ns());
+    atomic_store(&c->body_bytes, 0);
+    atomic_store(&c->phase, (int)phase);
+}
+
+static struct http_conn *conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    http_server *srv = cls;
+    struct http_conn *c = *socket_context;
+
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!info)
+            return; /* no deadline then; MHD's idle timeout still applies */
+        c = xcalloc(1, sizeof(*c));
+        c->fd = info->connect_fd;
+        conn_enter(c, CONN_HEAD);
+        pthread_mutex_lock(&srv->conns_lock);
+        c->next = srv->conns;
+        if (srv->conns)
+            srv->conns->prev = c;
+        srv->conns = c;
+        pthread_mutex_unlock(&srv->conns_lock);
+        *socket_context = c;
+        return;
+    }
+    if (!c)
+        return;
+    pthread_mutex_lock(&srv->conns_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&srv->conns_lock);
+    free(c);
+    *socket_context = NULL;
+}
+
+/* Which deadline c has passed at now, or NULL. */
+static const char *conn_overdue(const struct http_conn *c, int64_t now, int64_t idle_ns)
+{
+    int phase = atomic_load(&c->phase);
+    int64_t waited = now - atomic_load(&c->since_ns);
+
+    if (phase == CONN_HEAD)
+        return waited > idle_ns ? "head" : NULL;
+    if (phase == CONN_BODY) {
+        uint64_t bytes = atomic_load(&c->body_bytes);
+        int64_t earned = (int64_t)(bytes / BODY_MIN_RATE) * 1000000000;
+        return waited > idle_ns + earned ? "body" : NULL;
+    }
+    return NULL;
+}
+
+static void *reaper_main(void *arg)
+{
+    http_server *srv = arg;
+    int64_t idle_ns = (int64_t)srv->cfg->idle_timeout_s * 1000000000;
+
+    pthread_mutex_lock(&srv->conns_lock);
+    while (!srv->reaper_stop) {
+        int64_t now = util_monotonic_ns();
+        for (struct http_conn *c = srv->conns; c; c = c->next) {
+            const char *late = c->reaped ? NULL : conn_overdue(c, now, idle_ns);
+            if (!late)
+                continue;
+            shutdown(c->fd, SHUT_RDWR);
+            c->reaped = 1;
+            metrics_counter_add(METRIC_TIMED_OUT,
+                                strcmp(late, "head") == 0 ? "phase=\"head\"" : "phase=\"body\"", 1);
+            log_debug(NULL, "closed a connection whose request %s did not arrive in time", late);
+        }
+        util_cond_wait_until(&srv->reaper_wake, &srv->conns_lock,
+                             now + (int64_t)REAP_PERIOD_MS * 1000000);
+    }
+    pthread_mutex_unlock(&srv->conns_lock);
+    return NULL;
+}
+
 /* ----------------------------------------------------------- MHD glue */
 
 static enum MHD_Result collect_param(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -519,6 +664,8 @@ static enum MHD_Result receive_body(http_request *req, const char *data, size_t 
 {
     size_t limit = req->srv->cfg->body_limit;
 
+    if (req->link)
+        atomic_fetch_add(&req->link->body_bytes, size);
     req->body_len += size;
     if (req->body_len > limit && req->next == NEXT_HANDLER) {
         req->next = NEXT_ERROR;
@@ -585,14 +732,18 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         req->srv = srv;
         req->conn = conn;
         req->start_ns = util_monotonic_ns();
+        req->link = conn_of(conn);
         *con_cls = req;
         begin_request(req, url, method);
         /* A 413 known from Content-Length is answered at once (the
          * connection then closes rather than reading the body). Anything
          * else waits for a later call: answering on the first one would
          * make MHD 0.9.75 drop keep-alive. */
-        if (req->next == NEXT_ERROR && req->error.status == 413)
+        if (req->next == NEXT_ERROR && req->error.status == 413) {
+            conn_enter(req->link, CONN_SERVING);
             return answer_error(req);
+        }
+        conn_enter(req->link, CONN_BODY); /* the head is complete */
         return MHD_YES;
     }
     if (req->queued) {
@@ -604,6 +755,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *upload_data_size = 0;
         return receive_body(req, upload_data, size);
     }
+    conn_enter(req->link, CONN_SERVING);
     return finish_request(req);
 }
 
@@ -612,8 +764,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     http_server *srv = cls;
     http_request *req = *con_cls;
-    (void)conn;
 
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        conn_enter(conn_of(conn), CONN_HEAD); /* keep-alive: the next head is due */
     if (!req)
         return;
     double seconds = (double)(util_monotonic_ns() - req->start_ns) / 1e9;
@@ -645,6 +798,14 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     log_debug(NULL, "http: %s", msg);
 }
 
+static void server_free(http_server *srv)
+{
+    pthread_mutex_destroy(&srv->flight_lock);
+    pthread_mutex_destroy(&srv->conns_lock);
+    pthread_cond_destroy(&srv->reaper_wake);
+    free(srv);
+}
+
 http_server *http_server_start(const struct http_server_config *conf, char *err, size_t errlen)
 {
     const struct config *cfg = conf->cfg;
@@ -657,6 +818,10 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
 
     srv->cfg = cfg;
     pthread_mutex_init(&srv->flight_lock, NULL);
+    pthread_mutex_init(&srv->conns_lock, NULL);
+    util_cond_init_monotonic(&srv->reaper_wake);
+    metrics_describe(METRIC_TIMED_OUT, "counter",
+                     "Connections closed because a request head or body did not arrive in time.");
     srv->routes = conf->routes;
     srv->route_count = conf->route_count;
     srv->ready = conf->ready;
@@ -675,7 +840,7 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
         flags |= MHD_USE_IPv6;
     } else {
         snprintf(err, errlen, "bind address '%s' is not an IPv4 or IPv6 address", cfg->bind);
-        free(srv);
+        server_free(srv);
         return NULL;
     }
 
@@ -687,11 +852,18 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->idle_timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
         MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot listen on %s:%d (in use, or not allowed)", cfg->bind,
                  cfg->port);
-        free(srv);
+        server_free(srv);
+        return NULL;
+    }
+    if (pthread_create(&srv->reaper, NULL, reaper_main, srv) != 0) {
+        snprintf(err, errlen, "cannot start the connection deadline thread");
+        MHD_stop_daemon(srv->daemon);
+        server_free(srv);
         return NULL;
     }
     return srv;
@@ -723,9 +895,14 @@ void http_server_stop(http_server *srv)
     if (left > 0)
         log_warn(NULL, "shutdown: %d requests still in flight after %d s", left,
                  srv->cfg->shutdown_timeout_s);
-    MHD_stop_daemon(srv->daemon);
-    pthread_mutex_destroy(&srv->flight_lock);
-    free(srv);
+    MHD_stop_daemon(srv->daemon); /* every connection is notified closed */
+
+    pthread_mutex_lock(&srv->conns_lock);
+    srv->reaper_stop = 1;
+    pthread_cond_signal(&srv->reaper_wake);
+    pthread_mutex_unlock(&srv->conns_lock);
+    pthread_join(srv->reaper, NULL);
+    server_free(srv);
 }
 
 void http_suspend(http_request *req)

@@ -11,7 +11,9 @@
  *     never buffered past the limit), then body_parse() (400 / 422);
  *   - X-Request-Id echoed when valid, generated otherwise; CORS headers on
  *     every answer; request count and latency recorded in metrics;
- *   - GET /healthz, /readyz and /metrics at the root.
+ *   - GET /healthz, /readyz and /metrics at the root;
+ *   - deadlines: a connection silent for cfg->idle_timeout_s is closed, and
+ *     so is one whose request head or body is trickled in too slowly.
  *
  * A handler runs on an HTTP worker thread and must answer exactly once,
  * with http_reply() or http_reply_error(). Everything reachable from an

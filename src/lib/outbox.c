@@ -199,24 +199,15 @@ static int stop_requested(outbox_relay *r)
     return atomic_load(&r->stopping);
 }
 
-static struct timespec monotonic_deadline(int64_t deadline_ns)
-{
-    struct timespec ts;
-    ts.tv_sec = (time_t)(deadline_ns / 1000000000);
-    ts.tv_nsec = (long)(deadline_ns % 1000000000);
-    return ts;
-}
-
 /* Sleeps up to ms, returning early only when stop is requested: a
  * wake-up must not cut a backoff short, but a stop must. */
 static void sleep_stoppable(outbox_relay *r, int ms)
 {
     int64_t deadline = util_monotonic_ns() + (int64_t)ms * 1000000;
-    struct timespec ts = monotonic_deadline(deadline);
 
     pthread_mutex_lock(&r->lock);
     while (!atomic_load(&r->stopping) && util_monotonic_ns() < deadline)
-        pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+        util_cond_wait_until(&r->cond, &r->lock, deadline);
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -234,12 +225,11 @@ static void wait_for_work(outbox_relay *r)
     int ms = r->poll_interval_ms < OUTBOX_IDLE_MAX_MS ? r->poll_interval_ms
                                                       : OUTBOX_IDLE_MAX_MS;
     int64_t deadline = util_monotonic_ns() + (int64_t)ms * 1000000;
-    struct timespec ts = monotonic_deadline(deadline);
 
     pthread_mutex_lock(&r->lock);
     while (!r->wake_pending && !atomic_load(&r->stopping) &&
            util_monotonic_ns() < deadline)
-        pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+        util_cond_wait_until(&r->cond, &r->lock, deadline);
     pthread_mutex_unlock(&r->lock);
 }
 
@@ -661,7 +651,6 @@ outbox_relay *outbox_relay_start(const struct outbox_relay_config *cfg)
     char err[OUTBOX_ERR_TEXT];
     char url_log[OUTBOX_URL_TEXT];
     char name[OUTBOX_NAME_TEXT];
-    pthread_condattr_t attr;
     outbox_relay *r;
     int rc;
 
@@ -697,10 +686,7 @@ outbox_relay *outbox_relay_start(const struct outbox_relay_config *cfg)
     }
 
     pthread_mutex_init(&r->lock, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cond, &attr);
-    pthread_condattr_destroy(&attr);
+    util_cond_init_monotonic(&r->cond);
     atomic_init(&r->stopping, 0);
     atomic_init(&r->connected, 0);
 

@@ -8,6 +8,7 @@
 #ifndef LIB_UTIL_H
 #define LIB_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,13 @@ char *xstrndup(const char *s, size_t n);
 int64_t util_now_ms(void);
 /* Monotonic clock in nanoseconds, for durations and deadlines. */
 int64_t util_monotonic_ns(void);
+
+/* A condition variable whose timed waits run on the monotonic clock, so
+ * a change of the wall clock neither shortens nor stretches them. */
+void util_cond_init_monotonic(pthread_cond_t *cv);
+/* pthread_cond_timedwait until deadline_ns (util_monotonic_ns() time) on
+ * a cv made by util_cond_init_monotonic(); returns 0 or ETIMEDOUT. */
+int util_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline_ns);
 
 /* Fills out with 2*n hex digits of cryptographically random bytes and a
  * NUL (out holds 2*n+1 bytes). Cheap: bytes come from a per-thread pool
