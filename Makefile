@@ -100,7 +100,7 @@ DURATION ?= 600
 chaos: asan
 	BIN_DIR=build/asan/bin /usr/bin/python3 tests/e2e/chaos.py --duration $(DURATION) \
 		$(if $(SEED),--seed $(SEED))
-	cd tests/e2e && BIN_DIR=$(CURDIR)/build/asan/bin E2E_RECONNECTS=100 E2E_BROKER_RESTARTS=20 \
+	cd tests/e2e && BIN_DIR=$(CURDIR)/build/asan/bin E2E_BROKER_RESTARTS=20 \
 		PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -m pytest test_resources.py -q -p no:cacheprovider
 
 # Speed against the machine's own limits (bench/run.py); QUICK=1: < 2 min.
