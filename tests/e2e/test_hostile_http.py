@@ -231,14 +231,21 @@ def timed_out_total(svc, phase):
     return 0
 
 
-def test_slow_header_client_is_closed_after_the_idle_timeout(svc):
+@pytest.mark.parametrize("first", ["fresh", "after_a_request"])
+def test_slow_header_client_is_closed_after_the_idle_timeout(svc, first):
     """A client that trickles its header one byte per second (never silent,
     so libmicrohttpd's own idle timeout never fires) is closed once the
     head has not arrived within --idle-timeout (checked at most 2 s late),
-    and /metrics counts it."""
+    and /metrics counts it; on a fresh connection, and on a keep-alive one
+    whose first request was answered (the deadline starts again there)."""
     before = timed_out_total(svc, "head")
     bound = IDLE_TIMEOUT + 2
-    result = trickle_until_closed(connect(svc), b"", SLOW_HEAD, bound)
+    sock = connect(svc)
+    if first == "after_a_request":
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        answer = parse_responses(read_until_answer(sock))
+        assert answer[0][0] == 200, answer
+    result = trickle_until_closed(sock, b"", SLOW_HEAD, bound)
     assert result.get("closed"), (
         f"a client sending one header byte per second still had its connection "
         f"after {result.get('after', bound + 2):.0f}s ({result.get('sent')} bytes sent); "
