@@ -245,6 +245,7 @@ db_stmt *db_prepare(db *conn, const char *sql)
 
     if (st) {
         conn->backend->reset(st);
+        st->done = 0;
         recency_unlink(conn, st);
         recency_push_newest(conn, st);
         st->held = 1;
@@ -310,9 +311,17 @@ int db_bind_null(db_stmt *st, int index)
     return rc ? rc : st->conn->backend->bind_null(st, index);
 }
 
+/* A finished statement stays finished until it is reset: SQLite would
+ * run it again on the next step (an INSERT twice), PostgreSQL does not. */
 int db_step(db_stmt *st)
 {
-    return st->conn->backend->step(st);
+    int rc;
+
+    if (st->done)
+        return DB_DONE;
+    rc = st->conn->backend->step(st);
+    st->done = rc == DB_DONE;
+    return rc;
 }
 
 void db_stmt_reset(db_stmt *st)
@@ -321,6 +330,7 @@ void db_stmt_reset(db_stmt *st)
         return;
     st->conn->backend->reset(st);
     st->held = 0;
+    st->done = 0;
 }
 
 int db_col_is_null(db_stmt *st, int col)

@@ -77,6 +77,7 @@ struct db_stmt {
     char *sql;             /* cache key, owned */
     uint64_t hash;
     int held;              /* between db_prepare and db_stmt_reset */
+    int done;              /* a step returned DB_DONE since the reset */
     db_stmt *bucket_next;  /* hash chain */
     db_stmt *newer;        /* recency list, for eviction */
     db_stmt *older;
