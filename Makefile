@@ -52,13 +52,23 @@ endef
 $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 
 # Unit tests link the shared library; a test of a service's own module
-# also links that module's objects, named in UNIT_EXTRA_<test>.
+# also links that module's objects, and a test that uses helpers shared
+# between tests (tests/unit/*.c not named test_*, compiled once by the
+# %.o rule above) links theirs: both named in UNIT_EXTRA_<test>.
+# dbtest.o holds the db tests that run on both backends: test_db runs them
+# on SQLite, test_db_pg on PostgreSQL (with the services' real schemas).
 UNIT_EXTRA_test_event := $(BUILD)/src/invoice/event.o
-$(BUILD)/tests/test_event: $(UNIT_EXTRA_test_event)
+UNIT_EXTRA_test_outbox := $(BUILD)/tests/unit/testutil.o
+UNIT_EXTRA_test_db := $(BUILD)/tests/unit/dbtest.o $(BUILD)/tests/unit/testutil.o
+UNIT_EXTRA_test_db_pg := $(UNIT_EXTRA_test_db) \
+	$(SERVICES:%=$(BUILD)/src/%/schema.o)
+$(foreach t,$(UNIT_BINS),$(eval $(t): $(UNIT_EXTRA_$(notdir $(t)))))
 
+# Each test's .d file records the headers it includes (dbtest.h too).
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcqrs.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Isrc -o $@ $< $(UNIT_EXTRA_$*) $(BUILD)/libcqrs.a $(LDLIBS_ALL) -lcmocka
+	$(CC) $(CFLAGS_ALL) -Isrc -MMD -MP -MT $@ -MF $@.d -o $@ $< $(UNIT_EXTRA_$*) \
+		$(BUILD)/libcqrs.a $(LDLIBS_ALL) -lcmocka
 
 unit-bins: $(UNIT_BINS)
 

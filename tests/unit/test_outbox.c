@@ -14,11 +14,9 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "db.h"
@@ -26,6 +24,7 @@
 #include "metrics.h"
 #include "mq.h"
 #include "outbox.h"
+#include "testutil.h"
 #include "util.h"
 
 #define ERR_MAX 512
@@ -52,15 +51,6 @@ struct fixture {
     db *db;
     mq *sub;
 };
-
-static int remove_entry(const char *path, const struct stat *sb, int flag,
-                        struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static int group_setup(void **state)
 {
@@ -127,8 +117,7 @@ static int setup(void **state)
     char err[ERR_MAX];
     struct fixture *f = xcalloc(1, sizeof(*f));
 
-    util_strlcpy(f->dir, "/tmp/test_outbox.XXXXXX", sizeof(f->dir));
-    if (!mkdtemp(f->dir))
+    if (testutil_mkdtemp(f->dir, sizeof(f->dir), "test_outbox") != 0)
         goto fail;
     snprintf(f->url, sizeof(f->url), "sqlite:%s/outbox.db", f->dir);
     if (db_open(f->url, &f->db, err, sizeof(err)) != DB_OK) {
@@ -167,7 +156,7 @@ static int teardown(void **state)
     }
     mq_close(f->sub);
     db_close(f->db);
-    rc = nftw(f->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+    rc = testutil_rmtree(f->dir);
     free(f);
     return rc;
 }
