@@ -6,19 +6,12 @@
 #ifndef INVOICE_SERVICE_H
 #define INVOICE_SERVICE_H
 
-#include "config.h"
 #include "consumer.h"
 #include "db.h"
 #include "http.h"
 #include "mq.h"
 
 #define SERVICE_NAME "invoice-service"
-
-struct invoice_app {
-    const struct config *cfg;
-    db_pool *pool;
-    consumer *consumer;
-};
 
 extern const struct db_migration invoice_migrations[];
 extern const size_t invoice_migration_count;

@@ -5,6 +5,7 @@
  */
 #include "invoice_service.h"
 #include "rows.h"
+#include "service.h"
 #include "timeutil.h"
 #include "util.h"
 
@@ -119,12 +120,12 @@ static const struct rows_list invoice_list = {
 
 void invoices_list(http_request *req, void *app)
 {
-    struct invoice_app *a = app;
+    const struct service *a = app;
     rows_reply_list(req, a->pool, &invoice_list);
 }
 
 void invoices_get(http_request *req, void *app)
 {
-    struct invoice_app *a = app;
+    const struct service *a = app;
     rows_reply_one(req, a->pool, INVOICE_SELECT " WHERE i.id = $1", write_invoice);
 }

@@ -4,12 +4,15 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "log.h"
 
-void service_block_signals(void)
+/* Blocks SIGTERM, SIGINT and SIGPIPE in every thread (called first, before
+ * any thread starts) so that wait_for_signal() receives them. */
+static void block_signals(void)
 {
     sigset_t set;
     sigemptyset(&set);
@@ -19,7 +22,8 @@ void service_block_signals(void)
     signal(SIGPIPE, SIG_IGN);
 }
 
-int service_wait_for_signal(void)
+/* Waits for SIGTERM or SIGINT; returns the signal number. */
+static int wait_for_signal(void)
 {
     sigset_t set;
     int sig = 0;
@@ -54,8 +58,11 @@ static void ensure_sqlite_dir(const char *url)
         log_warn(NULL, "cannot create directory %s: %s", dir, strerror(errno));
 }
 
-db_pool *service_open_database(const struct config *cfg, const struct db_migration *migrations,
-                               size_t count)
+/* Opens the pool and applies the migrations; logs and returns NULL on
+ * failure. Creates the directory of a relative SQLite path such as
+ * var/x.db when it is missing. */
+static db_pool *open_database(const struct config *cfg, const struct db_migration *migrations,
+                              size_t count)
 {
     char err[256], shown[512];
     db *conn = NULL;
@@ -80,6 +87,61 @@ db_pool *service_open_database(const struct config *cfg, const struct db_migrati
     }
     log_info(NULL, "database %s ready", shown);
     return pool;
+}
+
+static void readiness(void *app, int *database_ok, int *broker_ok)
+{
+    struct service *s = app;
+    db *conn = db_pool_acquire(s->pool);
+    *database_ok = db_ping(conn) == DB_OK;
+    db_pool_release(s->pool, conn);
+    *broker_ok = s->spec->events->connected(s);
+}
+
+int service_run(const struct service_spec *spec, int argc, char **argv)
+{
+    struct config cfg;
+    struct service s = {.spec = spec, .cfg = &cfg};
+    http_server *http = NULL;
+    char err[256];
+    int status = EXIT_FAILURE;
+
+    config_load(&cfg, spec->name, spec->default_port, argc, argv);
+    log_init(cfg.service, cfg.log_level);
+    block_signals();
+
+    s.pool = open_database(&cfg, spec->migrations, spec->migration_count);
+    if (!s.pool)
+        goto out;
+
+    if (spec->events->start(&s) != 0)
+        goto out;
+
+    struct http_server_config http_cfg = {
+        .cfg = &cfg,
+        .routes = spec->routes,
+        .route_count = spec->route_count,
+        .ready = readiness,
+        .app = &s,
+    };
+    http = http_server_start(&http_cfg, err, sizeof(err));
+    if (!http) {
+        log_error(NULL, "%s", err);
+        goto out;
+    }
+    log_info(NULL, "listening on http://%s:%d%s", cfg.bind, cfg.port, spec->prefix);
+
+    int sig = wait_for_signal();
+    log_info(NULL, "signal %d: shutting down", sig);
+    http_server_stop(http); /* drains the requests in flight first */
+    status = EXIT_SUCCESS;
+out:
+    spec->events->stop(&s);
+    if (s.pool)
+        db_pool_close(s.pool);
+    log_info(NULL, "stopped");
+    config_free(&cfg);
+    return status;
 }
 
 void service_db_error(int rc, struct api_error *err)

@@ -1,6 +1,11 @@
 /*
- * service: the start-up and shutdown steps every service shares, so each
- * main.c reads as a table of contents.
+ * service: the life every service shares, so that each main.c only says
+ * what is its own. service_run() loads the configuration, opens the
+ * database (migrations applied), starts the service's events (the outbox
+ * relay of a writer, the consumer of invoice-service), serves its routes,
+ * waits for SIGTERM or SIGINT, and shuts down in reverse order: HTTP
+ * drains the requests in flight first, then the events stop, then the
+ * database closes.
  */
 #ifndef LIB_SERVICE_H
 #define LIB_SERVICE_H
@@ -9,20 +14,53 @@
 
 #include "api_error.h"
 #include "config.h"
+#include "consumer.h"
 #include "db.h"
+#include "groupcommit.h"
+#include "http.h"
+#include "outbox.h"
 
-/* Blocks SIGTERM, SIGINT and SIGPIPE in every thread (call first, before
- * any thread starts) so that service_wait_for_signal() receives them. */
-void service_block_signals(void);
+struct service_spec;
 
-/* Waits for SIGTERM or SIGINT; returns the signal number. */
-int service_wait_for_signal(void);
+/* A running service: what its handlers receive as their app pointer and
+ * its events hooks as theirs. Owned by service_run(), valid until it
+ * returns; the hooks set and stop the fields of their own kind. */
+struct service {
+    const struct service_spec *spec;
+    const struct config *cfg;
+    db_pool *pool;       /* reads */
+    groupcommit *gc;     /* writers: creates share its commits */
+    outbox_relay *relay; /* writers: publishes what the creates appended */
+    consumer *consumer;  /* invoice-service: applies the events it reads */
+};
 
-/* Opens the pool and applies the migrations; logs and returns NULL on
- * failure. Creates the directory of a relative SQLite path such as
- * var/x.db when it is missing. */
-db_pool *service_open_database(const struct config *cfg, const struct db_migration *migrations,
-                               size_t count);
+/* How a service exchanges events with the broker (writer.h for the write
+ * side; invoice-service has its own). */
+struct service_events {
+    /* Runs once the database is ready, before HTTP starts; returns 0, or
+     * -1 (logged) to give up. */
+    int (*start)(struct service *s);
+    /* For /readyz: whether the broker connection is up. */
+    int (*connected)(const struct service *s);
+    /* Runs after HTTP has drained; also after a failed start-up, so it
+     * stops what was started and passes over what was not. */
+    void (*stop)(struct service *s);
+};
+
+/* What makes one service differ from another. */
+struct service_spec {
+    const char *name; /* "order-service": logs, event source, --help */
+    int default_port;
+    const char *prefix; /* "/order-service", for the start-up log */
+    const struct db_migration *migrations;
+    size_t migration_count;
+    const struct http_route *routes;
+    size_t route_count;
+    const struct service_events *events;
+};
+
+/* Runs the service until SIGTERM/SIGINT; returns the exit status. */
+int service_run(const struct service_spec *spec, int argc, char **argv);
 
 /* Maps a failed database call to the answer a client gets: 503
  * unavailable for busy or lost databases, 500 otherwise. */

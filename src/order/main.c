@@ -11,7 +11,7 @@ static const struct http_route routes[] = {
 
 int main(int argc, char **argv)
 {
-    const struct writer_service service = {
+    const struct service_spec service = {
         .name = SERVICE_NAME,
         .default_port = 8082,
         .prefix = "/order-service",
@@ -19,6 +19,7 @@ int main(int argc, char **argv)
         .migration_count = order_migration_count,
         .routes = routes,
         .route_count = ARRAY_LEN(routes),
+        .events = &writer_events, /* group commit and outbox relay */
     };
-    return writer_main(&service, argc, argv);
+    return service_run(&service, argc, argv);
 }

@@ -1,7 +1,7 @@
 /*
  * order-service: orders (API.md "Order Service"). Each create writes the
  * order and its order.created event in one transaction through the
- * outbox. Handlers receive a struct writer_app.
+ * outbox. Handlers receive a struct service (service.h).
  */
 #ifndef ORDER_SERVICE_H
 #define ORDER_SERVICE_H

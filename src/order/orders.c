@@ -5,7 +5,6 @@
 #include "rows.h"
 #include "service.h"
 #include "util.h"
-#include "writer.h"
 
 #define DESCRIPTION_MAX_CHARS 1000
 #define ORDER_COLUMNS "id, user_id, amount_cents, description, created_at"
@@ -77,7 +76,7 @@ static const struct create_spec order_create = {
 
 void orders_create(http_request *req, void *app)
 {
-    struct writer_app *a = app;
+    const struct service *a = app;
     struct create_target target = {SERVICE_NAME, a->gc, a->relay};
     create_handle(req, &order_create, &target);
 }
@@ -103,13 +102,13 @@ static const struct rows_list order_list = {
 
 void orders_list(http_request *req, void *app)
 {
-    struct writer_app *a = app;
+    const struct service *a = app;
     rows_reply_list(req, a->pool, &order_list);
 }
 
 void orders_get(http_request *req, void *app)
 {
-    struct writer_app *a = app;
+    const struct service *a = app;
     rows_reply_one(req, a->pool, "SELECT " ORDER_COLUMNS " FROM orders WHERE id = $1",
                    write_order);
 }

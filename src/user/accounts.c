@@ -8,7 +8,6 @@
 #include "service.h"
 #include "user_service.h"
 #include "util.h"
-#include "writer.h"
 
 #define ADDRESS_MAX_CHARS 200
 #define ACCOUNT_COLUMNS "id, user_id, address1, address2, city, state, zip, status, created_at"
@@ -119,7 +118,7 @@ static const struct create_spec account_create = {
 
 void accounts_create(http_request *req, void *app)
 {
-    struct writer_app *a = app;
+    const struct service *a = app;
     struct create_target target = {SERVICE_NAME, a->gc, a->relay};
     create_handle(req, &account_create, &target);
 }
@@ -146,13 +145,13 @@ static const struct rows_list account_list = {
 
 void accounts_list(http_request *req, void *app)
 {
-    struct writer_app *a = app;
+    const struct service *a = app;
     rows_reply_list(req, a->pool, &account_list);
 }
 
 void accounts_get(http_request *req, void *app)
 {
-    struct writer_app *a = app;
+    const struct service *a = app;
     rows_reply_one(req, a->pool, "SELECT " ACCOUNT_COLUMNS " FROM accounts WHERE id = $1",
                    write_account);
 }

@@ -14,7 +14,7 @@ static const struct http_route routes[] = {
 
 int main(int argc, char **argv)
 {
-    const struct writer_service service = {
+    const struct service_spec service = {
         .name = SERVICE_NAME,
         .default_port = 8081,
         .prefix = "/system-api",
@@ -22,6 +22,7 @@ int main(int argc, char **argv)
         .migration_count = user_migration_count,
         .routes = routes,
         .route_count = ARRAY_LEN(routes),
+        .events = &writer_events, /* group commit and outbox relay */
     };
-    return writer_main(&service, argc, argv);
+    return service_run(&service, argc, argv);
 }

@@ -1,7 +1,8 @@
 /*
  * user-service: users and accounts (API.md "User Service"). Each create
  * writes its rows and its events (user.created, account.created) in one
- * transaction through the outbox. Handlers receive a struct writer_app.
+ * transaction through the outbox. Handlers receive a struct service
+ * (service.h).
  */
 #ifndef USER_SERVICE_H
 #define USER_SERVICE_H

@@ -9,7 +9,6 @@
 #include "service.h"
 #include "user_service.h"
 #include "util.h"
-#include "writer.h"
 
 #define NAME_MAX_CHARS 200
 #define EMAIL_MAX_CHARS 254
@@ -89,7 +88,7 @@ static const struct create_spec user_create = {
 
 void users_create(http_request *req, void *app)
 {
-    struct writer_app *a = app;
+    const struct service *a = app;
     struct create_target target = {SERVICE_NAME, a->gc, a->relay};
     create_handle(req, &user_create, &target);
 }
@@ -142,12 +141,12 @@ static const struct rows_list user_list = {
 
 void users_list(http_request *req, void *app)
 {
-    struct writer_app *a = app;
+    const struct service *a = app;
     rows_reply_list(req, a->pool, &user_list);
 }
 
 void users_get(http_request *req, void *app)
 {
-    struct writer_app *a = app;
+    const struct service *a = app;
     rows_reply_one(req, a->pool, "SELECT " USER_COLUMNS " FROM users WHERE id = $1", write_user);
 }
