@@ -5,7 +5,6 @@
  */
 #include "invoice_service.h"
 #include "rows.h"
-#include "service.h"
 #include "timeutil.h"
 #include "util.h"
 
@@ -107,8 +106,9 @@ static const struct listq_filter invoice_filters[] = {
 static const char *const invoice_filter_sql[] = {"i.user_id = $%d", "i.month = $%d",
                                                  "i.year = $%d"};
 
-static const struct rows_list invoice_list = {
+const struct rows_list invoice_rows = {
     .select = INVOICE_SELECT,
+    .id_expr = "i.id",
     .columns = invoice_columns,
     .column_exprs = invoice_exprs,
     .default_order = "i.year, i.month, i.user_id",
@@ -117,15 +117,3 @@ static const struct rows_list invoice_list = {
     .filter_count = ARRAY_LEN(invoice_filters),
     .write = write_invoice,
 };
-
-void invoices_list(http_request *req, void *app)
-{
-    const struct service *a = app;
-    rows_reply_list(req, a->pool, &invoice_list);
-}
-
-void invoices_get(http_request *req, void *app)
-{
-    const struct service *a = app;
-    rows_reply_one(req, a->pool, INVOICE_SELECT " WHERE i.id = $1", write_invoice);
-}

@@ -9,8 +9,8 @@
 #include "util.h"
 
 static const struct http_route routes[] = {
-    {"GET", "/invoice-service/invoices", invoices_list},
-    {"GET", "/invoice-service/invoices/{id}", invoices_get},
+    {"GET", "/invoice-service/invoices", rows_handle_list, &invoice_rows},
+    {"GET", "/invoice-service/invoices/{id}", rows_handle_get, &invoice_rows},
 };
 
 static const char *const consumed_queues[] = {"user", "account", "order", NULL};
@@ -49,7 +49,7 @@ static const struct service_events consumer_events = {start_consumer, consumer_u
 int main(int argc, char **argv)
 {
     const struct service_spec service = {
-        .name = SERVICE_NAME,
+        .name = "invoice-service",
         .default_port = 8083,
         .prefix = "/invoice-service",
         .migrations = invoice_migrations,

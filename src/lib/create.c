@@ -4,7 +4,9 @@
 #include <stdlib.h>
 
 #include "body.h"
+#include "groupcommit.h"
 #include "log.h"
+#include "outbox.h"
 #include "service.h"
 #include "util.h"
 
@@ -13,7 +15,7 @@ struct create_job {
     struct groupcommit_job gc_job; /* first: the committer hands it back */
     http_request *req;
     const struct create_spec *spec;
-    struct create_target target; /* a copy: the caller's may be on its stack */
+    const struct service *service; /* outlives its group commit */
     char *items; /* count parsed items of spec->item_size bytes */
     size_t count;
     int is_batch;
@@ -62,7 +64,7 @@ static int write_items(db *conn, struct groupcommit_job *gc_job)
                 .correlation_id = request_id,
                 .occurred_at_ms = util_now_ms(),
             };
-            rc = outbox_append(conn, job->target.service, &ev);
+            rc = outbox_append(conn, job->service->cfg->service, &ev);
             if (rc != DB_OK)
                 service_db_error(rc, &job->err);
         }
@@ -96,7 +98,7 @@ static void answer(struct groupcommit_job *gc_job, int rc)
     http_request *req = job->req;
 
     if (rc == DB_OK) {
-        outbox_relay_wake(job->target.relay);
+        outbox_relay_wake(job->service->relay);
         if (!job->is_batch) {
             char location[128];
             snprintf(location, sizeof(location), "%s%lld", job->spec->location_prefix,
@@ -114,9 +116,10 @@ static void answer(struct groupcommit_job *gc_job, int rc)
     http_resume(req);
 }
 
-void create_handle(http_request *req, const struct create_spec *spec,
-                   const struct create_target *target)
+void create_handle(http_request *req, void *app)
 {
+    const struct service *service = app;
+    const struct create_spec *spec = http_route_data(req);
     json_t *body = http_body(req);
     struct create_job *job = xcalloc(1, sizeof(*job));
 
@@ -124,7 +127,7 @@ void create_handle(http_request *req, const struct create_spec *spec,
     jsonw_init(&job->answer);
     job->req = req;
     job->spec = spec;
-    job->target = *target;
+    job->service = service;
     if (body_items(body, BODY_MAX_ITEMS, &job->count, &job->is_batch, &job->err) != 0)
         goto invalid;
     job->items = xcalloc(job->count, spec->item_size);
@@ -134,7 +137,7 @@ void create_handle(http_request *req, const struct create_spec *spec,
     job->gc_job.run = write_items;
     job->gc_job.done = answer;
     http_suspend(req);
-    groupcommit_submit(target->gc, &job->gc_job);
+    groupcommit_submit(service->gc, &job->gc_job);
     return;
 invalid:
     http_reply_error(req, &job->err);

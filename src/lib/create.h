@@ -8,6 +8,11 @@
  * commit together or not at all, and are durable before the client hears
  * 201 with the created object (and Location) or the array of them.
  * Errors about an item carry its "index" when the body was an array.
+ *
+ * A service describes each create in a struct create_spec; its POST route
+ * carries that table as its data (http.h) and has create_handle as its
+ * handler, which writes through the group commit and wakes the outbox
+ * relay of the service (struct service, service.h).
  */
 #ifndef LIB_CREATE_H
 #define LIB_CREATE_H
@@ -18,10 +23,8 @@
 
 #include "api_error.h"
 #include "db.h"
-#include "groupcommit.h"
 #include "http.h"
 #include "jsonw.h"
-#include "outbox.h"
 #include "rows.h"
 
 struct create_spec {
@@ -37,14 +40,8 @@ struct create_spec {
     const char *location_prefix; /* "/system-api/users/" */
 };
 
-struct create_target {
-    const char *service; /* event source */
-    groupcommit *gc;     /* the writes */
-    outbox_relay *relay; /* woken after each commit */
-};
-
-void create_handle(http_request *req, const struct create_spec *spec,
-                   const struct create_target *target);
+/* POST on a collection whose route's data is its struct create_spec. */
+void create_handle(http_request *req, void *app);
 
 /* For insert callbacks: steps a bound "INSERT ... RETURNING" statement,
  * writes the created row with write and sets *id from its column 0.

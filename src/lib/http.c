@@ -420,9 +420,9 @@ static void handle_metrics(http_request *req, void *app)
 }
 
 static const struct http_route builtin_routes[] = {
-    {"GET", "/healthz", handle_healthz},
-    {"GET", "/readyz", handle_readyz},
-    {"GET", "/metrics", handle_metrics},
+    {"GET", "/healthz", handle_healthz, NULL},
+    {"GET", "/readyz", handle_readyz, NULL},
+    {"GET", "/metrics", handle_metrics, NULL},
 };
 static const size_t builtin_route_count = ARRAY_LEN(builtin_routes);
 
@@ -920,6 +920,7 @@ void http_resume(http_request *req)
 /* ------------------------------------------------------ request access */
 
 const char *http_request_id(const http_request *req) { return req->request_id; }
+const void *http_route_data(const http_request *req) { return req->route->data; }
 int64_t http_path_id(const http_request *req) { return req->path_id; }
 json_t *http_body(const http_request *req) { return req->json; }
 

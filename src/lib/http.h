@@ -1,7 +1,9 @@
 /*
  * http: the HTTP server every service runs, on libmicrohttpd (epoll with
  * an internal thread pool). Services never touch MHD: they give a table of
- * routes and write handlers against the small request API below.
+ * routes and write handlers against the small request API below. A route
+ * may carry data for its handler, so that one handler serves every route
+ * of the same shape (rows.h, create.h) with each route's own table.
  *
  * What this layer does for every request, before a handler runs:
  *   - routing by method and path ("{id}" matches a positive integer id,
@@ -40,6 +42,7 @@ struct http_route {
     const char *method;  /* "GET" or "POST" (GET also answers HEAD) */
     const char *pattern; /* "/order-service/orders/{id}" */
     http_handler handler;
+    const void *data;    /* for the handler: http_route_data(); may be NULL */
 };
 
 /* Fills whether the service's database and broker are usable. */
@@ -63,6 +66,8 @@ void http_server_stop(http_server *srv);
 /* ---- for handlers ---- */
 
 const char *http_request_id(const http_request *req);
+/* The data of the route that matched (struct http_route). */
+const void *http_route_data(const http_request *req);
 /* The {id} of the path (0 when the route has none). */
 int64_t http_path_id(const http_request *req);
 /* The parsed JSON body of a POST (borrowed); NULL for other methods. */

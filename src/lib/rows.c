@@ -47,20 +47,25 @@ static void reply(http_request *req, db *conn, int rc, struct jsonw *w)
     http_reply_error(req, &err);
 }
 
-void rows_reply_one(http_request *req, db_pool *pool, const char *sql, rows_writer write)
+void rows_handle_get(http_request *req, void *app)
 {
+    const struct service *s = app;
+    const struct rows_list *list = http_route_data(req);
+    char sql[SQL_MAX];
     struct jsonw w;
-    db *conn = db_pool_acquire(pool);
+
+    snprintf(sql, sizeof(sql), "%s WHERE %s = $1", list->select, list->id_expr);
+    db *conn = db_pool_acquire(s->pool);
     db_stmt *st = db_prepare(conn, sql);
     int rc = DB_ERROR;
 
     jsonw_init(&w);
     if (st) {
         db_bind_int64(st, 1, http_path_id(req));
-        rc = write_rows(conn, st, 1, write, &w);
+        rc = write_rows(conn, st, 1, list->write, &w);
     }
     reply(req, conn, rc, &w);
-    db_pool_release(pool, conn);
+    db_pool_release(s->pool, conn);
     jsonw_free(&w);
 }
 
@@ -106,8 +111,10 @@ static void bind_filters(db_stmt *st, const struct rows_list *list, const struct
     }
 }
 
-void rows_reply_list(http_request *req, db_pool *pool, const struct rows_list *list)
+void rows_handle_list(http_request *req, void *app)
 {
+    const struct service *s = app;
+    const struct rows_list *list = http_route_data(req);
     const struct query_param *params;
     size_t count;
     struct api_error err;
@@ -124,7 +131,7 @@ void rows_reply_list(http_request *req, db_pool *pool, const struct rows_list *l
     }
     int limit_param = build_list_sql(list, &q, sql, sizeof(sql));
 
-    db *conn = db_pool_acquire(pool);
+    db *conn = db_pool_acquire(s->pool);
     db_stmt *st = db_prepare(conn, sql);
     int rc = DB_ERROR;
 
@@ -136,6 +143,6 @@ void rows_reply_list(http_request *req, db_pool *pool, const struct rows_list *l
         rc = write_rows(conn, st, 0, list->write, &w);
     }
     reply(req, conn, rc, &w);
-    db_pool_release(pool, conn);
+    db_pool_release(s->pool, conn);
     jsonw_free(&w);
 }

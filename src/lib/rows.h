@@ -1,10 +1,12 @@
 /*
- * rows: answering GET endpoints from query results. A service supplies a
- * writer that turns the current row into its JSON object (it may run
- * further queries on the same connection, as invoices do for their
- * lines) and, for lists, the SQL of each filter; these helpers run the
- * query on a pooled connection and answer 200 (array or object), 400,
- * 404 or 503.
+ * rows: answering GET endpoints from query results. A service describes
+ * each collection in a struct rows_list: its SELECT, a writer that turns
+ * the current row into its JSON object (it may run further queries on the
+ * same connection, as invoices do for their lines) and, for lists, the
+ * sortable columns and the SQL of each filter. Its two GET routes carry
+ * that table as their data (http.h) and have the handlers below, which
+ * run the query on a pooled connection of the service (struct service,
+ * service.h) and answer 200 (array or object), 400, 404 or 503.
  */
 #ifndef LIB_ROWS_H
 #define LIB_ROWS_H
@@ -21,6 +23,7 @@ typedef int (*rows_writer)(db *conn, db_stmt *st, struct jsonw *w);
 
 struct rows_list {
     const char *select;              /* "SELECT <columns> FROM <tables>" */
+    const char *id_expr;             /* GET .../{id}: "<select> WHERE <id_expr> = $1" */
     const char *const *columns;      /* sortable names, NULL-terminated */
     const char *const *column_exprs; /* their SQL expressions */
     const char *default_order;       /* ORDER BY when none is asked */
@@ -37,11 +40,11 @@ struct rows_list {
     rows_writer write;
 };
 
-/* GET .../{id}: sql takes the id as $1. */
-void rows_reply_one(http_request *req, db_pool *pool, const char *sql, rows_writer write);
-
 /* GET on a collection: validates the query string, runs the list query
  * and answers with the JSON array of its rows. */
-void rows_reply_list(http_request *req, db_pool *pool, const struct rows_list *list);
+void rows_handle_list(http_request *req, void *app);
+
+/* GET .../{id}: answers with the row of that id, or 404. */
+void rows_handle_get(http_request *req, void *app);
 
 #endif

@@ -4,15 +4,15 @@
 #include "writer.h"
 
 static const struct http_route routes[] = {
-    {"POST", "/order-service/orders", orders_create},
-    {"GET", "/order-service/orders", orders_list},
-    {"GET", "/order-service/orders/{id}", orders_get},
+    {"POST", "/order-service/orders", create_handle, &order_create},
+    {"GET", "/order-service/orders", rows_handle_list, &order_rows},
+    {"GET", "/order-service/orders/{id}", rows_handle_get, &order_rows},
 };
 
 int main(int argc, char **argv)
 {
     const struct service_spec service = {
-        .name = SERVICE_NAME,
+        .name = "order-service",
         .default_port = 8082,
         .prefix = "/order-service",
         .migrations = order_migrations,

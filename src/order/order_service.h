@@ -1,21 +1,19 @@
 /*
  * order-service: orders (API.md "Order Service"). Each create writes the
  * order and its order.created event in one transaction through the
- * outbox. Handlers receive a struct service (service.h).
+ * outbox. The tables below describe the endpoints; main.c routes them.
  */
 #ifndef ORDER_SERVICE_H
 #define ORDER_SERVICE_H
 
+#include "create.h"
 #include "db.h"
-#include "http.h"
-
-#define SERVICE_NAME "order-service"
+#include "rows.h"
 
 extern const struct db_migration order_migrations[];
 extern const size_t order_migration_count;
 
-void orders_create(http_request *req, void *app);
-void orders_list(http_request *req, void *app);
-void orders_get(http_request *req, void *app);
+extern const struct create_spec order_create; /* POST */
+extern const struct rows_list order_rows;     /* GET list and GET {id} */
 
 #endif

@@ -66,20 +66,13 @@ static int insert_order(db *conn, const void *item, struct jsonw *out, int64_t *
     return create_returning(conn, st, write_order, out, id, err);
 }
 
-static const struct create_spec order_create = {
+const struct create_spec order_create = {
     .item_size = sizeof(struct new_order),
     .parse = parse_order,
     .insert = insert_order,
     .event_type = "order.created",
     .location_prefix = "/order-service/orders/",
 };
-
-void orders_create(http_request *req, void *app)
-{
-    const struct service *a = app;
-    struct create_target target = {SERVICE_NAME, a->gc, a->relay};
-    create_handle(req, &order_create, &target);
-}
 
 static const char *const order_columns[] = {"id", "user_id", "amount", "created_at", NULL};
 static const char *const order_exprs[] = {"id", "user_id", "amount_cents", "created_at"};
@@ -89,8 +82,9 @@ static const struct listq_filter order_filters[] = {
 
 static const char *const order_filter_sql[] = {"user_id = $%d"};
 
-static const struct rows_list order_list = {
+const struct rows_list order_rows = {
     .select = "SELECT " ORDER_COLUMNS " FROM orders",
+    .id_expr = "id",
     .columns = order_columns,
     .column_exprs = order_exprs,
     .default_order = "id",
@@ -99,16 +93,3 @@ static const struct rows_list order_list = {
     .filter_count = ARRAY_LEN(order_filters),
     .write = write_order,
 };
-
-void orders_list(http_request *req, void *app)
-{
-    const struct service *a = app;
-    rows_reply_list(req, a->pool, &order_list);
-}
-
-void orders_get(http_request *req, void *app)
-{
-    const struct service *a = app;
-    rows_reply_one(req, a->pool, "SELECT " ORDER_COLUMNS " FROM orders WHERE id = $1",
-                   write_order);
-}

@@ -108,20 +108,13 @@ static int insert_account(db *conn, const void *item, struct jsonw *out, int64_t
     return create_returning(conn, st, write_account, out, id, err);
 }
 
-static const struct create_spec account_create = {
+const struct create_spec account_create = {
     .item_size = sizeof(struct new_account),
     .parse = parse_account,
     .insert = insert_account,
     .event_type = "account.created",
     .location_prefix = "/system-api/accounts/",
 };
-
-void accounts_create(http_request *req, void *app)
-{
-    const struct service *a = app;
-    struct create_target target = {SERVICE_NAME, a->gc, a->relay};
-    create_handle(req, &account_create, &target);
-}
 
 static const char *const account_columns[] = {"id",  "user_id", "city",       "state",
                                               "zip", "status",  "created_at", NULL};
@@ -132,8 +125,9 @@ static const struct listq_filter account_filters[] = {
 
 static const char *const account_filter_sql[] = {"user_id = $%d", "status = $%d"};
 
-static const struct rows_list account_list = {
+const struct rows_list account_rows = {
     .select = "SELECT " ACCOUNT_COLUMNS " FROM accounts",
+    .id_expr = "id",
     .columns = account_columns,
     .column_exprs = account_columns,
     .default_order = "id",
@@ -142,16 +136,3 @@ static const struct rows_list account_list = {
     .filter_count = ARRAY_LEN(account_filters),
     .write = write_account,
 };
-
-void accounts_list(http_request *req, void *app)
-{
-    const struct service *a = app;
-    rows_reply_list(req, a->pool, &account_list);
-}
-
-void accounts_get(http_request *req, void *app)
-{
-    const struct service *a = app;
-    rows_reply_one(req, a->pool, "SELECT " ACCOUNT_COLUMNS " FROM accounts WHERE id = $1",
-                   write_account);
-}

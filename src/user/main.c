@@ -4,18 +4,18 @@
 #include "writer.h"
 
 static const struct http_route routes[] = {
-    {"POST", "/system-api/users", users_create},
-    {"GET", "/system-api/users", users_list},
-    {"GET", "/system-api/users/{id}", users_get},
-    {"POST", "/system-api/accounts", accounts_create},
-    {"GET", "/system-api/accounts", accounts_list},
-    {"GET", "/system-api/accounts/{id}", accounts_get},
+    {"POST", "/system-api/users", create_handle, &user_create},
+    {"GET", "/system-api/users", rows_handle_list, &user_rows},
+    {"GET", "/system-api/users/{id}", rows_handle_get, &user_rows},
+    {"POST", "/system-api/accounts", create_handle, &account_create},
+    {"GET", "/system-api/accounts", rows_handle_list, &account_rows},
+    {"GET", "/system-api/accounts/{id}", rows_handle_get, &account_rows},
 };
 
 int main(int argc, char **argv)
 {
     const struct service_spec service = {
-        .name = SERVICE_NAME,
+        .name = "user-service",
         .default_port = 8081,
         .prefix = "/system-api",
         .migrations = user_migrations,

@@ -78,20 +78,13 @@ static int insert_user(db *conn, const void *item, struct jsonw *out, int64_t *i
     return rc;
 }
 
-static const struct create_spec user_create = {
+const struct create_spec user_create = {
     .item_size = sizeof(struct new_user),
     .parse = parse_user,
     .insert = insert_user,
     .event_type = "user.created",
     .location_prefix = "/system-api/users/",
 };
-
-void users_create(http_request *req, void *app)
-{
-    const struct service *a = app;
-    struct create_target target = {SERVICE_NAME, a->gc, a->relay};
-    create_handle(req, &user_create, &target);
-}
 
 static const char *const user_columns[] = {"id", "name", "email", "created_at", NULL};
 static const struct listq_filter user_filters[] = {
@@ -127,8 +120,9 @@ static char *user_filter_value(size_t filter, const char *text)
     return filter == 1 ? substring_pattern(text) : NULL;
 }
 
-static const struct rows_list user_list = {
+const struct rows_list user_rows = {
     .select = "SELECT " USER_COLUMNS " FROM users",
+    .id_expr = "id",
     .columns = user_columns,
     .column_exprs = user_columns,
     .default_order = "id",
@@ -138,15 +132,3 @@ static const struct rows_list user_list = {
     .text_value = user_filter_value,
     .write = write_user,
 };
-
-void users_list(http_request *req, void *app)
-{
-    const struct service *a = app;
-    rows_reply_list(req, a->pool, &user_list);
-}
-
-void users_get(http_request *req, void *app)
-{
-    const struct service *a = app;
-    rows_reply_one(req, a->pool, "SELECT " USER_COLUMNS " FROM users WHERE id = $1", write_user);
-}

@@ -3,20 +3,17 @@
  * orders, invoices). The input is split as libmicrohttpd splits a query
  * (pairs on '&', key and value on the first '='; no '=' gives a NULL
  * value; no %-decoding, which only changes the bytes) and handled as
- * rows_reply_list handles it, with each endpoint's own struct rows_list:
+ * rows_handle_list handles it, with each endpoint's own struct rows_list:
  * listq_parse, then ORDER BY and the values bound for text filters.
  *
- * The four service files are #included so their static tables are the
- * ones used, not copies (a change there that breaks this harness fails
- * its build instead of drifting). Each service header defines
- * SERVICE_NAME, hence the #undefs.
+ * The four service files are #included (the fuzz build links only the
+ * library) so their tables are the ones used, not copies: a change there
+ * that breaks this harness fails its build instead of drifting.
  */
 #include "../../src/user/users.c"
 
 #include "../../src/user/accounts.c"
-#undef SERVICE_NAME
 #include "../../src/order/orders.c"
-#undef SERVICE_NAME
 #include "../../src/invoice/invoices.c"
 
 #include "fuzz.h"
@@ -25,8 +22,8 @@
 /* The buffer rows.c builds ORDER BY in. */
 #define ORDER_MAX 128
 
-static const struct rows_list *const lists[] = {&user_list, &account_list, &order_list,
-                                                &invoice_list};
+static const struct rows_list *const lists[] = {&user_rows, &account_rows, &order_rows,
+                                                &invoice_rows};
 
 /* The LIKE pattern of a substring filter: the text lower-cased between
  * two '%', with every '%', '_' and '\\' in it escaped. */
@@ -132,7 +129,7 @@ static void check_accepted(const struct rows_list *e, const struct query_param *
             e->filters[f].kind == LISTQ_INT_RANGE)
             continue;
         char *value = e->text_value(f, q->filters[f].text);
-        if (e == &user_list && strcmp(e->filters[f].name, "name") == 0)
+        if (e == &user_rows && strcmp(e->filters[f].name, "name") == 0)
             check_like_pattern(q->filters[f].text, value);
         free(value);
     }
@@ -175,6 +172,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct listq q;
         struct api_error err;
 
+        /* GET .../{id} (rows_handle_get) matches on the column that
+         * order_by=id sorts by. */
+        FUZZ_CHECK(strcmp(e->columns[0], "id") == 0 && strcmp(e->id_expr, e->column_exprs[0]) == 0);
         api_error_clear(&err);
         if (listq_parse(params, count, e->columns, e->filters, e->filter_count, &q, &err) != 0) {
             fuzz_check_error(&err);
