@@ -33,7 +33,7 @@ static int start_consumer(struct service *s)
     return s->consumer ? 0 : -1;
 }
 
-static int consumer_up(const struct service *s)
+static int broker_connected(const struct service *s)
 {
     return consumer_connected(s->consumer);
 }
@@ -44,11 +44,15 @@ static void stop_consumer(struct service *s)
     consumer_stop(s->consumer);
 }
 
-static const struct service_events consumer_events = {start_consumer, consumer_up, stop_consumer};
+static const struct service_events consumer_events = {
+    .start = start_consumer,
+    .connected = broker_connected,
+    .stop = stop_consumer,
+};
 
 int main(int argc, char **argv)
 {
-    const struct service_spec service = {
+    const struct service_spec spec = {
         .name = "invoice-service",
         .default_port = 8083,
         .prefix = "/invoice-service",
@@ -58,5 +62,5 @@ int main(int argc, char **argv)
         .route_count = ARRAY_LEN(routes),
         .events = &consumer_events,
     };
-    return service_run(&service, argc, argv);
+    return service_run(&spec, argc, argv);
 }

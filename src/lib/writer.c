@@ -40,4 +40,4 @@ static void stop(struct service *s)
     groupcommit_stop(s->gc);
 }
 
-const struct service_events writer_events = {start, connected, stop};
+const struct service_events writer_events = {.start = start, .connected = connected, .stop = stop};

@@ -11,7 +11,7 @@ static const struct http_route routes[] = {
 
 int main(int argc, char **argv)
 {
-    const struct service_spec service = {
+    const struct service_spec spec = {
         .name = "order-service",
         .default_port = 8082,
         .prefix = "/order-service",
@@ -21,5 +21,5 @@ int main(int argc, char **argv)
         .route_count = ARRAY_LEN(routes),
         .events = &writer_events, /* group commit and outbox relay */
     };
-    return service_run(&service, argc, argv);
+    return service_run(&spec, argc, argv);
 }

@@ -14,7 +14,7 @@ static const struct http_route routes[] = {
 
 int main(int argc, char **argv)
 {
-    const struct service_spec service = {
+    const struct service_spec spec = {
         .name = "user-service",
         .default_port = 8081,
         .prefix = "/system-api",
@@ -24,5 +24,5 @@ int main(int argc, char **argv)
         .route_count = ARRAY_LEN(routes),
         .events = &writer_events, /* group commit and outbox relay */
     };
-    return service_run(&service, argc, argv);
+    return service_run(&spec, argc, argv);
 }
