@@ -114,7 +114,7 @@ int body_parse(const char *buf, size_t len, json_t **out, struct api_error *err)
         return api_error_set(err, 400, "malformed_json", NULL,
                              "JSON nesting is deeper than %d levels", BODY_MAX_DEPTH);
 
-    doc = json_loadb(buf, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    doc = json_loadb(buf, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!doc) {
         switch (json_error_code(&jerr)) {
         case json_error_numeric_overflow:

@@ -121,6 +121,9 @@ void create_handle(http_request *req, void *app)
     const struct service *service = app;
     const struct create_spec *spec = http_route_data(req);
     json_t *body = http_body(req);
+
+    if (http_refuse_query(req))
+        return;
     struct create_job *job = xcalloc(1, sizeof(*job));
 
     api_error_clear(&job->err);

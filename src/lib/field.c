@@ -106,6 +106,10 @@ int field_string(json_t *obj, const char *name, int required, size_t max_chars,
     if (!json_is_string(v))
         return api_error_set(err, 422, "invalid_field", name, "%s must be a string", name);
     len = json_string_length(v);
+    /* Valid JSON ("\u0000"), but stored text is a C string: refused. */
+    if (memchr(json_string_value(v), '\0', len))
+        return api_error_set(err, 422, "invalid_field", name,
+                             "%s must not contain NUL characters", name);
     chars = field_utf8_length(json_string_value(v), len);
     if (required && (len == 0 || field_is_blank(json_string_value(v), len)))
         return api_error_set(err, 422, "invalid_field", name, "%s must not be empty", name);
@@ -176,7 +180,8 @@ int field_enum(json_t *obj, const char *name, const char *const *values, size_t 
         return 0;
     if (json_is_string(v)) {
         for (size_t i = 0; i < count; i++) {
-            if (strcmp(json_string_value(v), values[i]) == 0) {
+            if (json_string_length(v) == strlen(values[i]) &&
+                strcmp(json_string_value(v), values[i]) == 0) {
                 *out = values[i];
                 return 0;
             }

@@ -1,6 +1,7 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -136,6 +137,43 @@ static void generate_request_id(char *out)
     util_random_hex(out, GENERATED_ID_BYTES);
 }
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes the %HH escapes of a URL path or of a query key or value, as
+ * libmicrohttpd would, except %00: a NUL would end the C string that
+ * routing and handlers see, silently cutting "1%00x" down to "1". It stays
+ * the three characters "%00", which no id, number or fixed value matches,
+ * so the request gets the 404 or 400 the rest of it deserves. */
+static size_t unescape_url(void *cls, struct MHD_Connection *conn, char *s)
+{
+    char *out = s;
+    const char *in = s;
+    int hi, lo;
+    (void)cls;
+    (void)conn;
+
+    while (*in) {
+        if (in[0] == '%' && (hi = hex_value(in[1])) >= 0 && (lo = hex_value(in[2])) >= 0 &&
+            (hi | lo) != 0) {
+            *out++ = (char)(hi * 16 + lo);
+            in += 3;
+        } else {
+            *out++ = *in++;
+        }
+    }
+    *out = '\0';
+    return (size_t)(out - s);
+}
+
 static const char *method_label(const char *method)
 {
     static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"};
@@ -143,6 +181,21 @@ static const char *method_label(const char *method)
         if (strcmp(method, known[i]) == 0)
             return known[i];
     return "OTHER";
+}
+
+/* The method as a message may name it: a short HTTP token, or else a
+ * placeholder (the metrics label folds every unknown one into "OTHER"). */
+static const char *shown_method(const char *method)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    size_t n = 0;
+
+    for (; method[n]; n++) {
+        unsigned char c = (unsigned char)method[n];
+        if (n == 16 || !(isalnum(c) || (c && strchr(tchar, c))))
+            return "this method";
+    }
+    return n ? method : "this method";
 }
 
 /* ------------------------------------------------------------- routing */
@@ -269,7 +322,7 @@ static void route_request(http_request *req, const char *method, const char *pat
     }
     req->route_label = "method_not_allowed";
     api_error_set(&req->error, 405, "method_not_allowed", NULL, "%s is not allowed here; allowed: %s",
-                  req->method_label, req->allow);
+                  shown_method(method), req->allow);
 }
 
 /* ------------------------------------------------------------ answering */
@@ -853,6 +906,7 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->idle_timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL,
         MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot listen on %s:%d (in use, or not allowed)", cfg->bind,
@@ -923,6 +977,18 @@ const char *http_request_id(const http_request *req) { return req->request_id; }
 const void *http_route_data(const http_request *req) { return req->route->data; }
 int64_t http_path_id(const http_request *req) { return req->path_id; }
 json_t *http_body(const http_request *req) { return req->json; }
+
+int http_refuse_query(http_request *req)
+{
+    struct api_error err;
+
+    if (req->param_count == 0)
+        return 0;
+    api_error_set(&err, 400, "invalid_query", NULL,
+                  "unknown query parameter; this endpoint takes none");
+    http_reply_error(req, &err);
+    return 1;
+}
 
 void http_query(const http_request *req, const struct query_param **params, size_t *count)
 {

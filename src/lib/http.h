@@ -75,6 +75,10 @@ json_t *http_body(const http_request *req);
 /* The query parameters in order of appearance (borrowed). */
 void http_query(const http_request *req, const struct query_param **params, size_t *count);
 
+/* For an endpoint that takes no query parameters: answers 400
+ * invalid_query and returns 1 when the request has any, else returns 0. */
+int http_refuse_query(http_request *req);
+
 /* Adds a header to the answer (copied); call before replying. */
 void http_add_header(http_request *req, const char *name, const char *value);
 /* Answers with w's JSON (the buffer is taken over; w is left empty). */

@@ -54,6 +54,8 @@ void rows_handle_get(http_request *req, void *app)
     char sql[SQL_MAX];
     struct jsonw w;
 
+    if (http_refuse_query(req))
+        return;
     snprintf(sql, sizeof(sql), "%s WHERE %s = $1", list->select, list->id_expr);
     db *conn = db_pool_acquire(s->pool);
     db_stmt *st = db_prepare(conn, sql);

@@ -1005,3 +1005,60 @@ def test_body_limit_is_configurable(fresh_system):
         resp = post_raw(base, path, over)
         assert_error(resp, 413, "payload_too_large", field=None)
         assert len(list_ok(base, path)) == 1
+
+
+# ------------------------------------------------- NUL bytes and stray queries
+
+@pytest.mark.parametrize("cpath", [USERS, ACCOUNTS, ORDERS])
+def test_nul_escape_does_not_cut_a_path_id(system, cpath):
+    """A %00 must not end the id early ("1%00x" is not id 1): 404."""
+    user = make_user(system)
+    base = system.order.base_url if cpath == ORDERS else system.user.base_url
+    ident = user["id"] if cpath == USERS else 1
+    for path in (f"{cpath}/{ident}%00x", f"{cpath}/{ident}%00", f"{cpath}%00/{ident}"):
+        assert_error(http("GET", base + path), 404, "not_found", field=None)
+
+
+@pytest.mark.parametrize("service,path,query", [
+    ("user", USERS, "limit=1%00x"),
+    ("user", USERS, "offset=0%00"),
+    ("user", ACCOUNTS, "status=open%00x"),
+    ("order", ORDERS, "user_id=1%00"),
+    ("order", ORDERS, "order_by=id%00x"),
+    ("invoice", "/invoice-service/invoices", "month=4%00x"),
+])
+def test_nul_escape_does_not_cut_a_query_value(system, service, path, query):
+    """A %00 must not end a value early ("1%00x" is not 1): 400."""
+    base = getattr(system, service).base_url
+    assert_error(http("GET", f"{base}{path}?{query}"), 400, "invalid_query", field=None)
+
+
+def test_unknown_query_parameter_on_get_by_id(system):
+    user = make_user(system)
+    resp = http("GET", f"{system.user.base_url}{USERS}/{user['id']}?x=1")
+    assert_error(resp, 400, "invalid_query", field=None)
+    assert "unknown query parameter" in resp.json["error"]["message"]
+
+
+def test_unknown_query_parameter_on_create(svc, unchanged):
+    resp = http("POST", f"{svc.base}{svc.path}?x=1", body=svc.make_body())
+    assert_error(resp, 400, "invalid_query", field=None)
+
+
+@pytest.mark.parametrize("service,path,body,field", [
+    ("user", USERS, '{"name": "a\\u0000b", "email": "nul@x.test"}', "name"),
+    ("order", ORDERS, '{"user_id": 1, "amount": 1, "description": "\\u0000"}', "description"),
+])
+def test_escaped_nul_in_a_string_is_422(system, service, path, body, field):
+    """"\\u0000" is valid JSON (so not malformed_json), but no field may
+    hold a NUL: 422 invalid_field naming the field; nothing created."""
+    base = getattr(system, service).base_url
+    before = max_id(base, path)
+    assert_error(post_raw(base, path, body), 422, "invalid_field", field=field)
+    assert max_id(base, path) == before
+
+
+def test_405_message_names_the_method(svc):
+    resp = http("BREW", svc.base + "/healthz")
+    assert_error(resp, 405, "method_not_allowed", field=None)
+    assert resp.json["error"]["message"].startswith("BREW is not allowed here"), describe(resp)

@@ -23,7 +23,7 @@
 static json_t *obj_of(const char *json)
 {
     json_error_t jerr;
-    json_t *obj = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *obj = json_loads(json, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
     if (!obj)
         fail_msg("test JSON does not parse: %s (%s)", json, jerr.text);
     return obj;
@@ -233,6 +233,13 @@ static void test_string_wrong_types(void **state)
     json_t *obj;
     assert_int_equal(string_of("{\"s\":7}", 1, 200, &out, &err, &obj), -1);
     assert_string_equal(err.message, "s must be a string");
+    json_decref(obj);
+
+    /* "\u0000" is valid JSON, but would cut the stored C string short. */
+    expect_str_error("{\"s\":\"x\\u0000y\"}", 1, 200, "invalid_field");
+    expect_str_error("{\"s\":\"\\u0000\"}", 0, 200, "invalid_field");
+    assert_int_equal(string_of("{\"s\":\"a\\u0000\"}", 0, 200, &out, &err, &obj), -1);
+    assert_string_equal(err.message, "s must not contain NUL characters");
     json_decref(obj);
 }
 
@@ -554,6 +561,8 @@ static void test_enum(void **state)
     expect_enum_error("\"bogus\"");
     expect_enum_error("\"opened\"");
     expect_enum_error("\"ope\"");
+    expect_enum_error("\"open\\u0000\"");
+    expect_enum_error("\"open\\u0000x\"");
     expect_enum_error("1");
     expect_enum_error("true");
     expect_enum_error("[\"open\"]");
