@@ -26,7 +26,7 @@ static int decode_user(json_t *data, struct event *ev, struct api_error *err)
 {
     return field_id(data, "id", 1, &ev->u.user.id, NULL, err) ||
            field_string(data, "name", 1, NAME_MAX_CHARS, &ev->u.user.name, err) ||
-           field_string(data, "email", 1, EMAIL_MAX_CHARS, &ev->u.user.email, err);
+           field_email(data, "email", EMAIL_MAX_CHARS, &ev->u.user.email, err);
 }
 
 static int decode_account(json_t *data, struct event *ev, struct api_error *err)
@@ -37,7 +37,9 @@ static int decode_account(json_t *data, struct event *ev, struct api_error *err)
            field_string(data, "address2", 0, ADDRESS_MAX_CHARS, &ev->u.account.address2, err) ||
            field_string(data, "city", 1, ADDRESS_MAX_CHARS, &ev->u.account.city, err) ||
            field_string(data, "state", 1, ADDRESS_MAX_CHARS, &ev->u.account.state, err) ||
-           field_string(data, "zip", 1, ADDRESS_MAX_CHARS, &ev->u.account.zip, err);
+           field_string(data, "zip", 1, ADDRESS_MAX_CHARS, &ev->u.account.zip, err) ||
+           field_enum(data, "status", field_account_statuses, FIELD_ACCOUNT_STATUS_COUNT,
+                      &ev->u.account.status, err);
 }
 
 /* The order's month comes from created_at, else occurred_at, else now. */

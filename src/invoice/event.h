@@ -29,6 +29,7 @@ struct event {
         struct {
             int64_t id, user_id;
             const char *address1, *address2, *city, *state, *zip;
+            const char *status; /* checked, not projected; NULL when absent */
         } account;
         struct {
             int64_t id, user_id, amount_cents, created_at_ms;

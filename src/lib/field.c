@@ -120,6 +120,29 @@ int field_string(json_t *obj, const char *name, int required, size_t max_chars,
     return 0;
 }
 
+/* One '@' with something on each side; no white space or control
+ * characters anywhere. */
+static int valid_email(const char *s)
+{
+    const char *at = strchr(s, '@');
+    if (!at || at == s || at[1] == '\0' || strchr(at + 1, '@'))
+        return 0;
+    return !field_has_space(s, strlen(s));
+}
+
+int field_email(json_t *obj, const char *name, size_t max_chars, const char **out,
+                struct api_error *err)
+{
+    if (field_string(obj, name, 1, max_chars, out, err) != 0)
+        return -1;
+    if (!valid_email(*out)) {
+        *out = NULL;
+        return api_error_set(err, 422, "invalid_field", name,
+                             "%s must have one @ with text on both sides and no spaces", name);
+    }
+    return 0;
+}
+
 int field_id(json_t *obj, const char *name, int required, int64_t *out, int *present,
              struct api_error *err)
 {
@@ -169,6 +192,8 @@ int field_time(json_t *obj, const char *name, int64_t *ms, int *present, struct 
     *present = 1;
     return 0;
 }
+
+const char *const field_account_statuses[] = {"open", "closed", NULL};
 
 int field_enum(json_t *obj, const char *name, const char *const *values, size_t count,
                const char **out, struct api_error *err)

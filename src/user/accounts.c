@@ -19,7 +19,6 @@ struct new_account {
 
 static const char *const account_fields[] = {"user_id", "address1", "address2", "city",
                                              "state",   "zip",      "status"};
-static const char *const statuses[] = {"open", "closed", NULL};
 
 static int parse_account(json_t *obj, void *item, struct api_error *err)
 {
@@ -32,7 +31,8 @@ static int parse_account(json_t *obj, void *item, struct api_error *err)
         field_string(obj, "city", 1, ADDRESS_MAX_CHARS, &a->city, err) != 0 ||
         field_string(obj, "state", 1, ADDRESS_MAX_CHARS, &a->state, err) != 0 ||
         field_string(obj, "zip", 1, ADDRESS_MAX_CHARS, &a->zip, err) != 0 ||
-        field_enum(obj, "status", statuses, 2, &a->status, err) != 0)
+        field_enum(obj, "status", field_account_statuses, FIELD_ACCOUNT_STATUS_COUNT, &a->status,
+                   err) != 0)
         return -1;
     if (!a->status)
         a->status = "open";
@@ -120,7 +120,7 @@ static const char *const account_columns[] = {"id",  "user_id", "city",       "s
                                               "zip", "status",  "created_at", NULL};
 static const struct listq_filter account_filters[] = {
     {.name = "user_id", .kind = LISTQ_ID},
-    {.name = "status", .kind = LISTQ_ENUM, .values = statuses},
+    {.name = "status", .kind = LISTQ_ENUM, .values = field_account_statuses},
 };
 
 static const char *const account_filter_sql[] = {"user_id = $%d", "status = $%d"};

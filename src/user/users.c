@@ -21,27 +21,14 @@ struct new_user {
 
 static const char *const user_fields[] = {"name", "email"};
 
-/* One '@' with something on each side; no white space or control
- * characters anywhere. */
-static int valid_email(const char *s)
-{
-    const char *at = strchr(s, '@');
-    if (!at || at == s || at[1] == '\0' || strchr(at + 1, '@'))
-        return 0;
-    return !field_has_space(s, strlen(s));
-}
-
 static int parse_user(json_t *obj, void *item, struct api_error *err)
 {
     struct new_user *u = item;
 
     if (field_reject_unknown(obj, user_fields, ARRAY_LEN(user_fields), err) != 0 ||
         field_string(obj, "name", 1, NAME_MAX_CHARS, &u->name, err) != 0 ||
-        field_string(obj, "email", 1, EMAIL_MAX_CHARS, &u->email, err) != 0)
+        field_email(obj, "email", EMAIL_MAX_CHARS, &u->email, err) != 0)
         return -1;
-    if (!valid_email(u->email))
-        return api_error_set(err, 422, "invalid_field", "email",
-                             "email must have one @ with text on both sides and no spaces");
     return 0;
 }
 

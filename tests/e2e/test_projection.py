@@ -11,7 +11,7 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
-from contract import ORDERS, describe
+from contract import ACCOUNTS, ORDERS, USERS, assert_error, describe
 from helpers import http, queue_depth, wait_until
 from invoice_helpers import (DEAD_LETTER, account_data, all_invoices, big_id,
                              envelope, event_id, has_orders, header_text,
@@ -263,6 +263,62 @@ def test_poison_messages_go_to_the_dead_letter_queue(fresh_system):
     assert s.invoice.running()
     resp = http("GET", s.invoice.base_url + "/healthz")
     assert resp.status == 200, describe(resp)
+
+
+def test_data_the_http_side_rejects_is_a_dead_letter(fresh_system):
+    """API.md: event data follows the HTTP rules. An email or an account
+    status that POST /system-api/users or /accounts answers 422 for is a
+    dead letter too (reason naming the field), and changes nothing."""
+    s = fresh_system()
+    victim, order = big_id(), big_id()
+    send_order(s, order, victim, 7, created_at="2025-04-05T00:00:00Z")
+    wait_invoice(s, victim, 2025, 4, has_orders(order))
+
+    bad_emails = ["noat", "a@b@c", "@demo.test", "v@", "v @demo.test"]
+    bad_statuses = ["weird", "Open", "", 1]
+    poison = []  # (body, queue it reached, field at fault)
+    for email in bad_emails:
+        resp = http("POST", s.user.base_url + USERS, body={"name": "V", "email": email})
+        assert_error(resp, 422, "invalid_field", field="email")
+        poison.append((envelope("user.created", user_data(victim, "V", email)),
+                       "user", "email"))
+    for status in bad_statuses:
+        resp = http("POST", s.user.base_url + ACCOUNTS,
+                    body={"user_id": 1, "address1": "1 Rd", "city": "C", "state": "S",
+                          "zip": "Z", "status": status})
+        assert_error(resp, 422, "invalid_field", field="status")
+        poison.append((envelope("account.created",
+                                account_data(big_id(), victim, status=status)),
+                       "account", "status"))
+    for body, _, _ in poison:
+        send(s, body)
+
+    wait_until(lambda: queue_depth(s.amqp_url, DEAD_LETTER) == len(poison),
+               timeout=30, message=f"{len(poison)} dead letters")
+    for q in ("user", "account"):
+        wait_until(lambda: queue_depth(s.amqp_url, q) == 0, timeout=30,
+                   message=f"queue {q} drained")
+    dead = take_all(s.amqp_url, DEAD_LETTER)
+    assert len(dead) == len(poison)
+    by_body = {body: props for props, body in dead}
+    for body, queue, field in poison:
+        raw = json.dumps(body).encode()
+        assert raw in by_body, f"not dead-lettered unchanged: {raw[:200]!r}"
+        reason = header_text(by_body[raw], "x-dead-letter-reason")
+        assert isinstance(reason, str) and field in reason, \
+            f"x-dead-letter-reason {reason!r} does not name {field}"
+        assert header_text(by_body[raw], "x-original-queue") == queue
+    inv = invoice_for(s, victim, 2025, 4)
+    assert inv["name"] is None and inv["email"] is None, inv
+    assert _address(inv) is None, inv
+
+    # The same events with valid values are applied: nothing is stuck.
+    send(s, envelope("user.created", user_data(victim, "V", "v@demo.test")))
+    send(s, envelope("account.created", account_data(big_id(), victim, status="closed")))
+    inv = wait_invoice(s, victim, 2025, 4,
+                       lambda i: i["email"] == "v@demo.test" and _address(i) is not None,
+                       message="the valid user and account events")
+    assert queue_depth(s.amqp_url, DEAD_LETTER) == 0
 
 
 # ------------------------------------------------------------------ load

@@ -60,6 +60,12 @@ static void check_event(const struct event *ev, const char *message_id)
         FUZZ_CHECK(ev->u.user.id > 0);
         fuzz_check_field_string(data, "name", ev->u.user.name, 1, NAME_MAX_CHARS);
         fuzz_check_field_string(data, "email", ev->u.user.email, 1, EMAIL_MAX_CHARS);
+        /* As POST /system-api/users: one '@' with text on both sides, no
+         * ASCII space or control. */
+        const char *at = strchr(ev->u.user.email, '@');
+        FUZZ_CHECK(at && at != ev->u.user.email && at[1] != '\0' && !strchr(at + 1, '@'));
+        for (const char *p = ev->u.user.email; *p; p++)
+            FUZZ_CHECK((unsigned char)*p > 0x20 && *p != 0x7f);
         break;
     case EVENT_ACCOUNT_CREATED:
         FUZZ_CHECK(strcmp(ev->type_name, "account.created") == 0);
@@ -69,6 +75,15 @@ static void check_event(const struct event *ev, const char *message_id)
         fuzz_check_field_string(data, "city", ev->u.account.city, 1, ADDRESS_MAX_CHARS);
         fuzz_check_field_string(data, "state", ev->u.account.state, 1, ADDRESS_MAX_CHARS);
         fuzz_check_field_string(data, "zip", ev->u.account.zip, 1, ADDRESS_MAX_CHARS);
+        /* As POST /system-api/accounts: absent, null, "open" or "closed". */
+        json_t *status = json_object_get(data, "status");
+        if (status && !json_is_null(status))
+            FUZZ_CHECK(json_is_string(status) && ev->u.account.status &&
+                       strcmp(json_string_value(status), ev->u.account.status) == 0 &&
+                       (strcmp(ev->u.account.status, "open") == 0 ||
+                        strcmp(ev->u.account.status, "closed") == 0));
+        else
+            FUZZ_CHECK(ev->u.account.status == NULL);
         break;
     case EVENT_ORDER_CREATED: {
         FUZZ_CHECK(strcmp(ev->type_name, "order.created") == 0);

@@ -1,8 +1,9 @@
 /*
  * Unit tests for the invoice consumer's event decoder (API.md "Events on
  * RabbitMQ"): the full envelope and the original {id, type, data} shape,
- * the id fallback to the AMQP message_id, data checked by the HTTP rules,
- * the order's time fallback, and every reason to dead-letter a message.
+ * the id fallback to the AMQP message_id, data checked by the HTTP rules
+ * (the same field.c validators as the services' parse callbacks: emails
+ * and account statuses too), the order's time fallback, and every reason to dead-letter a message.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -532,6 +533,80 @@ static void test_string_lengths(void **state)
     expect_data_rejected("order.created", data, "description");
 }
 
+/* The email rule of POST /system-api/users (field_email): what it answers
+ * 422 for is a dead letter here. */
+static void test_email_rules(void **state)
+{
+    char data[256];
+    struct event ev;
+    (void)state;
+
+    static const char *const bad[] = {
+        "\"noat\"",
+        "\"@demo.com\"",
+        "\"alice@\"",
+        "\"@\"",
+        "\"a@b@c\"",
+        "\"al ice@demo.com\"",
+        "\"alice@demo.com \"",
+        "\"a\\tb@demo.com\"",
+        "\"alice@demo\\u00a0.com\"",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        snprintf(data, sizeof(data), "\"id\":1,\"name\":\"Alice\",\"email\":%s", bad[i]);
+        expect_data_rejected("user.created", data, "email must have one @");
+    }
+
+    static const char *const good[] = {"a@b", "ALICE@Demo.COM", "caf\\u00e9@d\\u00e9mo.fr"};
+    for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+        snprintf(data, sizeof(data), "\"id\":1,\"name\":\"Alice\",\"email\":\"%s\"", good[i]);
+        char *body = envelope("user.created", data);
+        expect_ok(body, NULL, &ev);
+        assert_non_null(ev.u.user.email);
+        event_free(&ev);
+        free(body);
+    }
+}
+
+/* The status rule of POST /system-api/accounts: optional, "open" or
+ * "closed" (field_enum with field_account_statuses). */
+static void test_account_status(void **state)
+{
+    char data[512];
+    struct event ev;
+    (void)state;
+
+    static const char *const bad[] = {"\"weird\"", "\"Open\"", "\"OPEN\"", "\"open \"",
+                                      "\"\"",      "1",        "true",     "[\"open\"]"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        members(account_fields, ARRAY_LEN(account_fields), ARRAY_LEN(account_fields),
+                ARRAY_LEN(account_fields), NULL, data, sizeof(data));
+        size_t used = strlen(data);
+        snprintf(data + used, sizeof(data) - used, ",\"status\":%s", bad[i]);
+        expect_data_rejected("account.created", data, "status must be \"open\" or \"closed\"");
+    }
+
+    static const struct {
+        const char *value, *want;
+    } good[] = {{"\"open\"", "open"}, {"\"closed\"", "closed"}, {"null", NULL}, {NULL, NULL}};
+    for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+        members(account_fields, ARRAY_LEN(account_fields), ARRAY_LEN(account_fields),
+                ARRAY_LEN(account_fields), NULL, data, sizeof(data));
+        if (good[i].value) {
+            size_t used = strlen(data);
+            snprintf(data + used, sizeof(data) - used, ",\"status\":%s", good[i].value);
+        }
+        char *body = envelope("account.created", data);
+        expect_ok(body, NULL, &ev);
+        if (good[i].want)
+            assert_string_equal(ev.u.account.status, good[i].want);
+        else
+            assert_null(ev.u.account.status);
+        event_free(&ev);
+        free(body);
+    }
+}
+
 /* --- times ----------------------------------------------------------- */
 
 static void test_invalid_created_at(void **state)
@@ -640,6 +715,8 @@ int main(void)
         cmocka_unit_test(test_wrong_types),
         cmocka_unit_test(test_amount_rules),
         cmocka_unit_test(test_string_lengths),
+        cmocka_unit_test(test_email_rules),
+        cmocka_unit_test(test_account_status),
         cmocka_unit_test(test_invalid_created_at),
         cmocka_unit_test(test_order_time_fallback),
         cmocka_unit_test(test_invalid_occurred_at),

@@ -1,7 +1,7 @@
 /*
  * Unit tests for field: the field rules of API.md (required and optional
  * strings counted in code points, blank strings, null, strict types, ids,
- * money, times, enums, unknown fields) and the white-space helpers.
+ * money, times, emails, enums, unknown fields) and the white-space helpers.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -505,6 +505,71 @@ static void test_time(void **state)
     expect_time_error("[\"2025-04-03T10:15:00Z\"]");
 }
 
+/* --- emails ---------------------------------------------------------- */
+
+static int email_of(const char *json, const char **out, struct api_error *err)
+{
+    json_t *obj = obj_of(json);
+    api_error_clear(err);
+    *out = "sentinel";
+    int rc = field_email(obj, "email", 254, out, err);
+    json_decref(obj);
+    return rc;
+}
+
+static void expect_email_error(const char *value, const char *code)
+{
+    char json[128];
+    struct api_error err;
+    const char *out;
+
+    snprintf(json, sizeof(json), "{\"email\":%s}", value);
+    if (email_of(json, &out, &err) != -1)
+        fail_msg("%s accepted", value);
+    expect_error(&err, code, "email");
+    assert_null(out);
+}
+
+static void test_email(void **state)
+{
+    struct api_error err;
+    const char *out;
+    (void)state;
+
+    static const char *const good[] = {"a@b", "alice@demo.com", "ALICE@Demo.COM",
+                                       "caf\u00e9@d\u00e9mo.fr", "a.b+c@d-e.f"};
+    for (size_t i = 0; i < ARRAY_LEN(good); i++) {
+        char json[128];
+        snprintf(json, sizeof(json), "{\"email\":\"%s\"}", good[i]);
+        if (email_of(json, &out, &err) != 0)
+            fail_msg("%s rejected: %s", good[i], err.message);
+        assert_non_null(out);
+        expect_no_error(&err);
+    }
+
+    /* The rule of API.md: one @, text on both sides, no spaces. */
+    expect_email_error("\"noat\"", "invalid_field");
+    expect_email_error("\"@demo.com\"", "invalid_field");
+    expect_email_error("\"alice@\"", "invalid_field");
+    expect_email_error("\"@\"", "invalid_field");
+    expect_email_error("\"a@b@c\"", "invalid_field");
+    expect_email_error("\"al ice@demo.com\"", "invalid_field");
+    expect_email_error("\"alice@demo.com\\t\"", "invalid_field");
+    expect_email_error("\"alice@demo.com\\u00a0\"", "invalid_field");
+    expect_email_error("\"alice@demo\\u0001.com\"", "invalid_field");
+    assert_int_equal(email_of("{\"email\":\"noat\"}", &out, &err), -1);
+    assert_string_equal(err.message, "email must have one @ with text on both sides and no spaces");
+
+    /* field_string's rules come first. */
+    expect_email_error("\"\"", "invalid_field");
+    expect_email_error("\"  \"", "invalid_field");
+    expect_email_error("7", "invalid_field");
+    expect_email_error("[\"a@b\"]", "invalid_field");
+    expect_email_error("null", "missing_field");
+    assert_int_equal(email_of("{}", &out, &err), -1);
+    expect_error(&err, "missing_field", "email");
+}
+
 /* --- enums ----------------------------------------------------------- */
 
 static const char *const statuses[] = {"open", "closed"};
@@ -573,6 +638,12 @@ static void test_enum(void **state)
     assert_int_equal(enum_of("{\"status\":\"pink\"}", colours, 3, &out, &err), -1);
     expect_error(&err, "invalid_field", "status");
     assert_string_equal(err.message, "status has a value that is not allowed");
+
+    /* The shared set of account statuses. */
+    assert_int_equal(FIELD_ACCOUNT_STATUS_COUNT, 2);
+    assert_string_equal(field_account_statuses[0], "open");
+    assert_string_equal(field_account_statuses[1], "closed");
+    assert_null(field_account_statuses[FIELD_ACCOUNT_STATUS_COUNT]);
 }
 
 /* --- unknown fields -------------------------------------------------- */
@@ -721,6 +792,7 @@ int main(void)
         cmocka_unit_test(test_money_accepted),
         cmocka_unit_test(test_money_rejected),
         cmocka_unit_test(test_time),
+        cmocka_unit_test(test_email),
         cmocka_unit_test(test_enum),
         cmocka_unit_test(test_reject_unknown),
         cmocka_unit_test(test_is_blank),
