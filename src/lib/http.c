@@ -555,18 +555,18 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
     *socket_context = NULL;
 }
 
-/* Which deadline c has passed at now, or NULL. */
+/* The metrics label of the deadline c has passed at now, or NULL. */
 static const char *conn_overdue(const struct http_conn *c, int64_t now, int64_t idle_ns)
 {
     int phase = atomic_load(&c->phase);
     int64_t waited = now - atomic_load(&c->since_ns);
 
     if (phase == CONN_HEAD)
-        return waited > idle_ns ? "head" : NULL;
+        return waited > idle_ns ? "phase=\"head\"" : NULL;
     if (phase == CONN_BODY) {
         uint64_t bytes = atomic_load(&c->body_bytes);
         int64_t earned = (int64_t)(bytes / BODY_MIN_RATE) * 1000000000;
-        return waited > idle_ns + earned ? "body" : NULL;
+        return waited > idle_ns + earned ? "phase=\"body\"" : NULL;
     }
     return NULL;
 }
@@ -585,9 +585,8 @@ static void *reaper_main(void *arg)
                 continue;
             shutdown(c->fd, SHUT_RDWR);
             c->reaped = 1;
-            metrics_counter_add(METRIC_TIMED_OUT,
-                                strcmp(late, "head") == 0 ? "phase=\"head\"" : "phase=\"body\"", 1);
-            log_debug(NULL, "closed a connection whose request %s did not arrive in time", late);
+            metrics_counter_add(METRIC_TIMED_OUT, late, 1);
+            log_debug(NULL, "closed a connection whose request did not arrive in time (%s)", late);
         }
         util_cond_wait_until(&srv->reaper_wake, &srv->conns_lock,
                              now + (int64_t)REAP_PERIOD_MS * 1000000);
