@@ -43,6 +43,8 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import ports  # noqa: E402  (scripts/ports.py: the port registry)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SERVICES = ("user", "order", "invoice")
 WRK_THREADS = 2
@@ -130,10 +132,14 @@ class Started:
             self.broker_dir = None
 
 
+_reserved = []  # ports held for the whole run (scripts/ports.py)
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port from the project's registry, held until exit."""
+    res = ports.reserve()
+    _reserved.append(res)
+    return res.port
 
 
 def listeners(port):

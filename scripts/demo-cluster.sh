@@ -16,6 +16,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
+LIB_NAME=demo-cluster
+. "$ROOT/scripts/lib.sh"
 BIN=$(cd "${1:-$ROOT/build/release}" && pwd -P)/bin
 DEMO=$ROOT/var/demo-cluster
 PG_DIR=$DEMO/postgres
@@ -48,30 +50,14 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 0' INT TERM
 
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-free_port() {
-    /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# $1 if nothing listens there, else a free port.
-pick_port() {
-    if port_in_use "$1"; then free_port; else echo "$1"; fi
-}
-
-# Three consecutive free ports for the cluster's nodes: from 5672, else a
-# random base below 45536 (rabbitmq.sh puts distribution at AMQP + 20000).
-cluster_base() {
-    local base tries
-    for tries in $(seq 200); do
-        if [ "$tries" -eq 1 ]; then base=5672; else base=$((20000 + RANDOM % 25000)); fi
-        port_in_use "$base" || port_in_use $((base + 1)) || port_in_use $((base + 2)) ||
-            { echo "$base"; return 0; }
-    done
-    echo "demo-cluster: no three free consecutive ports found" >&2
-    return 1
+# Three consecutive free ports for the cluster's nodes: from 5672 when
+# free, else reserved ones.
+cluster_base() { # VAR
+    if port_in_use 5672 || port_in_use 5673 || port_in_use 5674; then
+        reserve_port "$1" 3
+    else
+        printf -v "$1" '%s' 5672
+    fi
 }
 
 if { [ -d "$PG_DIR" ] && "$ROOT/scripts/postgres.sh" status "$PG_DIR" >/dev/null 2>&1; } ||
@@ -86,7 +72,7 @@ fi
 rm -rf "$DEMO"
 mkdir -p "$DEMO"
 
-pg_port=$(pick_port "${POSTGRES_PORT:-5432}")
+pick_port pg_port "${POSTGRES_PORT:-5432}"
 echo "demo-cluster: starting PostgreSQL on 127.0.0.1:$pg_port (data in var/demo-cluster/postgres)"
 pg_started=1
 # The servers run in sessions of their own (setsid), so that Ctrl-C in
@@ -97,7 +83,7 @@ for name in user order invoice; do
     "$ROOT/scripts/postgres.sh" createdb "$PG_DIR" "$pg_port" "${name}_service"
 done
 
-base=$(cluster_base)
+cluster_base base
 echo "demo-cluster: starting a three-node RabbitMQ cluster on 127.0.0.1:$base-$((base + 2))" \
     "(data in var/demo-cluster/rabbitmq; this takes a while)"
 mq_started=1
@@ -113,7 +99,7 @@ for spec in user:8081:8091 order:8082:8092 invoice:8083:8093; do
     db="postgres://postgres:postgres@127.0.0.1:$pg_port/${name}_service"
     ports=()
     for p in "$p1" "$p2"; do
-        p=$(pick_port "$p")
+        pick_port p "$p"
         n=$((${#ports[@]} + 1))
         "$BIN/$name-service" --port "$p" --database-url "$db" \
             2>"$DEMO/$name-service-$n.log" &

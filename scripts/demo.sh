@@ -10,6 +10,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
+LIB_NAME=demo
+. "$ROOT/scripts/lib.sh"
 BIN=$(cd "${1:-$ROOT/build/release}" && pwd -P)/bin
 DEMO=$ROOT/var/demo
 USER_PORT=${USER_PORT:-8081}
@@ -37,10 +39,6 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 0' INT TERM
 
-port_in_use() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
 amqp_port_of() {
     # amqp://user:pass@host:PORT/vhost -> PORT (5672 when absent)
     local rest=${1#*://}
@@ -58,7 +56,7 @@ if [ -n "${AMQP_URL:-}" ] && port_in_use "$(amqp_port_of "$AMQP_URL")"; then
 else
     port=${RABBITMQ_PORT:-5672}
     if port_in_use "$port"; then
-        port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+        reserve_port port
     fi
     echo "demo: starting a private RabbitMQ on 127.0.0.1:$port (data in var/demo/rabbitmq)"
     # Its own session: a Ctrl-C meant for the demo must not kill the node

@@ -31,10 +31,8 @@ PG_PASSWORD=postgres
 START_TIMEOUT=${POSTGRES_START_TIMEOUT:-60}
 STOP_TIMEOUT=${POSTGRES_STOP_TIMEOUT:-30}
 
-die() {
-    echo "postgres.sh: $*" >&2
-    exit 1
-}
+LIB_NAME=postgres.sh
+. "$(dirname "$0")/lib.sh"
 
 usage() {
     echo "usage: $0 start DIR PORT | stop DIR | createdb DIR PORT NAME | status DIR" >&2
@@ -54,30 +52,6 @@ as_owner() {
     else
         env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE -u PGPASSWORD \
             LANG=C.UTF-8 LC_ALL=C.UTF-8 "$@"
-    fi
-}
-
-# True when nothing listens on 127.0.0.1:$1: binding it succeeds with
-# SO_REUSEADDR, as the postmaster binds, so connections of a previous run
-# still in TIME_WAIT do not count.
-port_free() {
-    /usr/bin/python3 - "$1" <<'EOF'
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)
-finally:
-    s.close()
-EOF
-}
-
-read_pid() {
-    local f=$1/postgres.pid
-    if [ -f "$f" ]; then
-        tr -dc '0-9' <"$f"
     fi
 }
 
@@ -107,12 +81,12 @@ cmd_start() {
 
     mkdir -p "$dir"
     dir=$(abs_dir "$dir")
-    pid=$(read_pid "$dir")
+    pid=$(read_pid "$dir/postgres.pid")
     if is_our_postmaster "$pid" "$dir"; then
         die "a cluster for $dir is already running (pid $pid)"
     fi
     rm -f "$dir/postgres.pid"
-    port_free "$port" || die "127.0.0.1:$port is in use"
+    port_free "$port" reuse || die "127.0.0.1:$port is in use"
 
     mkdir -p "$dir/run" "$dir/log"
     chmod 700 "$dir/run"
@@ -219,7 +193,7 @@ cmd_stop() {
     [ $# -eq 1 ] || usage
     local dir pid
     dir=$(abs_dir "$1")
-    pid=$(read_pid "$dir")
+    pid=$(read_pid "$dir/postgres.pid")
     if [ -z "$pid" ]; then
         echo "postgres.sh: no cluster running for $dir" >&2
         return 0
@@ -254,7 +228,7 @@ cmd_status() {
     [ $# -eq 1 ] || usage
     local dir pid
     dir=$(abs_dir "$1")
-    pid=$(read_pid "$dir")
+    pid=$(read_pid "$dir/postgres.pid")
     if is_our_postmaster "$pid" "$dir"; then
         echo "running (pid $pid)"
     else

@@ -21,37 +21,12 @@ RABBIT_HOME=/var/lib/rabbitmq
 START_TIMEOUT=${RABBITMQ_START_TIMEOUT:-60}
 STOP_TIMEOUT=${RABBITMQ_STOP_TIMEOUT:-30}
 
-die() {
-    echo "rabbitmq.sh: $*" >&2
-    exit 1
-}
+LIB_NAME=rabbitmq.sh
+. "$(dirname "$0")/lib.sh"
 
 usage() {
     echo "usage: $0 start DIR PORT [NODENAME] | stop DIR | status DIR" >&2
     exit 2
-}
-
-# True when nothing listens on 127.0.0.1:$1 (binding it succeeds).
-port_free() {
-    /usr/bin/python3 - "$1" <<'EOF'
-import socket, sys
-s = socket.socket()
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)
-finally:
-    s.close()
-EOF
-}
-
-free_port() {
-    /usr/bin/python3 -c '
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
 }
 
 # True when 127.0.0.1:$1 speaks AMQP 0-9-1: after the protocol header the
@@ -85,13 +60,6 @@ is_our_node() {
         grep -qxF "RABBITMQ_MNESIA_BASE=$dir/mnesia"
 }
 
-read_pid() {
-    local f=$1/rabbitmq.pid
-    if [ -f "$f" ]; then
-        tr -dc '0-9' <"$f"
-    fi
-}
-
 ensure_cookie() {
     local cookie=$RABBIT_HOME/.erlang.cookie
     if [ ! -s "$cookie" ]; then
@@ -117,7 +85,7 @@ cmd_start() {
     dir=$(cd "$dir" && pwd -P)
 
     local pid
-    pid=$(read_pid "$dir")
+    pid=$(read_pid "$dir/rabbitmq.pid")
     if is_our_node "$pid" "$dir"; then
         die "a node for $dir is already running (pid $pid)"
     fi
@@ -134,10 +102,14 @@ cmd_start() {
     [[ "$node" =~ ^[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+$ ]] || die "bad node name: $node"
 
     port_free "$port" || die "127.0.0.1:$port is in use"
-    local dist=$((port + 20000))
-    if [ "$dist" -gt 65535 ] || ! port_free "$dist"; then
-        dist=$(free_port)
+    # The Erlang distribution port: $RABBITMQ_DIST_PORT when the caller
+    # reserved one, else a port reserved here (held until the node has
+    # bound it: this script waits for the node before it exits).
+    local dist=${RABBITMQ_DIST_PORT:-}
+    if [ -z "$dist" ]; then
+        reserve_port dist
     fi
+    port_free "$dist" || die "distribution port 127.0.0.1:$dist is in use"
 
     mkdir -p "$dir/mnesia" "$dir/log"
     printf '%s\n' "$node" >"$dir/nodename"
@@ -241,7 +213,7 @@ cmd_stop() {
     [ -d "$dir" ] || die "no such folder: $dir"
     dir=$(cd "$dir" && pwd -P)
     local pid
-    pid=$(read_pid "$dir")
+    pid=$(read_pid "$dir/rabbitmq.pid")
     if [ -z "$pid" ]; then
         echo "rabbitmq.sh: no node running for $dir" >&2
         return 0
@@ -258,7 +230,7 @@ cmd_status() {
     [ $# -eq 1 ] || usage
     local dir pid
     dir=$(cd "$1" && pwd -P)
-    pid=$(read_pid "$dir")
+    pid=$(read_pid "$dir/rabbitmq.pid")
     if is_our_node "$pid" "$dir"; then
         echo "running (pid $pid)"
     else

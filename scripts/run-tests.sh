@@ -16,6 +16,8 @@ set -uo pipefail
 
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}     # seconds per unit test binary
 E2E_TIMEOUT=${E2E_TIMEOUT:-2400}      # seconds for the whole e2e suite
+E2E_WORKERS=${E2E_WORKERS:-3}         # parallel pytest processes per e2e pass
+SLOWEST=${SLOWEST:-10}                # slowest tests listed at the end
 BROKER_TIMEOUT=${BROKER_TIMEOUT:-120} # seconds to start or stop the broker
 PG_TIMEOUT=${PG_TIMEOUT:-120}         # seconds to start or stop PostgreSQL
 
@@ -26,6 +28,8 @@ usage() {
 
 [ $# -ge 1 ] && [ $# -le 2 ] || usage
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
+LIB_NAME=run-tests.sh
+. "$ROOT/scripts/lib.sh"
 BUILD_DIR=$(cd "$1" 2>/dev/null && pwd -P) || {
     echo "run-tests.sh: no build folder $1" >&2
     exit 2
@@ -43,7 +47,7 @@ pg_dir=""
 start_unit_pg() {
     local port
     pg_dir=$(mktemp -d /tmp/cqrs-unit-pg.XXXXXX)
-    port=$(free_port)
+    reserve_port port
     if timeout "$PG_TIMEOUT" "$ROOT/scripts/postgres.sh" start "$pg_dir" "$port"; then
         export TEST_PG_URL="postgres://postgres:postgres@127.0.0.1:$port/postgres"
     else
@@ -75,15 +79,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-free_port() {
-    /usr/bin/python3 -c '
-import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
 
 # Count one cmocka binary's results from its TAP output ($1 = stdout file,
 # $2 = exit status). A binary that dies before reporting every planned test
@@ -120,7 +115,7 @@ run_unit() {
 
     broker_dir=$(mktemp -d /tmp/cqrs-unit-rmq.XXXXXX)
     local port
-    port=$(free_port)
+    reserve_port port
     if timeout "$BROKER_TIMEOUT" "$ROOT/scripts/rabbitmq.sh" start "$broker_dir" "$port"; then
         export TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$port/"
     else
@@ -173,16 +168,21 @@ run_fuzz() {
 }
 
 run_e2e() { # DB (sqlite|postgres) [more pytest arguments]
-    local db=$1 xml=$work/e2e-$1.xml rc counts per_test=()
+    local db=$1 xml=$work/e2e-$1.xml rc counts per_test=() parallel=()
     shift
     # Bound each test too when the plugin is there (python3-pytest-timeout).
     if /usr/bin/python3 -c 'import pytest_timeout' 2>/dev/null; then
         per_test=(--timeout="${E2E_TEST_TIMEOUT:-600}")
     fi
-    echo "== e2e: tests/e2e on $db (BIN_DIR=$BUILD_DIR/bin)"
+    # In parallel (python3-pytest-xdist): E2E_WORKERS processes, each with
+    # its own servers; tests/e2e/conftest.py groups and orders the tests.
+    if [ "$E2E_WORKERS" -gt 1 ]; then
+        parallel=(-n "$E2E_WORKERS" --dist loadgroup)
+    fi
+    echo "== e2e: tests/e2e on $db (BIN_DIR=$BUILD_DIR/bin, $E2E_WORKERS workers)"
     (cd "$ROOT" && BIN_DIR="$BUILD_DIR/bin" TEST_DB="$db" PYTHONDONTWRITEBYTECODE=1 \
         timeout -k 30 "$E2E_TIMEOUT" /usr/bin/python3 -m pytest tests/e2e -q -rfE \
-        -p no:cacheprovider --junitxml="$xml" "${per_test[@]}" "$@")
+        -p no:cacheprovider --junitxml="$xml" "${parallel[@]}" "${per_test[@]}" "$@")
     rc=$?
     [ "$rc" -eq 124 ] && echo "run-tests.sh: e2e suite timed out after ${E2E_TIMEOUT}s"
     counts=$(/usr/bin/python3 - "$xml" <<'EOF'
@@ -225,5 +225,30 @@ if [ "$MODE" = all ] || [ "$MODE" = e2e ]; then
     run_e2e postgres --ignore=tests/e2e/test_scaleout.py
 fi
 
+# The slowest tests of every e2e pass (setup, call and teardown together),
+# from the JUnit reports.
+slowest() {
+    local xmls=("$work"/e2e-*.xml)
+    [ -e "${xmls[0]}" ] || return 0
+    echo "== the $SLOWEST slowest e2e tests"
+    /usr/bin/python3 - "$SLOWEST" "${xmls[@]}" <<'EOF'
+import sys
+import xml.etree.ElementTree as ET
+rows = []
+for path in sys.argv[2:]:
+    db = path.rsplit("e2e-", 1)[1][:-len(".xml")]
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        continue
+    for case in root.iter("testcase"):
+        rows.append((float(case.get("time", 0)), db,
+                     f"{case.get('classname', '')}::{case.get('name', '')}"))
+for t, db, name in sorted(rows, reverse=True)[:int(sys.argv[1])]:
+    print(f"{t:8.1f}s  {db:8s} {name}")
+EOF
+}
+
+slowest
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

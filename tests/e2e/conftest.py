@@ -33,6 +33,31 @@ def pytest_configure(config):
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+# Parallel runs (pytest-xdist, `-n N --dist loadgroup`, as
+# scripts/run-tests.sh runs the suite): every worker is a process with its
+# own session System and PostgreSQL cluster, and ports come from one
+# registry (harness.reserve_port), so workers never meet. Each test is its
+# own unit of work, except the modules whose tests share a module-scoped
+# System: those stay together on one worker. The slow modules (faults,
+# restarts, deadlines that must pass) are collected first, so that the
+# long tests start early and the short ones fill the gaps at the end.
+SLOW_MODULES = ("test_scaleout", "test_chaos", "test_resources", "test_faults",
+                "test_shutdown", "test_hostile_http")
+GROUPED_MODULES = ("test_scaleout", "test_resources", "test_shutdown", "test_hostile_http")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    def module(item):
+        return item.module.__name__ if item.module else ""
+
+    for item in items:
+        if module(item) in GROUPED_MODULES:
+            item.add_marker(pytest.mark.xdist_group(module(item)))
+    rank = {name: i for i, name in enumerate(SLOW_MODULES)}
+    items.sort(key=lambda item: rank.get(module(item), len(rank)))
+
+
 def pytest_report_header(config):
     return f"e2e database: {db_mode()} (TEST_DB)"
 

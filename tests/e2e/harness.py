@@ -24,9 +24,12 @@ import threading
 import time
 import uuid
 import http.client
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "scripts"))
+import ports  # noqa: E402  (scripts/ports.py: the port registry)
 RABBITMQ_SH = REPO / "scripts" / "rabbitmq.sh"
 POSTGRES_SH = REPO / "scripts" / "postgres.sh"
 PSQL = Path(os.environ.get("PG_BIN") or "/usr/lib/postgresql/15/bin") / "psql"
@@ -51,11 +54,24 @@ def bin_dir():
     return Path(os.environ.get("BIN_DIR") or DEFAULT_BIN_DIR).resolve()
 
 
+def reserve_port():
+    """A ports.Reservation: a loopback port that no other caller, in this
+    process or another, is given while the reservation is held (see
+    scripts/ports.py). The owner keeps it for as long as its server may
+    listen there, restarts included, and releases it when done."""
+    return ports.reserve()
+
+
+_kept = []  # reservations held until exit: ports given out by free_port()
+
+
 def free_port():
-    """A port free on 127.0.0.1 right now (the kernel's pick for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port reserved for the rest of this process: for a URL
+    that must lead nowhere (nothing listens there, and nothing of ours
+    will)."""
+    res = ports.reserve()
+    _kept.append(res)
+    return res.port
 
 
 def _track(obj, alive):
@@ -87,7 +103,9 @@ class Broker:
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="cqrs-e2e-rmq-",
                                                           dir="/tmp"))
         self._pick_port = port is None
-        self.port = port or free_port()
+        self._port_res = None if port else reserve_port()
+        self.port = port or self._port_res.port
+        self._dist_res = None
         self.running = False
         self.paused = False
         self.started_once = False
@@ -108,28 +126,37 @@ class Broker:
         except (OSError, ValueError):
             return None
 
-    def _script(self, *args, timeout):
+    def _script(self, *args, timeout, env=None):
         return subprocess.run([str(RABBITMQ_SH), *args], stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=timeout)
+                              text=True, timeout=timeout,
+                              env=dict(os.environ, **(env or {})))
 
     def start(self):
-        """Start the node. The first start of a Broker whose port was
-        picked here retries on new ports (another process may take a port
-        between our pick and the node's bind); later starts keep the port,
-        since clients hold the URL."""
+        """Start the node. Its AMQP and distribution ports are reserved
+        (reserve_port) and held until close(). A first start of a Broker
+        whose port was picked here that still fails (something outside the
+        registry took the port) retries on new ports; later starts keep the
+        AMQP port, since clients hold the URL."""
         if self.running:
             return self
         attempts = 3 if (self._pick_port and not self.started_once) else 1
         self._write_advanced_config()
         for attempt in range(attempts):
+            if self._dist_res is None:
+                self._dist_res = reserve_port()
             res = self._script("start", str(self.data_dir), str(self.port),
-                               timeout=BROKER_START_TIMEOUT)
+                               timeout=BROKER_START_TIMEOUT,
+                               env={"RABBITMQ_DIST_PORT": str(self._dist_res.port)})
             if res.returncode == 0:
                 break
             if attempt + 1 == attempts:
                 raise RuntimeError(f"broker did not start on port {self.port}:\n{res.stdout}")
-            self.port = free_port()
+            self._port_res.release()
+            self._port_res = reserve_port()
+            self.port = self._port_res.port
+            self._dist_res.release()
+            self._dist_res = None
             (self.data_dir / "nodename").unlink(missing_ok=True)
         self.running = True
         self.started_once = True
@@ -170,12 +197,16 @@ class Broker:
         return self
 
     def close(self):
-        """Stop, and remove the data folder if this object created it."""
+        """Stop, remove the data folder if this object created it, and
+        release the ports."""
         try:
             self.stop()
         finally:
             if self._own_dir:
                 shutil.rmtree(self.data_dir, ignore_errors=True)
+            for res in (self._port_res, self._dist_res):
+                if res is not None:
+                    res.release()
 
     def log_text(self):
         out = []
@@ -217,7 +248,8 @@ class Postgres:
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="cqrs-e2e-pg-",
                                                           dir="/tmp"))
         self._pick_port = port is None
-        self.port = port or free_port()
+        self._port_res = None if port else reserve_port()
+        self.port = port or self._port_res.port
         self.running = False
         self.started_once = False
 
@@ -251,7 +283,9 @@ class Postgres:
             if attempt + 1 == attempts:
                 raise RuntimeError(
                     f"PostgreSQL did not start on port {self.port}:\n{res.stdout}")
-            self.port = free_port()
+            self._port_res.release()
+            self._port_res = reserve_port()
+            self.port = self._port_res.port
         self.running = True
         self.started_once = True
         _track(self, True)
@@ -273,12 +307,15 @@ class Postgres:
         return self
 
     def close(self):
-        """Stop, and remove the data folder if this object created it."""
+        """Stop, remove the data folder if this object created it, and
+        release the port."""
         try:
             self.stop()
         finally:
             if self._own_dir:
                 shutil.rmtree(self.data_dir, ignore_errors=True)
+            if self._port_res is not None:
+                self._port_res.release()
 
     def createdb(self, name):
         res = self._script("createdb", str(self.data_dir), str(self.port), name,
@@ -376,7 +413,9 @@ class Service:
         self.name = name
         self.workdir = Path(workdir)
         self.amqp_url = amqp_url
-        self.port = port or free_port()
+        self._port_res = None if port else reserve_port()
+        self.port = port or self._port_res.port
+        self.started_once = False
         self.db_path = Path(db_path or self.workdir / f"{name}-service.db")
         # None: SQLite on db_path. In PostgreSQL mode (db_mode()) a fresh
         # database of the session's cluster, kept across restarts.
@@ -406,13 +445,33 @@ class Service:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout=SERVICE_START_TIMEOUT):
+        """Start the process and wait until /healthz answers. A first start
+        on a port reserved here that still loses its port (something
+        outside the registry bound it) retries on a new port; later starts
+        keep the port, since clients hold the URL."""
         if self.running():
             return self
+        attempts = 3 if (self._port_res is not None and not self.started_once) else 1
+        for attempt in range(attempts):
+            try:
+                self._start_once(timeout)
+                break
+            except ServiceExitError as e:
+                if attempt + 1 == attempts or "cannot listen" not in str(e):
+                    raise
+                self._port_res.release()
+                self._port_res = reserve_port()
+                self.port = self._port_res.port
+        self.started_once = True
+        return self
+
+    def _start_once(self, timeout):
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         env.update({k: str(v) for k, v in self.env.items()})
         self.workdir.mkdir(parents=True, exist_ok=True)
+        log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             log.write(f"--- harness: start {' '.join(self.command())}\n".encode())
             log.flush()
@@ -427,15 +486,20 @@ class Service:
                 _track(self, False)
                 raise ServiceExitError(
                     f"{self.name}-service exited with {rc} during start-up:\n"
-                    f"{self.log_tail()}")
+                    f"{self.log_tail(since=log_start)}")
             if self._healthy():
-                return self
+                return
             if time.monotonic() > deadline:
                 self.kill(check_log=False)
                 raise ServiceExitError(
                     f"{self.name}-service not healthy within {timeout}s:\n"
                     f"{self.log_tail()}")
             time.sleep(0.05)
+
+    def release_port(self):
+        """Release the port once the service will not be started again."""
+        if self._port_res is not None:
+            self._port_res.release()
 
     def _healthy(self):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
@@ -527,8 +591,9 @@ class Service:
         except OSError:
             return ""
 
-    def log_tail(self, lines=60):
-        return "\n".join(self.log_text().splitlines()[-lines:])
+    def log_tail(self, lines=60, since=0):
+        """The last lines of the log, from byte offset since on."""
+        return "\n".join(self.log_text()[since:].splitlines()[-lines:])
 
     def check_log(self):
         """Assert that the log holds no sanitizer report."""
@@ -603,6 +668,8 @@ class System:
                     svc.check_log()
             except Exception as e:  # keep cleaning up
                 errors.append(e)
+            finally:
+                svc.release_port()
         try:
             self.broker.close()
         except Exception as e:
@@ -631,9 +698,10 @@ class TcpProxy:
 
     def __init__(self, target_port, port=None):
         self.target_port = target_port
+        self._port_res = None if port else reserve_port()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", port or 0))
+        self._listener.bind(("127.0.0.1", port or self._port_res.port))
         self._listener.listen(64)
         self._listener.settimeout(self.POLL)
         self.port = self._listener.getsockname()[1]
@@ -642,6 +710,7 @@ class TcpProxy:
         self._closed = threading.Event()
         self._blocked = threading.Event()
         self.accepted = 0
+        self.refused = 0   # connections closed at once while blocked
         self._thread = threading.Thread(target=self._accept_loop, daemon=True,
                                         name=f"proxy-{self.port}")
         self._thread.start()
@@ -660,6 +729,8 @@ class TcpProxy:
                 break
             if self._blocked.is_set():
                 client.close()  # as if the broker hung up during the handshake
+                with self._lock:
+                    self.refused += 1
                 continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port),
@@ -731,6 +802,8 @@ class TcpProxy:
         self.cut()
         self._thread.join(timeout=5)
         self._listener.close()
+        if self._port_res is not None:
+            self._port_res.release()
 
     def __enter__(self):
         return self

@@ -296,3 +296,48 @@ def get_message(amqp_url, queue, timeout=10):
 
 def unique_email(prefix="user"):
     return f"{prefix}-{uuid.uuid4().hex[:12]}@example.test"
+
+
+# --- the kernel's view of loopback connections -----------------------------
+
+def tcp_sockets(local_port=None, remote_port=None):
+    """IPv4 TCP sockets from /proc/net/tcp as dicts with local_port,
+    remote_port, state (hex, "01" = ESTABLISHED), tx_queue and rx_queue
+    (bytes queued to send, and received but not yet read by the owner),
+    filtered by the ports given. What a server has read of a connection,
+    or what a frozen process has not, is seen here without asking it."""
+    out = []
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            lport = int(cols[1].split(":")[1], 16)
+            rport = int(cols[2].split(":")[1], 16)
+            if local_port is not None and lport != local_port:
+                continue
+            if remote_port is not None and rport != remote_port:
+                continue
+            tx, rx = (int(x, 16) for x in cols[4].split(":"))
+            out.append({"local_port": lport, "remote_port": rport, "state": cols[3],
+                        "tx_queue": tx, "rx_queue": rx})
+    return out
+
+
+def unread_bytes(port):
+    """Bytes that clients sent to the server on 127.0.0.1:port and it has
+    not read yet (all its accepted connections)."""
+    return sum(s["rx_queue"] for s in tcp_sockets(local_port=port) if s["state"] == "01")
+
+
+def server_has_read(server_port, client_sock):
+    """True when the server on server_port has accepted client_sock's
+    connection and read everything sent on it so far."""
+    mine = client_sock.getsockname()[1]
+    socks = [s for s in tcp_sockets(local_port=server_port, remote_port=mine)
+             if s["state"] == "01"]
+    return bool(socks) and all(s["rx_queue"] == 0 for s in socks)
+
+
+def log_count(svc, text):
+    """How many lines of svc's log contain text."""
+    return sum(1 for line in svc.log_text().splitlines() if text in line)

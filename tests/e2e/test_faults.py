@@ -6,16 +6,17 @@ The taps are durable queues bound before the fault, so they keep what is
 routed to them while a broker restarts or a service is dead."""
 
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 
-from helpers import Tap, http, unique_email, wait_until
+from helpers import Tap, http, log_count, unique_email, unread_bytes, wait_until
 
 USERS = "/system-api/users"
 ORDERS = "/order-service/orders"
 
 BURST = 200
 DELIVERY_TIMEOUT = 120  # relay backoff after an outage is capped; be generous
+RELAY_CANNOT_CONNECT = "outbox relay: cannot connect to"  # a debug line per try
+ONE_PUBLISH_BYTES = 200  # less than the frames of one published order event
 
 
 def create_user(svc, name="Fault Tester"):
@@ -115,8 +116,11 @@ def test_broker_down_writes_accepted_and_delivered_in_order_after_restart(fresh_
         orders = [create_order(s.order, users[i % len(users)]["id"], amount=10 + i)
                   for i in range(5)]
         orders += create_orders(s.order, users[0]["id"], 3)
-        # Still accepted after the relay has failed a few times.
-        time.sleep(2)
+        # Still accepted after the relay has failed a few more times.
+        for svc in (s.user, s.order):
+            failed = log_count(svc, RELAY_CANNOT_CONNECT)
+            wait_until(lambda: log_count(svc, RELAY_CANNOT_CONNECT) >= failed + 2,
+                       timeout=60, message=f"{svc.name}-service's relay to retry twice")
         users.append(create_user(s.user))
         orders.append(create_order(s.order, users[-1]["id"]))
 
@@ -245,7 +249,11 @@ def test_kill9_with_publishes_unconfirmed_republishes_them(fresh_system):
             answers = _burst(s.order.base_url + ORDERS,
                              [{"user_id": 3, "amount": 2 + i} for i in range(50)])
             assert all(r.status == 201 for r in answers), answers
-            time.sleep(1)  # let the relay send its batch into the frozen broker
+            # The relay has sent a batch into the frozen broker: the node's
+            # sockets hold it unread (a publish of an order event is several
+            # hundred bytes; a heartbeat frame is 8).
+            wait_until(lambda: unread_bytes(s.broker.port) >= ONE_PUBLISH_BYTES, timeout=60,
+                       message="the relay's publishes to reach the frozen broker")
             assert s.order.kill() == -signal.SIGKILL
         finally:
             s.broker.resume()

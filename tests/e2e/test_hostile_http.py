@@ -45,7 +45,6 @@ def svc(tmp_path_factory):
         http("GET", s.base_url + "/healthz")
         http("POST", s.base_url + USERS, {"name": "Warm", "email": f"w-{uuid.uuid4().hex}@x.test"})
         http("GET", s.base_url + USERS + "?limit=5")
-    time.sleep(0.5)
     s.baseline_rss = s.rss_kb()
     s.baseline_fds = s.fd_count()
     yield s
@@ -184,10 +183,15 @@ def test_slow_header_clients_do_not_hold_up_others(svc):
     threads = [threading.Thread(target=send_slowly, args=(s, SLOW_HEAD, stop), daemon=True)
                for s in socks]
     prober = threading.Thread(target=healthz_probe, args=(svc, stop, probes), daemon=True)
+    closed = timed_out_total(svc, "head")
     try:
         for t in threads + [prober]:
             t.start()
-        time.sleep(IDLE_TIMEOUT + 3)
+        # Probe for as long as the slow clients live: until the server has
+        # closed every one of them at its deadline.
+        wait_until(lambda: timed_out_total(svc, "head") >= closed + len(socks),
+                   timeout=IDLE_TIMEOUT + 30, interval=0.25,
+                   message="the server to close the slow clients")
     finally:
         stop.set()
         for t in threads + [prober]:
@@ -318,7 +322,9 @@ def test_idle_connections_past_the_limit(svc):
     try:
         for _ in range(MAX_CONNECTIONS + 10):
             socks.append(connect(svc))
-        time.sleep(0.3)
+        # The service holds its MAX_CONNECTIONS (the rest wait or are refused).
+        wait_until(lambda: svc.fd_count() >= svc.baseline_fds + MAX_CONNECTIONS, timeout=30,
+                   message=f"the service to accept {MAX_CONNECTIONS} connections")
         t0 = time.monotonic()
         try:
             r = http("GET", svc.base_url + "/healthz", timeout=IDLE_TIMEOUT + 5)

@@ -42,6 +42,7 @@ REQUESTS = int(os.environ.get("E2E_REQUESTS", "10000"))
 SESSIONS = 8            # keep-alive client sessions per service
 REQUESTS_PER_CONN = 250  # a session reconnects after this many
 FD_SLACK = 2            # fds allowed above the baseline (e.g. a WAL file reopened)
+STABLE_GAP = 0.3        # seconds between two samples that must agree
 
 USERS = "/system-api/users"
 ORDERS = "/order-service/orders"
@@ -91,6 +92,20 @@ def settled_sample(svc, limit, timeout=10):
         if fds <= limit or time.monotonic() >= deadline:
             return fds, threads
         time.sleep(0.1)
+
+
+def stable_sample(svc, timeout=10):
+    """(fds, threads) once two samples STABLE_GAP apart agree (connections
+    just closed take a moment to be closed on the server side too); else
+    the last."""
+    deadline = time.monotonic() + timeout
+    last = sample(svc)
+    while True:
+        time.sleep(STABLE_GAP)
+        now = sample(svc)
+        if now == last or time.monotonic() >= deadline:
+            return now
+        last = now
 
 
 def request_mix(svc, rng, n):
@@ -235,9 +250,7 @@ def reconnect_cycles(s, n, fault, baseline_first=False):
                    message=f"{s.amqp_links} AMQP connections back (cycle {i})")
         all_ready(s, timeout=120)
         if first is None:
-            time.sleep(0.5)
-            first = {svc.name: sample(svc) for svc in s.services}
-    time.sleep(0.5)
+            first = {svc.name: stable_sample(svc) for svc in s.services}
     last = {svc.name: settled_sample(svc, limit=first[svc.name][0] + FD_SLACK)
             for svc in s.services}
     return first, last, ids
@@ -263,8 +276,11 @@ def test_fds_and_threads_flat_across_broker_reconnects(rig):
         cycle[0] += 1
         if cycle[0] % 5 == 0:
             s.proxy.block()
+            refused = s.proxy.refused
             cut.append(s.proxy.cut())
-            time.sleep(1.5)
+            # Every service's reconnect attempt is turned away at least once.
+            wait_until(lambda: s.proxy.refused >= refused + s.amqp_links, timeout=60,
+                       interval=0.05, message="reconnect attempts refused while blocked")
             s.proxy.unblock()
         else:
             cut.append(s.proxy.cut())

@@ -28,7 +28,6 @@ import atexit
 import json
 import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -43,7 +42,7 @@ import pika
 import pytest
 
 from conftest import _require_binaries
-from harness import REPO, Postgres, Service
+from harness import REPO, Postgres, Service, ports
 from helpers import Tap, http, unique_email, wait_until
 
 CLUSTER_SH = REPO / "scripts" / "rabbitmq-cluster.sh"
@@ -57,19 +56,10 @@ INVOICES = "/invoice-service/invoices"
 SETTLE = 180               # bound on the read side catching up
 HANDOVER_BOUND = 15        # seconds for the standby relay to take over
 MONTHS = ((2025, 3), (2025, 4), (2025, 5))
+LOAD_STEP = 40             # creates that must succeed between two faults
 
 
 # --- the RabbitMQ cluster ------------------------------------------------------
-
-def _ports_free(ports):
-    for p in ports:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                return False
-    return True
-
 
 class RabbitCluster:
     """scripts/rabbitmq-cluster.sh on a folder of its own, with a node name
@@ -80,6 +70,12 @@ class RabbitCluster:
         self.name = f"e2e{uuid.uuid4().hex[:8]}"
         self.base = None
         self.up = set()
+        self._ports = []
+
+    def _release_ports(self):
+        for res in self._ports:
+            res.release()
+        self._ports = []
 
     def _run(self, *args, timeout):
         res = subprocess.run([str(CLUSTER_SH), *args], stdin=subprocess.DEVNULL,
@@ -91,14 +87,12 @@ class RabbitCluster:
         return res.stdout
 
     def start(self):
-        rng = random.Random()
         for attempt in range(3):
-            # Three consecutive free ports below 45536, so that rabbitmq.sh's
-            # distribution ports (AMQP port + 20000) exist too.
-            for _ in range(200):
-                base = rng.randrange(20000, 45000)
-                if _ports_free(range(base, base + 3)):
-                    break
+            # Three consecutive reserved ports, held until stop(); each
+            # node's distribution port is reserved by rabbitmq.sh.
+            self._release_ports()
+            self._ports = ports.reserve_block(3)
+            base = self._ports[0].port
             try:
                 self._run("start", str(self.dir), str(base), self.name,
                           timeout=CLUSTER_TIMEOUT)
@@ -141,6 +135,7 @@ class RabbitCluster:
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=NODE_TIMEOUT)
         self.up = set()
+        self._release_ports()
 
     def close(self):
         try:
@@ -511,20 +506,32 @@ def test_replicas_survive_kill9_and_a_broker_node_down(replicas, infra):
 
     faults = {}
 
+    def created():
+        with res_lock:
+            return sum(1 for st, _ in results + user_results if st == 201)
+
+    def load_goes_on(n, what):
+        """Wait (bounded) for n more creates than so far."""
+        base = created()
+        wait_until(lambda: created() >= base + n, timeout=120, interval=0.05,
+                   message=f"{n} more creates {what}")
+
     def inject():
-        time.sleep(3)
-        victims = [users_svc[1], orders_svc[1], invoice_svc[1]]
-        with live_lock:
-            live["user"].remove(users_svc[1])
-            live["order"].remove(orders_svc[1])
-        for v in victims:
-            v.kill()
-        faults["killed"] = time.monotonic()
-        time.sleep(2)
-        cluster.stop_node(1)  # every service's first URL
-        faults["node_down"] = time.monotonic()
-        time.sleep(4)
-        stop.set()
+        try:
+            load_goes_on(LOAD_STEP, "before the faults")
+            victims = [users_svc[1], orders_svc[1], invoice_svc[1]]
+            with live_lock:
+                live["user"].remove(users_svc[1])
+                live["order"].remove(orders_svc[1])
+            for v in victims:
+                v.kill()
+            faults["killed"] = time.monotonic()
+            load_goes_on(LOAD_STEP, "after the kills")
+            cluster.stop_node(1)  # every service's first URL
+            faults["node_down"] = time.monotonic()
+            load_goes_on(2 * LOAD_STEP, "with node 1 down")
+        finally:
+            stop.set()
 
     with ThreadPoolExecutor(max_workers=5) as ex:
         futures = [ex.submit(worker, w) for w in range(4)]
@@ -553,8 +560,26 @@ def test_replicas_survive_kill9_and_a_broker_node_down(replicas, infra):
 
 # --- (b) the relay hand-over --------------------------------------------------------
 
+TRY_LOCK_SQL = "SELECT pg_try_advisory_lock($1::bigint)"  # the relays' (db_postgres.c)
+
+
+def wait_lock_attempts(pg, since, n, timeout=60):
+    """Wait until relays have asked for their lock n times after since (a
+    PostgreSQL timestamp): each attempt restarts its session's query_start."""
+    seen = set()
+
+    def attempts():
+        rows = pg.query("postgres", "SELECT query_start FROM pg_stat_activity "
+                        f"WHERE query = '{TRY_LOCK_SQL}' AND query_start > '{since}'")
+        seen.update(r[0] for r in rows)
+        return len(seen) >= n
+
+    wait_until(attempts, timeout=timeout, interval=0.05,
+               message=f"{n} relay lock attempts since {since}")
+
+
 def test_relay_hand_over_in_order(replicas, infra):
-    _, cluster = infra
+    pg, cluster = infra
     r = replicas(order=2, invoice=1)
     o = r["order"]
     invoice = r["invoice"][0]
@@ -582,9 +607,14 @@ def test_relay_hand_over_in_order(replicas, infra):
         assert ids_since(0) <= data_ids(got), "events before the hand-over missing"
 
         leader.pause()  # holds the lock, publishes nothing
+        frozen_at = pg.query("postgres", "SELECT now()")[0][0]
         mark = len(results)
         send(standby, 100, "pending")
-        early = tap.get_all(timeout=1.5)
+        # The standby asks for the relay lock twice after the freeze (and is
+        # refused, or it would publish): what the tap holds by then was
+        # published while the holder was frozen.
+        wait_lock_attempts(pg, frozen_at, 2)
+        early = tap.get_all(timeout=0.5)
         assert not data_ids(early) & ids_since(mark), (
             "events published while the relay lock holder was frozen")
 
@@ -661,12 +691,18 @@ def test_postgres_restart_mid_load(replicas, infra):
                 send_order(o[k % 2], rng.randint(1, 100000), f"pg-{w}-{k}")
             time.sleep(0.03)
 
+    def answered(status):
+        with lock:
+            return sum(1 for st, _, _ in orders_sent + users_sent if st == status)
+
     with ThreadPoolExecutor(max_workers=4) as ex:
         futures = [ex.submit(worker, w) for w in range(4)]
         try:
-            time.sleep(3)
+            wait_until(lambda: answered(201) >= LOAD_STEP, timeout=120,
+                       message=f"{LOAD_STEP} creates before the outage")
             pg.stop()  # fast shutdown: every session is ended
-            time.sleep(3)
+            wait_until(lambda: answered(503) >= 1, timeout=120,
+                       message="requests to meet the outage")
             pg.start()  # same port, same data
             # The services recover by themselves: creates succeed again.
             wait_until(lambda: send_user("Back") == 201, timeout=60, interval=0.5,
@@ -675,7 +711,9 @@ def test_postgres_restart_mid_load(replicas, infra):
                 wait_until(lambda svc=svc, i=i: send_order(svc, 4242, f"back-{i}") == 201,
                            timeout=60, interval=0.5,
                            message=f"order-service replica {i + 1} to create again")
-            time.sleep(2)
+            back = answered(201)
+            wait_until(lambda: answered(201) >= back + LOAD_STEP, timeout=120,
+                       message=f"{LOAD_STEP} creates after the recovery")
         finally:
             stop.set()
             for f in futures:

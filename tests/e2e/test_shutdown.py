@@ -35,7 +35,7 @@ import pytest
 
 from harness import Service, System, free_port
 from conftest import _require_binaries
-from helpers import http, wait_until
+from helpers import http, server_has_read, wait_until
 
 USERS = "/system-api/users"
 ORDERS = "/order-service/orders"
@@ -45,7 +45,8 @@ SHUTDOWN_TIMEOUT = 10       # the services' default (--help says so; checked bel
 RELAY_STOP_GRACE = 2        # src/lib/outbox.c OUTBOX_STOP_GRACE_MS
 STOP_BOUND_SLACK = 5
 LOAD_THREADS = 12
-LOAD_BEFORE_SIGNAL = 2.0    # seconds of load before SIGTERM
+LOAD_BEFORE_SIGNAL = 20     # answers per load client before SIGTERM
+LOAD_WAIT_BOUND = 60        # seconds to wait for either of the above
 SETTLE = 120                # seconds for events to reach the invoices
 
 
@@ -96,6 +97,12 @@ class Client:
         except Exception:  # shown by judge(), not lost in a thread
             self.error = traceback.format_exc()
 
+    def answered(self):
+        return sum(1 for r in list(self.results) if r[2] == "answered")
+
+    def refused(self):
+        return any(r[2] == "refused" for r in list(self.results))
+
     def _one(self, method, path, body, rid):
         if self.conn is None or not self.keep_alive:
             if self.conn is not None:
@@ -128,16 +135,20 @@ class Client:
 
 
 def run_load_and_sigterm(svc, clients, before=LOAD_BEFORE_SIGNAL):
-    """Start clients, SIGTERM svc after `before` seconds, return the seconds
-    it took to exit (svc.stop asserts exit 0 and a clean log)."""
+    """Start clients, SIGTERM svc once every client has had `before`
+    answers, return the seconds it took to exit (svc.stop asserts exit 0
+    and a clean log)."""
     for c in clients:
         c.thread.start()
-    time.sleep(before)
+    wait_until(lambda: all(c.answered() >= before or c.error for c in clients),
+               timeout=LOAD_WAIT_BOUND, message=f"{before} answers per load client")
     t0 = time.monotonic()
     try:
         svc.stop(signal.SIGTERM, timeout=SHUTDOWN_TIMEOUT + RELAY_STOP_GRACE + STOP_BOUND_SLACK)
         took = time.monotonic() - t0
-        time.sleep(0.3)  # clients meet the closed port
+        # Every client meets the closed port at least once.
+        wait_until(lambda: all(c.refused() or c.error for c in clients),
+                   timeout=LOAD_WAIT_BOUND, message="every load client to be refused")
     finally:
         for c in clients:
             c.stop.set()
@@ -330,7 +341,7 @@ def test_sigterm_invoice_service_under_load(shared):
     try:
         clients = [Client(svc.port, make, f"sdi-{run_id}-{i}", keep_alive=i % 2 == 0)
                    for i in range(LOAD_THREADS)]
-        took = run_load_and_sigterm(svc, clients, before=3.0)
+        took = run_load_and_sigterm(svc, clients, before=30)
     finally:
         for w in writers:
             w.stop.set()
@@ -345,6 +356,15 @@ def test_sigterm_invoice_service_under_load(shared):
     assert len(ids) >= 30, Counter((r[2], r[3]) for r in wres)
     assert_orders_on_invoices(s, ids)
     print(f"invoice-service: exit in {took:.2f}s, {dict(counts)}, {len(ids)} orders")
+
+
+def refuses(port):
+    """True when a connection to 127.0.0.1:port is refused."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 def test_stalled_request_bounds_the_drain_and_new_connections_are_refused(tmp_path):
@@ -365,12 +385,13 @@ def test_stalled_request_bounds_the_drain_and_new_connections_are_refused(tmp_pa
         stalled.sendall(b"POST /system-api/users HTTP/1.1\r\nHost: t\r\n"
                         b"Content-Type: application/json\r\nContent-Length: 100\r\n"
                         b"X-Request-Id: stalled-1\r\n\r\n{\"name\": ")
-        time.sleep(0.5)  # the service has begun the request
+        # The service has accepted the connection and read what was sent.
+        wait_until(lambda: server_has_read(svc.port, stalled), timeout=30,
+                   message="the service to read the stalled request's head")
         t0 = time.monotonic()
         svc.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.5)
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", svc.port), timeout=2).close()
+        wait_until(lambda: refuses(svc.port), timeout=drain,
+                   message="the port to refuse new connections")
         assert svc.running(), "exited without waiting for the request in flight"
         rc = svc.proc.wait(timeout=drain + RELAY_STOP_GRACE + STOP_BOUND_SLACK)
         took = time.monotonic() - t0
