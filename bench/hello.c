@@ -11,7 +11,7 @@
  *
  * The answer is queued on a later call of the access handler, not the first
  * (headers only) one: MHD 0.9.75 closes the connection otherwise
- * (STYLE.md), and keep-alive is what the services get too.
+ * (see on_access in src/lib/http.c), and keep-alive is what the services get too.
  */
 #include <arpa/inet.h>
 #include <microhttpd.h>

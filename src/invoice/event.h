@@ -1,6 +1,6 @@
 /*
  * event: decoding one message of the user, account and order queues into
- * a checked event (API.md "Events on RabbitMQ"). The body must be a JSON
+ * a checked event (docs/api.md "Events on RabbitMQ"). The body must be a JSON
  * object with "type" and "data"; "id" falls back to the AMQP message_id;
  * "data" follows the same rules as HTTP input. Anything else is a reason
  * to dead-letter the message, written into the caller's buffer.

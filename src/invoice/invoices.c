@@ -1,5 +1,5 @@
 /*
- * Invoice queries (API.md "Invoice Service"). An invoice is assembled at
+ * Invoice queries (docs/api.md "Invoice Service"). An invoice is assembled at
  * read time from its row, the customer's latest name/email/address, and
  * its lines sorted by purchase time then order id.
  */

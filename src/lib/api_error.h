@@ -1,5 +1,5 @@
 /*
- * api_error: the error answer of API.md, built by validators and handlers
+ * api_error: the error answer of docs/api.md, built by validators and handlers
  * and written by the HTTP layer:
  *
  *   {"error": {"status": 422, "code": "invalid_field", "field": "amount",

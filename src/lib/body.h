@@ -1,5 +1,5 @@
 /*
- * body: turns a request body into a JSON document, enforcing API.md's
+ * body: turns a request body into a JSON document, enforcing docs/api.md's
  * rules for what counts as malformed (not JSON, not UTF-8, empty, nested
  * deeper than BODY_MAX_DEPTH, duplicate keys), and splits a create body
  * into its items (one object, or an array of 1..BODY_MAX_ITEMS objects).

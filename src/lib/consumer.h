@@ -1,5 +1,5 @@
 /*
- * consumer: the read side's event intake (DESIGN.md). One thread, one
+ * consumer: the read side's event intake (docs/design.md). One thread, one
  * AMQP connection for consuming and one for dead letters.
  *
  * Deliveries are taken in batches (up to batch_size, bounded by prefetch)

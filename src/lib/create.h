@@ -1,5 +1,5 @@
 /*
- * create: the shape every create endpoint shares (API.md "POST" rules).
+ * create: the shape every create endpoint shares (docs/api.md "Creating").
  *
  * The body is one object or an array of 1..1000 objects. Every item is
  * validated before anything is written; then the group-commit thread

@@ -1,6 +1,6 @@
 /*
  * field: reads and validates the fields of one JSON object (an HTTP body
- * item or an event's data) by the rules of API.md, producing the 422
+ * item or an event's data) by the rules of docs/api.md, producing the 422
  * errors it describes:
  *
  *   - absent or null required field        -> missing_field
@@ -28,7 +28,7 @@ int field_reject_unknown(json_t *obj, const char *const *allowed, size_t count,
 int field_string(json_t *obj, const char *name, int required, size_t max_chars,
                  const char **out, struct api_error *err);
 
-/* A required email (API.md "User Service"): a string by field_string's
+/* A required email (docs/api.md "User Service"): a string by field_string's
  * rules with one '@' that has text on both sides, and no white space or
  * control character. The user service's input and the invoice service's
  * user.created events both check it here. */
@@ -49,7 +49,7 @@ int field_time(json_t *obj, const char *name, int64_t *ms, int *present, struct 
 int field_enum(json_t *obj, const char *name, const char *const *values, size_t count,
                const char **out, struct api_error *err);
 
-/* An account's status (API.md "User Service"), NULL-terminated, for
+/* An account's status (docs/api.md "User Service"), NULL-terminated, for
  * field_enum and list filters: the user service's input and the invoice
  * service's account.created events share this one set. */
 #define FIELD_ACCOUNT_STATUS_COUNT 2

@@ -437,7 +437,7 @@ static void handle_readyz(http_request *req, void *app)
     jsonw_init(&w);
     jsonw_object_begin(&w);
     if (!db_ok || !broker_ok) {
-        /* The error object of API.md, plus which dependency is down. */
+        /* The error object of docs/api.md, plus which dependency is down. */
         jsonw_key(&w, "error");
         jsonw_object_begin(&w);
         jsonw_key(&w, "status");
@@ -675,7 +675,7 @@ static void begin_request(http_request *req, const char *url, const char *method
 }
 
 /* MHD 0.9.75 can queue an answer only before the body or after all of
- * it, but API.md wants 413 as soon as a chunked body passes the limit. So
+ * it, but docs/api.md wants 413 as soon as a chunked body passes the limit. So
  * the answer is written straight to the socket (a few hundred bytes, which
  * a fresh connection's send buffer always takes), marked Connection:
  * close; the rest of the body is then read and dropped until the client

@@ -1,5 +1,5 @@
 /*
- * listq: the query string of a list endpoint (API.md "Lists"): limit,
+ * listq: the query string of a list endpoint (docs/api.md "Lists"): limit,
  * offset, order_by and the collection's filters, validated strictly.
  * Anything unknown, empty, repeated or malformed is 400 invalid_query,
  * and order_by can only name a column from the caller's fixed list, so

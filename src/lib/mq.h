@@ -2,7 +2,7 @@
  * mq: a RabbitMQ connection (rabbitmq-c) for one role: publishing with
  * confirms, or consuming with manual acks. One thread uses a connection.
  *
- * The topology (API.md): exchange "cqrs.events" (topic, durable); queues
+ * The topology (docs/api.md): exchange "cqrs.events" (topic, durable); queues
  * "user", "account", "order" (durable) bound with "user.*", "account.*",
  * "order.*". Declaring is idempotent. With queue type "quorum" the queues
  * are declared with x-queue-type=quorum.

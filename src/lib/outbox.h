@@ -1,5 +1,5 @@
 /*
- * outbox: the transactional outbox and its relay (DESIGN.md).
+ * outbox: the transactional outbox and its relay (docs/design.md).
  *
  * A request handler calls outbox_append() inside the same database
  * transaction that writes the entity, so the event exists if and only if
@@ -10,7 +10,7 @@
  * and retries from the first unconfirmed row. Published rows are kept: the
  * table is the service's event log.
  *
- * The envelope published (API.md):
+ * The envelope published (docs/api.md):
  *   {"id":"<uuid>","type":"order.created","version":1,
  *    "source":"order-service","occurred_at":"...Z","data":{...}}
  */

@@ -1,5 +1,5 @@
 /*
- * order-service: orders (API.md "Order Service"). Each create writes the
+ * order-service: orders (docs/api.md "Order Service"). Each create writes the
  * order and its order.created event in one transaction through the
  * outbox. The tables below describe the endpoints; main.c routes them.
  */

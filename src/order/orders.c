@@ -1,4 +1,4 @@
-/* Orders: validation, insert, lists (API.md "Order Service"). */
+/* Orders: validation, insert, lists (docs/api.md "Order Service"). */
 #include "create.h"
 #include "field.h"
 #include "order_service.h"

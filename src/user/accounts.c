@@ -1,4 +1,4 @@
-/* Accounts: shipping addresses of users (API.md "User Service"). */
+/* Accounts: shipping addresses of users (docs/api.md "User Service"). */
 #include <stdio.h>
 #include <string.h>
 

@@ -1,5 +1,5 @@
 /*
- * user-service: users and accounts (API.md "User Service"). Each create
+ * user-service: users and accounts (docs/api.md "User Service"). Each create
  * writes its rows and its events (user.created, account.created) in one
  * transaction through the outbox. The tables below describe the
  * endpoints; main.c routes them.

@@ -1,4 +1,4 @@
-/* Users: validation, insert, lists (API.md "User Service"). */
+/* Users: validation, insert, lists (docs/api.md "User Service"). */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-"""Shared checks for the write-side contract tests (API.md).
+"""Shared checks for the write-side contract tests (docs/api.md).
 
 Used by test_http_common.py, test_users.py, test_accounts.py,
 test_orders.py and test_events.py. Only assertions and small request
@@ -211,7 +211,7 @@ def assert_pos_int(v):
 def assert_location(resp, path_prefix, ident):
     loc = resp.headers.get("Location")
     assert loc, f"no Location on {describe(resp)}"
-    # A path is what API.md shows; an absolute URL to the same path is
+    # A path is what docs/api.md shows; an absolute URL to the same path is
     # tolerated.
     assert urlsplit(loc).path == f"{path_prefix}/{ident}", \
         f"Location {loc!r}, expected {path_prefix}/{ident}"

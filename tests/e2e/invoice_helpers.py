@@ -46,7 +46,7 @@ def rare_year():
 # ---------------------------------------------------------------- events
 
 def envelope(etype, data, eid=None, source="test", occurred_at=None):
-    """The full event body of API.md."""
+    """The full event body of docs/api.md."""
     return {"id": eid or event_id(), "type": etype, "version": 1,
             "source": source,
             "occurred_at": occurred_at or "2025-01-01T00:00:00.000Z",

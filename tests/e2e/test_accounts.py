@@ -1,4 +1,4 @@
-"""API.md, User Service: POST/GET /system-api/accounts and its list."""
+"""docs/api.md, User Service: POST/GET /system-api/accounts and its list."""
 import pytest
 
 from contract import (ACCOUNT_FIELDS, ACCOUNTS, ANY, USERS, account_body,

@@ -1,4 +1,4 @@
-"""API.md, "Events on RabbitMQ", for the events the write side publishes:
+"""docs/api.md, "Events on RabbitMQ", for the events the write side publishes:
 user.created and account.created (user-service), order.created
 (order-service)."""
 import json
@@ -124,7 +124,7 @@ def rid_new():
 
 
 def assert_event(ev, etype, source, data, rid):
-    """One published event, checked against every line of API.md."""
+    """One published event, checked against every line of docs/api.md."""
     assert ev.exchange == EXCHANGE
     assert ev.routing_key == etype
     p = ev.props

@@ -1,4 +1,4 @@
-"""Fault tests of the write side (DESIGN.md, "the guarantees"): a 201 means
+"""Fault tests of the write side (docs/design.md, "The guarantees"): a 201 means
 the event will be published, even when the broker is down or the process
 is killed right after answering. Each test has a System of its own.
 

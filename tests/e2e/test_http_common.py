@@ -1,4 +1,4 @@
-"""API.md, "Common to every HTTP endpoint" and "Lists", for the user
+"""docs/api.md, "Rules for every HTTP request" and "Lists", for the user
 service and the order service: content types, limits, malformed input,
 error shape, routing errors, request ids, CORS, health, metrics,
 keep-alive and the generic list parameters."""
@@ -994,7 +994,7 @@ def test_readyz_503_when_broker_is_down(fresh_system):
 
 
 def test_body_limit_is_configurable(fresh_system):
-    # API.md: "default 1 MiB, configurable". The option's name is the
+    # docs/api.md: 1 MiB by default, configurable. The option's name is the
     # project's (BODY_LIMIT / --body-limit), not the contract's.
     s = fresh_system(env={"BODY_LIMIT": "4096"})
     for base, path, body in ((s.user.base_url, USERS, user_body()),

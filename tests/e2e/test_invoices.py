@@ -1,4 +1,4 @@
-"""API.md, "Invoice Service": the demo journey end to end (users, accounts
+"""docs/api.md, "Invoice Service": the demo journey end to end (users, accounts
 and orders over HTTP become monthly invoices) and every query rule and
 error of GET /invoice-service/invoices[/{id}]."""
 from decimal import Decimal
@@ -260,7 +260,7 @@ def test_bad_query_is_400(system, query, unknown):
     resp = http("GET", f"{system.invoice.base_url}{INVOICES}?{query}")
     err = assert_error(resp, 400, "invalid_query")
     if unknown:
-        # API.md: the message names the allowed parameters.
+        # docs/api.md: the message names the allowed parameters.
         for name in ("user_id", "month", "year", "limit", "offset", "order_by"):
             assert name in err["message"], f"message does not name {name}: {err}"
 

@@ -1,4 +1,4 @@
-"""API.md, Order Service: POST/GET /order-service/orders and its list;
+"""docs/api.md, Order Service: POST/GET /order-service/orders and its list;
 money and time rules."""
 import pytest
 

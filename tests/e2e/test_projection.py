@@ -1,4 +1,4 @@
-"""API.md, "Events on RabbitMQ", from the consumer's side: the invoice
+"""docs/api.md, "Events on RabbitMQ", from the consumer's side: the invoice
 projection applies each event once in effect, whatever its shape (full
 envelope or the original demo's), arrival order, or the consumer's fate
 (kill -9 mid-burst); bad messages go to the dead-letter queue unchanged and
@@ -266,7 +266,7 @@ def test_poison_messages_go_to_the_dead_letter_queue(fresh_system):
 
 
 def test_data_the_http_side_rejects_is_a_dead_letter(fresh_system):
-    """API.md: event data follows the HTTP rules. An email or an account
+    """docs/api.md: event data follows the HTTP rules. An email or an account
     status that POST /system-api/users or /accounts answers 422 for is a
     dead letter too (reason naming the field), and changes nothing."""
     s = fresh_system()

@@ -1,4 +1,4 @@
-"""Graceful shutdown under load (DESIGN.md: "shutdown loses nothing in
+"""Graceful shutdown under load (docs/design.md: "shutdown loses nothing in
 flight"; issue 4, item 2).
 
 On SIGTERM a service stops accepting (its listening socket closes at once),

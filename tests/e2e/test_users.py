@@ -1,4 +1,4 @@
-"""API.md, User Service: POST/GET /system-api/users and the users list."""
+"""docs/api.md, User Service: POST/GET /system-api/users and the users list."""
 import pytest
 
 from contract import (ANY, USER_FIELDS, USERS, ACCOUNTS, assert_error,
@@ -502,7 +502,7 @@ def test_list_unknown_parameter(base):
 
 
 def test_list_empty_filter_value(base):
-    # `email=` is an empty parameter: 400 (API.md, fine print).
+    # `email=` is an empty parameter: 400 (docs/api.md, "Lists").
     for p in ("email", "name", "order_by", "limit", "offset"):
         resp = get(base, USERS, {p: ""})
         assert_error(resp, 400, "invalid_query", index=None)

@@ -3,7 +3,7 @@
  *
  * Each harness is one fuzz_*.c built with clang -fsanitize=fuzzer,address,
  * undefined (scripts/run-fuzz.sh). Besides the sanitizers, a harness checks
- * the promises of API.md on what the code under test returns; a broken
+ * the promises of docs/api.md on what the code under test returns; a broken
  * promise aborts through FUZZ_CHECK, which libFuzzer reports as a crash
  * and keeps the input.
  *
@@ -71,7 +71,7 @@ static inline void fuzz_check_string_roundtrip(const char *s, size_t len)
     jsonw_free(&w);
 }
 
-/* An error of API.md's shape: a known status and code, a field name fit
+/* An error of docs/api.md's shape: a known status and code, a field name fit
  * to echo (field.c promises "a bounded, printable name"), a message, and
  * an answer that is valid JSON saying the same. */
 static inline void fuzz_check_error(const struct api_error *e)

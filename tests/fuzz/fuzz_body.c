@@ -5,7 +5,7 @@
  * Beyond the sanitizers it checks that an accepted document is nested no
  * deeper than BODY_MAX_DEPTH and exactly as deep as body_depth measured,
  * that a document written back out parses again, that body_items agrees
- * with the document's shape, and that every error has API.md's form.
+ * with the document's shape, and that every error has docs/api.md's form.
  */
 #include "body.h"
 #include "fuzz.h"

@@ -13,7 +13,7 @@
 
 #define NOW_MS INT64_C(1743675300000) /* 2025-04-03T10:15:00Z */
 
-/* API.md's limits, in code points. */
+/* docs/api.md's limits, in code points. */
 #define NAME_MAX_CHARS 200
 #define EMAIL_MAX_CHARS 254
 #define ADDRESS_MAX_CHARS 200

@@ -256,7 +256,7 @@ static int read_digits(const char *p, int n, int *out)
     return 1;
 }
 
-/* API.md's RFC 3339 rule, with the C library doing the calendar. */
+/* docs/api.md's RFC 3339 rule, with the C library doing the calendar. */
 static int reference_parse_time(const char *s, size_t len, int64_t *ms)
 {
     int year, month, day, hour, minute, second, frac = 0, off_h = 0, off_m = 0, sign = 0;

@@ -1,6 +1,6 @@
 /*
  * Unit tests for api_error: filling the error, and the exact JSON shape of
- * API.md: {"error": {"status", "code", ["field",] "message"[, "index"]}},
+ * docs/api.md: {"error": {"status", "code", ["field",] "message"[, "index"]}},
  * "field" only when set and "index" only for a batch item.
  */
 #include <setjmp.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests for body: what API.md calls malformed (empty, not JSON, not
+ * Unit tests for body: what docs/api.md calls malformed (empty, not JSON, not
  * UTF-8, too deep, duplicate keys), numbers out of range reported on their
  * top-level field, and the split of a create body into its items.
  */

@@ -1,5 +1,5 @@
 /*
- * Unit tests for the invoice consumer's event decoder (API.md "Events on
+ * Unit tests for the invoice consumer's event decoder (docs/api.md "Events on
  * RabbitMQ"): the full envelope and the original {id, type, data} shape,
  * the id fallback to the AMQP message_id, data checked by the HTTP rules
  * (the same field.c validators as the services' parse callbacks: emails

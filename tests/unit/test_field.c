@@ -1,5 +1,5 @@
 /*
- * Unit tests for field: the field rules of API.md (required and optional
+ * Unit tests for field: the field rules of docs/api.md (required and optional
  * strings counted in code points, blank strings, null, strict types, ids,
  * money, times, emails, enums, unknown fields) and the white-space helpers.
  */
@@ -421,7 +421,7 @@ static void test_money_rejected(void **state)
     expect_money_error("{}", "invalid_field");
 
     assert_int_equal(money_of("{\"amount\":0.001}", &cents, &err), -1);
-    /* The wording of API.md's example, then the upper bound. */
+    /* The wording of docs/api.md's example, then the upper bound. */
     const char *prefix = "amount must be a positive number with at most 2 decimal places";
     assert_int_equal(strncmp(err.message, prefix, strlen(prefix)), 0);
     assert_non_null(strstr(err.message, "1000000000"));
@@ -547,7 +547,7 @@ static void test_email(void **state)
         expect_no_error(&err);
     }
 
-    /* The rule of API.md: one @, text on both sides, no spaces. */
+    /* The rule of docs/api.md: one @, text on both sides, no spaces. */
     expect_email_error("\"noat\"", "invalid_field");
     expect_email_error("\"@demo.com\"", "invalid_field");
     expect_email_error("\"alice@\"", "invalid_field");

@@ -1,5 +1,5 @@
 /*
- * Unit tests for listq: the list query rules of API.md (limit, offset,
+ * Unit tests for listq: the list query rules of docs/api.md (limit, offset,
  * order_by, filters; everything else 400 invalid_query naming what is
  * allowed) and the ORDER BY text built from the caller's own constants.
  */

@@ -1,5 +1,5 @@
 /*
- * Unit tests for money: the decimal rule of API.md on JSON numbers as
+ * Unit tests for money: the decimal rule of docs/api.md on JSON numbers as
  * jansson parses them, and the text written back.
  */
 #include <setjmp.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests for timeutil: the RFC 3339 rules of API.md, and the calendar
+ * Unit tests for timeutil: the RFC 3339 rules of docs/api.md, and the calendar
  * arithmetic checked day by day against an independent walk of the
  * calendar over the whole accepted range.
  */
