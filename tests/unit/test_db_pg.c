@@ -378,7 +378,7 @@ static void check_user_service(db *conn)
     assert_true(ann > 0 && bob > ann);
     /* Emails are unique regardless of case. */
     assert_int_equal(db_begin(conn), DB_OK);
-    insert_user(conn, "Ann again", "ann@EXAMPLE.com", DB_CONSTRAINT);
+    insert_user(conn, "Ann again", "ann@EXAMPLE.com", DB_DUPLICATE);
     assert_int_equal(db_rollback(conn), DB_OK);
 
     /* No filter, then each filter (a NULL-typed $n in both shapes). */
