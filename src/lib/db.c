@@ -40,6 +40,7 @@ struct db_pool {
     db **conns;      /* by slot; a slot's conn changes only on reopen */
     int *free_slots; /* stack of slots not acquired */
     int free_count;
+    int waiting;     /* threads blocked in acquire, for tests */
 };
 
 int db_fail(db *conn, int result, const char *fmt, ...)
@@ -211,6 +212,16 @@ static void cache_trim(db *conn)
 size_t db_stmt_cache_size(const db *conn)
 {
     return conn->stmt_count;
+}
+
+int db_pool_waiting(db_pool *pool)
+{
+    int n;
+
+    pthread_mutex_lock(&pool->lock);
+    n = pool->waiting;
+    pthread_mutex_unlock(&pool->lock);
+    return n;
 }
 
 void db_close(db *conn)
@@ -666,8 +677,11 @@ db *db_pool_acquire(db_pool *pool)
     int slot;
 
     pthread_mutex_lock(&pool->lock);
-    while (pool->free_count == 0)
+    while (pool->free_count == 0) {
+        pool->waiting++;
         pthread_cond_wait(&pool->freed, &pool->lock);
+        pool->waiting--;
+    }
     slot = pool->free_slots[--pool->free_count];
     conn = pool->conns[slot];
     pthread_mutex_unlock(&pool->lock);

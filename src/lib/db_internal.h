@@ -120,4 +120,8 @@ void db_put_err(char *err, size_t errlen, const char *fmt, ...)
 /* Statements currently cached on conn (for tests). */
 size_t db_stmt_cache_size(const db *conn);
 
+/* Threads blocked in db_pool_acquire waiting for a connection (for
+ * tests: proof that a thread is waiting, not merely slow to start). */
+int db_pool_waiting(db_pool *pool);
+
 #endif

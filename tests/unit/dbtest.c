@@ -22,6 +22,11 @@
 #include "testutil.h"
 #include "util.h"
 
+/* Bound on waiting for another thread to reach a state, and the pause
+ * between looks. */
+#define WAIT_MS 5000
+#define POLL_MS 5
+
 /* ---- fixture ------------------------------------------------------------ */
 
 const char *dbtest_pg_url(void)
@@ -1070,14 +1075,22 @@ void test_pool_blocks_and_cleans_up(void **state)
     st = dbtest_prepare(conn, "SELECT x FROM t");
     assert_int_equal(db_step(st), DB_ROW);
 
+    /* Waiting in acquire, not merely slow to get there: only then does
+     * its not being done prove that acquire blocks. */
     assert_int_equal(pthread_create(&thread, NULL, acquire_thread, &b), 0);
-    usleep(100 * 1000);
+    {
+        int64_t deadline = util_monotonic_ns() + WAIT_MS * 1000000LL;
+        while (db_pool_waiting(b.pool) == 0 && util_monotonic_ns() < deadline)
+            usleep(POLL_MS * 1000);
+    }
+    assert_int_equal(db_pool_waiting(b.pool), 1);
     done_while_held = atomic_load(&b.done);
     db_pool_release(b.pool, conn);
     pthread_join(thread, NULL);
     assert_int_equal(done_while_held, 0);
     assert_int_equal(atomic_load(&b.done), 1);
     assert_ptr_equal(b.got, conn);
+    assert_int_equal(db_pool_waiting(b.pool), 0);
 
     /* The release rolled back and reset: the rows are gone and no lock is
      * left (SQLite's BEGIN IMMEDIATE takes the write lock; on PostgreSQL
