@@ -220,6 +220,23 @@ static void test_failed_binds_sqlite(void **state)
     db_close(conn);
 }
 
+/* An INTEGER PRIMARY KEY is the rowid itself, not an index: taking one
+ * twice is a duplicate all the same; a trigger's refusal is not one. */
+static void test_rowid_duplicate(void **state)
+{
+    db *conn = dbtest_open(state, 0, NULL);
+
+    dbtest_exec(conn, "CREATE TABLE r (id INTEGER PRIMARY KEY, n INTEGER);"
+                      "CREATE TRIGGER r_no_seven BEFORE INSERT ON r "
+                      "WHEN NEW.n = 7 BEGIN SELECT RAISE(ABORT, 'no'); END;"
+                      "INSERT INTO r (id) VALUES (1)");
+    assert_int_equal(db_exec(conn, "INSERT INTO r (id) VALUES (1)"),
+                     DB_DUPLICATE);
+    assert_int_equal(db_exec(conn, "INSERT INTO r (id, n) VALUES (2, 7)"),
+                     DB_CONSTRAINT);
+    db_close(conn);
+}
+
 /* ---- locking ------------------------------------------------------------ */
 
 static void test_busy(void **state)
@@ -280,6 +297,8 @@ int main(void)
                                         dbtest_setup_sqlite, dbtest_teardown),
         DBTEST_SHARED_TESTS(dbtest_setup_sqlite, dbtest_teardown),
         cmocka_unit_test_setup_teardown(test_failed_binds_sqlite,
+                                        dbtest_setup_sqlite, dbtest_teardown),
+        cmocka_unit_test_setup_teardown(test_rowid_duplicate,
                                         dbtest_setup_sqlite, dbtest_teardown),
         cmocka_unit_test_setup_teardown(test_busy, dbtest_setup_sqlite,
                                         dbtest_teardown),
