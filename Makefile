@@ -62,6 +62,9 @@ UNIT_EXTRA_test_outbox := $(BUILD)/tests/unit/testutil.o
 UNIT_EXTRA_test_db := $(BUILD)/tests/unit/dbtest.o $(BUILD)/tests/unit/testutil.o
 UNIT_EXTRA_test_db_pg := $(UNIT_EXTRA_test_db) \
 	$(SERVICES:%=$(BUILD)/src/%/schema.o)
+# test_users: the user insert's error answers, on both backends.
+UNIT_EXTRA_test_users := $(UNIT_EXTRA_test_db) $(BUILD)/src/user/users.o \
+	$(BUILD)/src/user/schema.o
 $(foreach t,$(UNIT_BINS),$(eval $(t): $(UNIT_EXTRA_$(notdir $(t)))))
 
 # Each test's .d file records the headers it includes (dbtest.h too).

@@ -154,7 +154,7 @@ int create_returning(db *conn, db_stmt *st, rows_writer write, struct jsonw *out
     if (rc == DB_ROW) {
         *id = db_col_int64(st, 0);
         rc = write(conn, st, out);
-    } else if (rc != DB_CONSTRAINT) {
+    } else if (rc != DB_DUPLICATE) {
         service_db_error(rc, err);
     }
     db_stmt_reset(st);

@@ -45,8 +45,11 @@ void create_handle(http_request *req, void *app);
 
 /* For insert callbacks: steps a bound "INSERT ... RETURNING" statement,
  * writes the created row with write and sets *id from its column 0.
- * Returns DB_OK or the error, with err filled except for DB_CONSTRAINT,
- * whose meaning (409, 422) only the caller knows. */
+ * Returns DB_OK or the error, with err filled except for DB_DUPLICATE,
+ * whose meaning (409 for a duplicate email) only the caller knows. Any
+ * other violation (DB_CONSTRAINT: a check, NOT NULL, a foreign key) is
+ * a fault of ours that validation should have caught, so it is a 500,
+ * as is a failed bind. */
 int create_returning(db *conn, db_stmt *st, rows_writer write, struct jsonw *out, int64_t *id,
                      struct api_error *err);
 

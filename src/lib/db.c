@@ -40,6 +40,7 @@ struct db_pool {
     db **conns;      /* by slot; a slot's conn changes only on reopen */
     int *free_slots; /* stack of slots not acquired */
     int free_count;
+    int waiting;     /* threads blocked in acquire, for tests */
 };
 
 int db_fail(db *conn, int result, const char *fmt, ...)
@@ -188,6 +189,7 @@ static void cache_remove(db *conn, db_stmt *st)
     recency_unlink(conn, st);
     conn->stmt_count--;
     conn->backend->finalize(conn, st->impl);
+    free(st->bind_errmsg);
     free(st->sql);
     free(st);
 }
@@ -210,6 +212,16 @@ static void cache_trim(db *conn)
 size_t db_stmt_cache_size(const db *conn)
 {
     return conn->stmt_count;
+}
+
+int db_pool_waiting(db_pool *pool)
+{
+    int n;
+
+    pthread_mutex_lock(&pool->lock);
+    n = pool->waiting;
+    pthread_mutex_unlock(&pool->lock);
+    return n;
 }
 
 void db_close(db *conn)
@@ -237,6 +249,14 @@ int db_exec(db *conn, const char *sql)
     return conn->backend->exec(conn, sql);
 }
 
+/* Forgets a failed bind along with the bindings. */
+static void clear_bind_error(db_stmt *st)
+{
+    st->bind_error = 0;
+    free(st->bind_errmsg);
+    st->bind_errmsg = NULL;
+}
+
 db_stmt *db_prepare(db *conn, const char *sql)
 {
     uint64_t hash = hash_sql(sql);
@@ -246,6 +266,7 @@ db_stmt *db_prepare(db *conn, const char *sql)
     if (st) {
         conn->backend->reset(st);
         st->done = 0;
+        clear_bind_error(st);
         recency_unlink(conn, st);
         recency_push_newest(conn, st);
         st->held = 1;
@@ -274,6 +295,20 @@ static int prepare_error(const db *conn)
     return conn->last_error < 0 ? conn->last_error : DB_ERROR;
 }
 
+/* Keeps the first failed bind on the statement for db_step, with the
+ * message db_fail left on the connection: a value that did not bind
+ * would otherwise run as the previous binding or as NULL (an INSERT
+ * storing NULL, a lookup finding nothing), and callers do not check
+ * every bind. Later failures do not replace the first, the cause. */
+static int bind_result(db_stmt *st, int rc)
+{
+    if (rc < 0 && st->bind_error == 0) {
+        st->bind_error = rc;
+        st->bind_errmsg = xstrdup(st->conn->errmsg);
+    }
+    return rc;
+}
+
 static int check_index(db_stmt *st, int index)
 {
     if (index >= 1)
@@ -285,18 +320,20 @@ int db_bind_int64(db_stmt *st, int index, int64_t value)
 {
     int rc = check_index(st, index);
 
-    return rc ? rc : st->conn->backend->bind_int64(st, index, value);
+    if (rc == DB_OK)
+        rc = st->conn->backend->bind_int64(st, index, value);
+    return bind_result(st, rc);
 }
 
 int db_bind_text(db_stmt *st, int index, const char *text, size_t len)
 {
     int rc = check_index(st, index);
 
-    if (rc)
-        return rc;
-    if (!text)
-        return st->conn->backend->bind_null(st, index);
-    return st->conn->backend->bind_text(st, index, text, len);
+    if (rc == DB_OK && !text)
+        rc = st->conn->backend->bind_null(st, index);
+    else if (rc == DB_OK)
+        rc = st->conn->backend->bind_text(st, index, text, len);
+    return bind_result(st, rc);
 }
 
 int db_bind_str(db_stmt *st, int index, const char *text)
@@ -308,15 +345,21 @@ int db_bind_null(db_stmt *st, int index)
 {
     int rc = check_index(st, index);
 
-    return rc ? rc : st->conn->backend->bind_null(st, index);
+    if (rc == DB_OK)
+        rc = st->conn->backend->bind_null(st, index);
+    return bind_result(st, rc);
 }
 
 /* A finished statement stays finished until it is reset: SQLite would
- * run it again on the next step (an INSERT twice), PostgreSQL does not. */
+ * run it again on the next step (an INSERT twice), PostgreSQL does not.
+ * A failed bind is reported again (the connection may have recorded
+ * other errors since) and the statement is not run. */
 int db_step(db_stmt *st)
 {
     int rc;
 
+    if (st->bind_error)
+        return db_fail(st->conn, st->bind_error, "%s", st->bind_errmsg);
     if (st->done)
         return DB_DONE;
     rc = st->conn->backend->step(st);
@@ -331,6 +374,7 @@ void db_stmt_reset(db_stmt *st)
     st->conn->backend->reset(st);
     st->held = 0;
     st->done = 0;
+    clear_bind_error(st);
 }
 
 int db_col_is_null(db_stmt *st, int col)
@@ -633,8 +677,11 @@ db *db_pool_acquire(db_pool *pool)
     int slot;
 
     pthread_mutex_lock(&pool->lock);
-    while (pool->free_count == 0)
+    while (pool->free_count == 0) {
+        pool->waiting++;
         pthread_cond_wait(&pool->freed, &pool->lock);
+        pool->waiting--;
+    }
     slot = pool->free_slots[--pool->free_count];
     conn = pool->conns[slot];
     pthread_mutex_unlock(&pool->lock);

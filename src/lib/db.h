@@ -13,6 +13,10 @@
  *   while ((rc = db_step(st)) == DB_ROW) { ... db_col_text(st, 0) ... }
  *   db_stmt_reset(st);   // always, also after an error
  *
+ * A failed bind also sticks to its statement and is what the next
+ * db_step returns, so a caller may bind without checking every call and
+ * still never runs a statement with a value missing.
+ *
  * Results: DB_OK / DB_ROW / DB_DONE, or a negative enum db_result code.
  * db_errmsg() gives the last error text for logs only (never for clients).
  */
@@ -31,9 +35,14 @@ enum db_result {
     DB_ROW = 1,
     DB_DONE = 2,
     DB_ERROR = -1,       /* anything else: a bug or a corrupt database */
-    DB_CONSTRAINT = -2,  /* unique / foreign key / check violated */
+    DB_CONSTRAINT = -2,  /* foreign key / check / not null violated */
     DB_BUSY = -3,        /* locked past the busy timeout: retry later */
     DB_UNAVAILABLE = -4, /* connection lost, disk full, cannot open */
+    /* A unique or primary key already holds the value (SQLite's
+     * SQLITE_CONSTRAINT_UNIQUE / _PRIMARYKEY / _ROWID, PostgreSQL's
+     * SQLSTATE 23505): the one violation a caller can blame on its
+     * client's data. Every other violation is DB_CONSTRAINT. */
+    DB_DUPLICATE = -5,
 };
 
 enum db_kind { DB_KIND_SQLITE, DB_KIND_POSTGRES };
@@ -55,7 +64,8 @@ enum db_kind { DB_KIND_SQLITE, DB_KIND_POSTGRES };
  * SQL runs as written: $1..$n are PostgreSQL's own parameters, and a
  * parameter whose type the server cannot infer (first seen in
  * "$1 IS NULL") is taken as bigint, or text where bigint does not fit.
- * Text cannot hold a NUL byte there (binding one is DB_ERROR).
+ * Text cannot hold a NUL byte there, nor be longer than 1 GB - 1 byte
+ * (binding either is DB_ERROR).
  *
  * On failure *out is NULL and err says why (never echoing a password):
  * DB_UNAVAILABLE when the server cannot be reached, DB_ERROR for a bad
@@ -76,7 +86,14 @@ int db_exec(db *conn, const char *sql);
 db_stmt *db_prepare(db *conn, const char *sql);
 
 /* index is the n of $n (1-based); an index the SQL does not use is
- * ignored. Text is copied; NULL text binds SQL NULL. */
+ * ignored. Text is copied; NULL text binds SQL NULL.
+ *
+ * Each returns DB_OK or the error, which also sticks to the statement:
+ * db_step then returns the first failed bind's code (and db_errmsg its
+ * message) without running the statement, until db_stmt_reset or the
+ * next db_prepare. Binds fail on an index below 1, a text longer than
+ * the engine takes (SQLite's length limit, 1 GB by default), the
+ * engine running out of memory, and PostgreSQL's text rules above. */
 int db_bind_int64(db_stmt *st, int index, int64_t value);
 int db_bind_text(db_stmt *st, int index, const char *text, size_t len);
 int db_bind_null(db_stmt *st, int index);

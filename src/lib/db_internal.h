@@ -40,7 +40,8 @@ struct db_backend {
     /* Sets *impl to a new prepared statement, or calls db_fail. */
     int (*prepare)(db *conn, const char *sql, void **impl);
     void (*finalize)(db *conn, void *impl);
-    /* Binding an index the SQL does not use succeeds and does nothing. */
+    /* Binding an index the SQL does not use succeeds and does nothing.
+     * A failure calls db_fail; db.c keeps it on the statement. */
     int (*bind_int64)(db_stmt *st, int index, int64_t value);
     int (*bind_text)(db_stmt *st, int index, const char *text, size_t len);
     int (*bind_null)(db_stmt *st, int index);
@@ -78,6 +79,10 @@ struct db_stmt {
     uint64_t hash;
     int held;              /* between db_prepare and db_stmt_reset */
     int done;              /* a step returned DB_DONE since the reset */
+    /* The first failed bind since the reset (a negative db_result) and
+     * its message, owned: what the next db_step reports. */
+    int bind_error;
+    char *bind_errmsg;
     db_stmt *bucket_next;  /* hash chain */
     db_stmt *newer;        /* recency list, for eviction */
     db_stmt *older;
@@ -114,5 +119,9 @@ void db_put_err(char *err, size_t errlen, const char *fmt, ...)
 
 /* Statements currently cached on conn (for tests). */
 size_t db_stmt_cache_size(const db *conn);
+
+/* Threads blocked in db_pool_acquire waiting for a connection (for
+ * tests: proof that a thread is waiting, not merely slow to start). */
+int db_pool_waiting(db_pool *pool);
 
 #endif

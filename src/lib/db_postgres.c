@@ -53,6 +53,10 @@
 #define OID_BOOL 16
 #define OID_INT8 20
 #define OID_TEXT 25
+/* The longest text a parameter may have: PostgreSQL's limit for one
+ * value (1 GB - 1 byte). libpq measures a text parameter in an int, so
+ * a longer one would not even reach the server intact. */
+#define MAX_TEXT_LEN ((size_t)0x3fffffff)
 /* Parameters a statement may have; PostgreSQL's own limit is 65535. */
 #define MAX_PARAMS 65535
 /* Each round of prepare_typed declares one more parameter or changes
@@ -129,6 +133,8 @@ static int map_error(PGconn *pg, const PGresult *res)
 
     if (PQstatus(pg) == CONNECTION_BAD)
         return DB_UNAVAILABLE;
+    if (state_is(state, "23505")) /* unique_violation */
+        return DB_DUPLICATE;
     if (state_class(state, "23"))
         return DB_CONSTRAINT;
     if (state_is(state, "40001") || state_is(state, "40P01") ||
@@ -759,6 +765,12 @@ static int pg_bind_int64(db_stmt *st, int index, int64_t value)
 
 static int pg_bind_text(db_stmt *st, int index, const char *text, size_t len)
 {
+    /* Checked before the text is read. */
+    if (len > MAX_TEXT_LEN)
+        return db_fail(st->conn, DB_ERROR,
+                       "bind: text for $%d is %zu bytes, more than "
+                       "PostgreSQL's %zu",
+                       index, len, MAX_TEXT_LEN);
     /* Text parameters end at their first NUL, and PostgreSQL's text
      * cannot hold one anyway: refuse rather than store a cut value. */
     if (memchr(text, '\0', len))

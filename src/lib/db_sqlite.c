@@ -40,8 +40,13 @@ static sqlite3_stmt *stmt_of(const db_stmt *st)
     return st->impl;
 }
 
+/* rc may be an extended code: only those tell a duplicate key from the
+ * other violations (all plain SQLITE_CONSTRAINT). */
 static int map_code(int rc)
 {
+    if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY ||
+        rc == SQLITE_CONSTRAINT_ROWID)
+        return DB_DUPLICATE;
     switch (rc & 0xff) {
     case SQLITE_OK:
         return DB_OK;
@@ -68,10 +73,18 @@ static int map_code(int rc)
     }
 }
 
-/* Records SQLite's own message for a failed call on conn. */
+/* Records SQLite's own message for a failed call on conn. Calls answer
+ * primary codes (extended result codes are off), so the connection's
+ * extended code and message are taken when they are of this failure;
+ * a few refusals (a bind over 2 GB) never reach the connection, and
+ * then rc's generic text is all there is. */
 static int fail_sqlite(db *conn, int rc, const char *what)
 {
-    return db_fail(conn, map_code(rc), "%s: %s", what,
+    int ext = sqlite3_extended_errcode(handle_of(conn));
+
+    if ((ext & 0xff) != (rc & 0xff))
+        return db_fail(conn, map_code(rc), "%s: %s", what, sqlite3_errstr(rc));
+    return db_fail(conn, map_code(ext), "%s: %s", what,
                    sqlite3_errmsg(handle_of(conn)));
 }
 

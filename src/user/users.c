@@ -56,11 +56,12 @@ static int insert_user(db *conn, const void *item, struct jsonw *out, int64_t *i
                                    "VALUES ($1, $2, $3) RETURNING " USER_COLUMNS);
     if (!st)
         return DB_ERROR;
+    /* A failed bind is what create_returning's step returns. */
     db_bind_str(st, 1, u->name);
     db_bind_str(st, 2, u->email);
     db_bind_int64(st, 3, util_now_ms());
     int rc = create_returning(conn, st, write_user, out, id, err);
-    if (rc == DB_CONSTRAINT) /* the only unique key is the email */
+    if (rc == DB_DUPLICATE) /* the only unique key besides id is the email */
         api_error_set(err, 409, "conflict", "email", "a user with this email already exists");
     return rc;
 }

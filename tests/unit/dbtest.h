@@ -84,6 +84,7 @@ void test_param_order_and_reuse(void **state);
 void test_prepare_errors(void **state);
 void test_statement_cache(void **state);
 void test_constraints(void **state);
+void test_failed_bind_sticks(void **state);
 void test_transactions(void **state);
 void test_migrate(void **state);
 void test_migrate_empty(void **state);
@@ -100,6 +101,8 @@ void test_pool_blocks_and_cleans_up(void **state);
     cmocka_unit_test_setup_teardown(test_prepare_errors, setup, teardown),    \
     cmocka_unit_test_setup_teardown(test_statement_cache, setup, teardown),   \
     cmocka_unit_test_setup_teardown(test_constraints, setup, teardown),       \
+    cmocka_unit_test_setup_teardown(test_failed_bind_sticks, setup,           \
+                                    teardown),                                \
     cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),      \
     cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),           \
     cmocka_unit_test_setup_teardown(test_migrate_empty, setup, teardown),     \

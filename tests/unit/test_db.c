@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "db.h"
+#include "db_internal.h"
 #include "dbtest.h"
 #include "util.h"
 
@@ -151,6 +153,90 @@ static void test_missing_directory(void **state)
     assert_false(file_exists(path));
 }
 
+/* ---- failed binds ------------------------------------------------------- */
+
+/* The text a test binds, and room over the lowered limits below. */
+#define BIND_TEXT_LEN 4096
+/* Lowered length limit: BIND_TEXT_LEN is over it. */
+#define SMALL_LENGTH_LIMIT 1000
+/* Heap SQLite may still take beyond what it holds: less than the copy
+ * of BIND_TEXT_LEN bytes a bind makes. */
+#define HEAP_HEADROOM 1024
+
+static sqlite3 *handle_of(db *conn)
+{
+    return conn->impl;
+}
+
+/* Binds text of BIND_TEXT_LEN as $2 of an insert of id and checks that
+ * the bind fails, the step fails with it and nothing is stored. */
+static void insert_fails(db *conn, int64_t id, const char *text,
+                         const char *why)
+{
+    db_stmt *st = dbtest_prepare(conn, "INSERT INTO t (id, name) VALUES ($1, $2)");
+
+    assert_int_equal(db_bind_int64(st, 1, id), DB_OK);
+    assert_int_equal(db_bind_text(st, 2, text, BIND_TEXT_LEN), DB_ERROR);
+    assert_int_equal(db_step(st), DB_ERROR);
+    assert_non_null(strstr(db_errmsg(conn), why));
+    db_stmt_reset(st);
+}
+
+/* What the engine refuses while binding, SQLite's own way: a text over
+ * the connection's length limit, and its allocator failing (injected
+ * with the process-wide hard heap limit). The insert never stores a
+ * NULL in place of the value. */
+static void test_failed_binds_sqlite(void **state)
+{
+    db *conn = dbtest_open(state, 0, NULL);
+    char *text = xmalloc(BIND_TEXT_LEN);
+    db_stmt *st;
+
+    /* The shared test's huge text is over this build's limit. */
+    assert_true(sqlite3_limit(handle_of(conn), SQLITE_LIMIT_LENGTH, -1) <
+                0x40000001);
+    memset(text, 'a', BIND_TEXT_LEN);
+    dbtest_exec(conn, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)");
+
+    sqlite3_limit(handle_of(conn), SQLITE_LIMIT_LENGTH, SMALL_LENGTH_LIMIT);
+    insert_fails(conn, 1, text, "too big");
+    sqlite3_limit(handle_of(conn), SQLITE_LIMIT_LENGTH, 0x7fffffff);
+
+    assert_int_equal(sqlite3_hard_heap_limit64(sqlite3_memory_used() +
+                                               HEAP_HEADROOM),
+                     0);
+    insert_fails(conn, 2, text, "out of memory");
+    sqlite3_hard_heap_limit64(0); /* no limit */
+
+    assert_int_equal(dbtest_query_int(conn, "SELECT count(*) FROM t"), 0);
+    st = dbtest_prepare(conn, "INSERT INTO t (id, name) VALUES ($1, $2)");
+    assert_int_equal(db_bind_int64(st, 1, 3), DB_OK);
+    assert_int_equal(db_bind_text(st, 2, text, BIND_TEXT_LEN), DB_OK);
+    assert_int_equal(db_step(st), DB_DONE);
+    db_stmt_reset(st);
+    assert_int_equal(dbtest_query_int(conn, "SELECT length(name) FROM t"),
+                     BIND_TEXT_LEN);
+    free(text);
+    db_close(conn);
+}
+
+/* An INTEGER PRIMARY KEY is the rowid itself, not an index: taking one
+ * twice is a duplicate all the same; a trigger's refusal is not one. */
+static void test_rowid_duplicate(void **state)
+{
+    db *conn = dbtest_open(state, 0, NULL);
+
+    dbtest_exec(conn, "CREATE TABLE r (id INTEGER PRIMARY KEY, n INTEGER);"
+                      "CREATE TRIGGER r_no_seven BEFORE INSERT ON r "
+                      "WHEN NEW.n = 7 BEGIN SELECT RAISE(ABORT, 'no'); END;"
+                      "INSERT INTO r (id) VALUES (1)");
+    assert_int_equal(db_exec(conn, "INSERT INTO r (id) VALUES (1)"),
+                     DB_DUPLICATE);
+    assert_int_equal(db_exec(conn, "INSERT INTO r (id, n) VALUES (2, 7)"),
+                     DB_CONSTRAINT);
+    db_close(conn);
+}
+
 /* ---- locking ------------------------------------------------------------ */
 
 static void test_busy(void **state)
@@ -210,6 +296,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_directory,
                                         dbtest_setup_sqlite, dbtest_teardown),
         DBTEST_SHARED_TESTS(dbtest_setup_sqlite, dbtest_teardown),
+        cmocka_unit_test_setup_teardown(test_failed_binds_sqlite,
+                                        dbtest_setup_sqlite, dbtest_teardown),
+        cmocka_unit_test_setup_teardown(test_rowid_duplicate,
+                                        dbtest_setup_sqlite, dbtest_teardown),
         cmocka_unit_test_setup_teardown(test_busy, dbtest_setup_sqlite,
                                         dbtest_teardown),
         cmocka_unit_test_setup_teardown(test_advisory_locks,

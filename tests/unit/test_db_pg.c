@@ -16,7 +16,9 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <libpq-fe.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -378,7 +380,7 @@ static void check_user_service(db *conn)
     assert_true(ann > 0 && bob > ann);
     /* Emails are unique regardless of case. */
     assert_int_equal(db_begin(conn), DB_OK);
-    insert_user(conn, "Ann again", "ann@EXAMPLE.com", DB_CONSTRAINT);
+    insert_user(conn, "Ann again", "ann@EXAMPLE.com", DB_DUPLICATE);
     assert_int_equal(db_rollback(conn), DB_OK);
 
     /* No filter, then each filter (a NULL-typed $n in both shapes). */
@@ -789,8 +791,10 @@ static void test_advisory_locks(void **state)
 /* ---- reconnecting ------------------------------------------------------- */
 
 /* Terminates the backend pid from another connection and waits until it
- * is gone, and a moment more: the process leaves pg_stat_activity just
- * before it exits and its socket closes. */
+ * is gone: out of pg_stat_activity, which it leaves just before it
+ * exits, and then out of the process table, which closes its socket.
+ * The server runs on this machine (TEST_PG_URL is a private cluster), so
+ * its pids are ours to look at; kill(pid, 0) sends nothing. */
 static void terminate_backend(db *admin, int64_t pid)
 {
     db_stmt *st = dbtest_prepare(admin, "SELECT pg_terminate_backend($1)");
@@ -813,7 +817,11 @@ static void terminate_backend(db *admin, int64_t pid)
             fail_msg("backend %lld still there", (long long)pid);
         usleep(10 * 1000);
     }
-    usleep(100 * 1000);
+    while (kill((pid_t)pid, 0) == 0 || errno != ESRCH) {
+        if (util_monotonic_ns() > deadline)
+            fail_msg("backend process %lld has not exited", (long long)pid);
+        usleep(10 * 1000);
+    }
 }
 
 static void test_reconnect_after_terminate(void **state)

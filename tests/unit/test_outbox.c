@@ -31,8 +31,18 @@
 #define TEXT_MAX 256
 #define HEARTBEAT_S 10
 #define DELIVERY_TIMEOUT_MS 5000
-#define QUIET_MS 500
 #define WAIT_MARKED_MS 5000
+/* Bound on waiting for the relay to reach a state (a log line, a gauge
+ * value), and the pause between looks. */
+#define WAIT_STATE_MS 10000
+#define POLL_MS 20
+/* Connection attempts the broker-down test waits for: after the sixth
+ * failure the relay backs off 2.56..3.2 s, longer than STOP_MAX_MS, so a
+ * stop that waited the backoff out would show. */
+#define DOWN_ATTEMPTS 6
+#define LOG_TEXT_MAX 65536
+/* Value of the pending gauge that the relay never sets. */
+#define PENDING_UNSET (-1)
 /* Stopping must not wait out a backoff (up to 5 s) or a poll interval. */
 #define STOP_MAX_MS 1500
 #define OCCURRED_AT 1743675300000LL /* 2025-04-03T10:15:00.000Z */
@@ -204,6 +214,18 @@ static size_t read_rows(db *conn, struct stored *rows, size_t max)
     return n;
 }
 
+static int64_t query_int(db *conn, const char *sql)
+{
+    db_stmt *st = db_prepare(conn, sql);
+    int64_t v;
+
+    assert_non_null(st);
+    assert_int_equal(db_step(st), DB_ROW);
+    v = db_col_int64(st, 0);
+    db_stmt_reset(st);
+    return v;
+}
+
 static size_t count_published(db *conn)
 {
     struct stored rows[MAX_EVENTS];
@@ -268,15 +290,107 @@ static void expect_delivery(struct fixture *f, const struct stored *row,
     mq_delivery_free(&d);
 }
 
-static void expect_quiet(struct fixture *f)
+/* Publishes a marker straight into our queue (not through the relay) and
+ * checks it is the next delivery: whatever the relay must not have sent
+ * would have been queued before it. */
+static void expect_only_marker(struct fixture *f)
 {
+    char err[ERR_MAX];
+    char id[TEXT_MAX];
     struct mq_delivery d;
-    int rc = mq_next_delivery(f->sub, QUIET_MS, &d);
-    if (rc == MQ_OK) {
-        fprintf(stderr, "unexpected delivery: %s\n", (char *)d.body);
-        mq_delivery_free(&d);
-    }
-    assert_int_equal(rc, MQ_TIMEOUT);
+    mq *m;
+
+    snprintf(id, sizeof(id), "%s-marker-%lld", run_prefix,
+             (long long)util_monotonic_ns());
+    m = mq_open(amqp_url, "test_outbox-marker", HEARTBEAT_S, err, sizeof(err));
+    assert_non_null(m);
+    assert_int_equal(mq_confirm_select(m), MQ_OK);
+    assert_int_equal(mq_publish(m, &(struct mq_message){.exchange = "",
+                                                        .routing_key = queue,
+                                                        .body = "{}",
+                                                        .body_len = 2,
+                                                        .message_id = id}),
+                     MQ_OK);
+    assert_int_equal(mq_wait_confirms(m, DELIVERY_TIMEOUT_MS), MQ_OK);
+    mq_close(m);
+    assert_int_equal(mq_next_delivery(f->sub, DELIVERY_TIMEOUT_MS, &d), MQ_OK);
+    if (!d.message_id || strcmp(d.message_id, id) != 0)
+        fprintf(stderr, "unexpected delivery before the marker: %s\n",
+                (char *)d.body);
+    assert_non_null(d.message_id);
+    assert_string_equal(d.message_id, id);
+    assert_int_equal(mq_ack(f->sub, d.tag, 0), MQ_OK);
+    mq_delivery_free(&d);
+}
+
+/* The outbox_pending gauge as /metrics shows it. */
+static int64_t pending_gauge(void)
+{
+    static const char name[] = "\noutbox_pending ";
+    size_t len;
+    char *text = metrics_render(&len);
+    const char *at = strstr(text, name);
+    int64_t v;
+
+    assert_non_null(at);
+    v = strtoll(at + strlen(name), NULL, 10);
+    free(text);
+    return v;
+}
+
+/* stderr sent to a file of the test's directory while the relay logs. */
+struct capture {
+    int fd;
+    int saved;
+};
+
+static void capture_start(struct fixture *f, struct capture *c)
+{
+    char path[TEXT_MAX + 16];
+
+    snprintf(path, sizeof(path), "%s/stderr.log", f->dir);
+    c->fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
+    assert_true(c->fd >= 0);
+    c->saved = dup(STDERR_FILENO);
+    assert_true(c->saved >= 0);
+    assert_true(dup2(c->fd, STDERR_FILENO) >= 0);
+}
+
+/* What was logged so far, NUL-terminated in buf. */
+static const char *capture_text(struct capture *c, char *buf, size_t size)
+{
+    ssize_t len = pread(c->fd, buf, size - 1, 0);
+
+    assert_true(len >= 0);
+    buf[len] = '\0';
+    return buf;
+}
+
+static int count_lines_with(const char *text, const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = strstr(text, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* Waits until at least n log lines hold needle. */
+static void wait_logged(struct capture *c, const char *needle, int n)
+{
+    static char text[LOG_TEXT_MAX];
+    int64_t deadline = util_monotonic_ns() + WAIT_STATE_MS * 1000000LL;
+
+    while (count_lines_with(capture_text(c, text, sizeof(text)), needle) < n &&
+           util_monotonic_ns() < deadline)
+        usleep(POLL_MS * 1000);
+    assert_true(count_lines_with(capture_text(c, text, sizeof(text)), needle) >= n);
+}
+
+static void capture_stop(struct capture *c)
+{
+    dup2(c->saved, STDERR_FILENO);
+    close(c->saved);
 }
 
 /* ---- schema and append ---- */
@@ -378,7 +492,15 @@ static void test_relay_publishes_in_order(void **state)
     expect_delivery(f, &rows[4], "req-3");
     wait_published(f->db, 5);
     assert_true(outbox_relay_connected(r));
-    expect_quiet(f);
+    /* Nothing was sent twice: a later event, which the relay sends after
+     * anything it still had to send, is the next delivery. */
+    assert_int_equal(db_begin(f->db), DB_OK);
+    append(f->db, type_created, "{\"n\":6}", "req-4", OCCURRED_AT);
+    assert_int_equal(db_commit(f->db), DB_OK);
+    outbox_relay_wake(r);
+    assert_int_equal(read_rows(f->db, rows, MAX_EVENTS), 6);
+    expect_delivery(f, &rows[5], "req-4");
+    wait_published(f->db, 6);
     stop_relay_promptly(r);
 
     {
@@ -397,12 +519,20 @@ static void test_relay_wakes_at_once(void **state)
     int64_t start;
     outbox_relay *r;
 
-    /* A poll interval far longer than the test: only a wake-up helps. */
+    /* A poll interval far longer than the test: only a wake-up helps.
+     * The relay sets the pending gauge to 0 when it finds the table
+     * empty, right before it waits: once the gauge is back from a value
+     * the relay never sets, an event committed now is not found by that
+     * first look, and only the wake-up can make it go out at once. */
+    metrics_gauge_set("outbox_pending", NULL, PENDING_UNSET);
     r = start_relay(f, amqp_url, 10, 60000);
-    for (int i = 0; i < 50 && !outbox_relay_connected(r); i++)
-        usleep(20000);
+    {
+        int64_t deadline = util_monotonic_ns() + WAIT_STATE_MS * 1000000LL;
+        while (pending_gauge() != 0 && util_monotonic_ns() < deadline)
+            usleep(POLL_MS * 1000);
+    }
+    assert_int_equal(pending_gauge(), 0);
     assert_true(outbox_relay_connected(r));
-    usleep(100000); /* let it find the table empty and go idle */
 
     assert_int_equal(db_begin(f->db), DB_OK);
     append(f->db, type_created, "{\"woken\":true}", "req-9", OCCURRED_AT);
@@ -425,7 +555,10 @@ static void test_relay_retries_returned_events_in_order(void **state)
     struct fixture *f = *state;
     struct stored rows[MAX_EVENTS];
     char err[ERR_MAX];
+    char not_confirmed[TEXT_MAX];
+    struct capture log;
     outbox_relay *r;
+    int copies = 0;
     mq *m;
 
     assert_int_equal(db_begin(f->db), DB_OK);
@@ -434,29 +567,26 @@ static void test_relay_retries_returned_events_in_order(void **state)
     assert_int_equal(db_commit(f->db), DB_OK);
     assert_int_equal(read_rows(f->db, rows, MAX_EVENTS), 2);
 
+    /* The relay says it did not mark the batch once it has decided so;
+     * only after that does "nothing marked" prove anything. */
+    snprintf(not_confirmed, sizeof(not_confirmed),
+             "batch from seq %lld not confirmed (rejected)",
+             (long long)query_int(f->db, "SELECT min(seq) FROM outbox"));
+    capture_start(f, &log);
     r = start_relay(f, amqp_url, 10, 200);
-    usleep(QUIET_MS * 1000 * 2);
+    wait_logged(&log, not_confirmed, 1);
+    capture_stop(&log);
+    close(log.fd);
     assert_int_equal(count_published(f->db), 0);
-    /* The first attempt sent both and the second was routed (at least
-     * once); after that the relay retries the first alone. */
-    {
-        struct mq_delivery d;
-        int copies = 0;
-        while (mq_next_delivery(f->sub, QUIET_MS, &d) == MQ_OK) {
-            assert_string_equal(d.message_id, rows[1].event_id);
-            mq_ack(f->sub, d.tag, 0);
-            mq_delivery_free(&d);
-            copies++;
-        }
-        assert_in_range(copies, 0, 1);
-    }
 
     m = mq_open(amqp_url, "test_outbox-bind", HEARTBEAT_S, err, sizeof(err));
     assert_non_null(m);
     assert_int_equal(mq_bind_queue(m, queue, MQ_EXCHANGE, type_unbound), MQ_OK);
 
-    /* A copy of the second may still be on its way from the first
-     * attempt; after it, the first event and then the second. */
+    /* The first attempt sent both and the second was routed; after that
+     * the relay retries the first alone. So before the first event
+     * arrives (the marker) there is at most that one copy of the second;
+     * after it, the second again. */
     for (;;) {
         struct mq_delivery d;
         assert_int_equal(mq_next_delivery(f->sub, DELIVERY_TIMEOUT_MS * 2, &d),
@@ -470,7 +600,9 @@ static void test_relay_retries_returned_events_in_order(void **state)
         assert_string_equal(d.message_id, rows[1].event_id);
         mq_ack(f->sub, d.tag, 0);
         mq_delivery_free(&d);
+        copies++;
     }
+    assert_in_range(copies, 0, 1);
     expect_delivery(f, &rows[1], NULL);
     wait_published(f->db, 2);
     stop_relay_promptly(r);
@@ -482,42 +614,36 @@ static void test_relay_retries_returned_events_in_order(void **state)
  * in the middle of a backoff. */
 static void test_relay_broker_down(void **state)
 {
+    static char logtext[LOG_TEXT_MAX];
     struct fixture *f = *state;
-    char logpath[TEXT_MAX + 16];
-    char logtext[8192];
     char url[TEXT_MAX];
+    struct capture log;
     outbox_relay *r;
-    int saved, fd;
-    ssize_t len;
 
     assert_int_equal(db_begin(f->db), DB_OK);
     append(f->db, type_created, "{\"down\":true}", NULL, OCCURRED_AT);
     assert_int_equal(db_commit(f->db), DB_OK);
 
-    snprintf(logpath, sizeof(logpath), "%s/stderr.log", f->dir);
-    fd = open(logpath, O_CREAT | O_TRUNC | O_RDWR, 0600);
-    assert_true(fd >= 0);
-    saved = dup(STDERR_FILENO);
-    dup2(fd, STDERR_FILENO);
-
+    /* At debug level every attempt is logged, so the test can wait for
+     * the attempts themselves (backoffs of 100, 200, 400, ... ms). */
+    log_init("test_outbox", LOG_LVL_DEBUG);
+    capture_start(f, &log);
     snprintf(url, sizeof(url), "amqp://guest:%s@127.0.0.1:1/", SECRET);
     r = start_relay(f, url, 10, 100);
-    usleep(1600000); /* several attempts: 100, 200, 400, 800 ms apart */
+    wait_logged(&log, "outbox relay: cannot connect", DOWN_ATTEMPTS);
     assert_false(outbox_relay_connected(r));
-    stop_relay_promptly(r);
+    stop_relay_promptly(r); /* in the middle of a backoff over STOP_MAX_MS */
+    capture_stop(&log);
+    log_init("test_outbox", LOG_LVL_INFO);
 
-    dup2(saved, STDERR_FILENO);
-    close(saved);
-    len = pread(fd, logtext, sizeof(logtext) - 1, 0);
-    close(fd);
-    assert_true(len > 0);
-    logtext[len] = '\0';
-    assert_non_null(strstr(logtext, "cannot connect"));
+    capture_text(&log, logtext, sizeof(logtext));
+    close(log.fd);
     assert_non_null(strstr(logtext, "***"));
     assert_null(strstr(logtext, SECRET));
 
     assert_int_equal(count_published(f->db), 0);
-    expect_quiet(f);
+    /* It published nothing to the real broker either. */
+    expect_only_marker(f);
 }
 
 static void test_relay_start_fails_on_bad_database(void **state)
