@@ -37,34 +37,37 @@ port_in_use() {
 }
 
 reserve_port() { # VAR [COUNT]: COUNT consecutive ports, VAR the first
-    local var=$1 count=${2:-1} range low high base port try i ok fds
-    range=$(/usr/bin/python3 "$LIB_DIR/ports.py" range) || die "no port range"
-    low=${range% *}
-    high=${range#* }
+    # Locals are prefixed: printf -v below must reach the caller's VAR,
+    # even when the caller named it like one of ours.
+    local _rp_var=$1 _rp_count=${2:-1} _rp_range _rp_low _rp_high _rp_base _rp_port
+    local _rp_try _rp_i _rp_ok _rp_fd _rp_fds
+    _rp_range=$(/usr/bin/python3 "$LIB_DIR/ports.py" range) || die "no port range"
+    _rp_low=${_rp_range% *}
+    _rp_high=${_rp_range#* }
     mkdir -p "$LIB_PORT_DIR"
     chmod 1777 "$LIB_PORT_DIR" 2>/dev/null || true
-    for ((try = 0; try < LIB_PORT_TRIES; try++)); do
-        base=$((low + (RANDOM * 32768 + RANDOM) % (high - low + 2 - count)))
-        ok=1
-        fds=()
-        for ((i = 0; i < count; i++)); do
-            port=$((base + i))
-            exec {fd}>>"$LIB_PORT_DIR/$port" || { ok=0; break; }
-            fds+=("$fd")
-            if ! flock -n "$fd" || ! port_free "$port"; then
-                ok=0
+    for ((_rp_try = 0; _rp_try < LIB_PORT_TRIES; _rp_try++)); do
+        _rp_base=$((_rp_low + (RANDOM * 32768 + RANDOM) % (_rp_high - _rp_low + 2 - _rp_count)))
+        _rp_ok=1
+        _rp_fds=()
+        for ((_rp_i = 0; _rp_i < _rp_count; _rp_i++)); do
+            _rp_port=$((_rp_base + _rp_i))
+            exec {_rp_fd}>>"$LIB_PORT_DIR/$_rp_port" || { _rp_ok=0; break; }
+            _rp_fds+=("$_rp_fd")
+            if ! flock -n "$_rp_fd" || ! port_free "$_rp_port"; then
+                _rp_ok=0
                 break
             fi
         done
-        if [ "$ok" = 1 ]; then
-            printf -v "$var" '%s' "$base"
+        if [ "$_rp_ok" = 1 ]; then
+            printf -v "$_rp_var" '%s' "$_rp_base"
             return 0
         fi
-        for fd in "${fds[@]}"; do
-            exec {fd}>&-
+        for _rp_fd in "${_rp_fds[@]}"; do
+            exec {_rp_fd}>&-
         done
     done
-    die "no $count free port(s) in $low..$high after $LIB_PORT_TRIES tries"
+    die "no $_rp_count free port(s) in $_rp_low..$_rp_high after $LIB_PORT_TRIES tries"
 }
 
 # Sets VAR to PORT when nothing listens there, else to a reserved port.
