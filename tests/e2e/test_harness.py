@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pika
 import pytest
 
-from harness import Broker, bin_dir, shared_postgres, _pid_alive
+from harness import Broker, bin_dir, reserve_port, shared_postgres, _pid_alive
 from helpers import Tap, get_message, http, publish, queue_depth, wait_until
 
 
@@ -110,7 +110,8 @@ def test_http_helper():
         def log_message(self, *a):
             pass
 
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    res = reserve_port()
+    srv = ThreadingHTTPServer(("127.0.0.1", res.port), Handler)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     try:
@@ -124,6 +125,7 @@ def test_http_helper():
     finally:
         srv.shutdown()
         srv.server_close()
+        res.release()
 
 
 @pytest.mark.skipif(not (bin_dir() / "user-service").exists(),
