@@ -7,7 +7,7 @@ BUILD ?= build/release
 CC ?= cc
 CSTD := -std=c17 -D_GNU_SOURCE
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-PKGS := libmicrohttpd jansson librabbitmq sqlite3 uuid libpq
+PKGS := libmicrohttpd jansson librabbitmq sqlite3 uuid libpq nettle
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 ifeq ($(SAN),1)
@@ -60,6 +60,7 @@ $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 UNIT_EXTRA_test_event := $(BUILD)/src/invoice/event.o
 UNIT_EXTRA_test_outbox := $(BUILD)/tests/unit/testutil.o
 UNIT_EXTRA_test_db := $(BUILD)/tests/unit/dbtest.o $(BUILD)/tests/unit/testutil.o
+UNIT_EXTRA_test_idempotency := $(UNIT_EXTRA_test_db)
 UNIT_EXTRA_test_db_pg := $(UNIT_EXTRA_test_db) \
 	$(SERVICES:%=$(BUILD)/src/%/schema.o)
 # test_users: the user insert's error answers, on both backends.

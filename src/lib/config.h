@@ -33,6 +33,7 @@ struct config {
     int relay_batch;         /* outbox rows per confirmed batch */
     int consumer_prefetch;   /* basic.qos for the invoice consumer */
     int consumer_batch;      /* deliveries per transaction */
+    int idempotency_ttl_s;   /* writers: Idempotency-Key kept at least this */
 };
 
 /* default_port and service name differ per service. */

@@ -20,7 +20,7 @@
 #include "util.h"
 
 #define REQUEST_ID_MAX 128
-#define MAX_EXTRA_HEADERS 4
+#define MAX_EXTRA_HEADERS 8
 #define HEADER_VALUE_MAX 256
 #define MAX_PATH_SEGMENTS 8
 #define INITIAL_BODY_CAP 1024
@@ -31,7 +31,8 @@
 #define METRIC_TIMED_OUT "http_connections_timed_out_total"
 #define CONTENT_TYPE_JSON "application/json; charset=utf-8"
 #define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
-#define CORS_ALLOW_HEADERS "Content-Type, X-Request-Id"
+#define CORS_ALLOW_HEADERS "Content-Type, X-Request-Id, Idempotency-Key"
+#define CORS_EXPOSE_HEADERS "Location, X-Request-Id, Idempotent-Replayed, Retry-After"
 #define CORS_MAX_AGE "86400"
 
 /* One TCP connection, from MHD's "started" notification to its "closed"
@@ -87,6 +88,7 @@ struct http_request {
     const struct http_route *route; /* NULL until matched */
     const char *route_label;        /* for metrics: a pattern, never raw input */
     const char *method_label;
+    char *path; /* as requested (decoded), for handlers */
     int64_t path_id;
     int64_t start_ns;
     char request_id[REQUEST_ID_MAX + 1];
@@ -352,6 +354,11 @@ void http_reply(http_request *req, int status, struct jsonw *w)
     set_reply(req, status, body, len, CONTENT_TYPE_JSON);
 }
 
+void http_reply_json(http_request *req, int status, char *body, size_t len)
+{
+    set_reply(req, status, body, len, CONTENT_TYPE_JSON);
+}
+
 void http_reply_error(http_request *req, const struct api_error *err)
 {
     struct jsonw w;
@@ -385,7 +392,7 @@ static enum MHD_Result queue_reply(http_request *req)
     if (req->reply_type)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->reply_type);
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
-    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Location, X-Request-Id");
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);
     MHD_add_response_header(resp, "X-Request-Id", req->request_id);
     if (atomic_load(&req->srv->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -637,6 +644,7 @@ static void begin_request(http_request *req, const char *url, const char *method
         generate_request_id(req->request_id);
 
     req->method_label = method_label(method);
+    req->path = xstrdup(url);
     req->route_label = "not_found";
     req->next = NEXT_HANDLER;
     api_error_clear(&req->error);
@@ -834,6 +842,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     free(req->body);
     free(req->params);
     free(req->reply_body);
+    free(req->path);
     free(req);
     *con_cls = NULL;
     pthread_mutex_lock(&srv->flight_lock);
@@ -973,9 +982,46 @@ void http_resume(http_request *req)
 /* ------------------------------------------------------ request access */
 
 const char *http_request_id(const http_request *req) { return req->request_id; }
+const char *http_method(const http_request *req) { return req->method_label; }
+const char *http_path(const http_request *req) { return req->path; }
 const void *http_route_data(const http_request *req) { return req->route->data; }
 int64_t http_path_id(const http_request *req) { return req->path_id; }
 json_t *http_body(const http_request *req) { return req->json; }
+
+const char *http_raw_body(const http_request *req, size_t *len)
+{
+    *len = req->body_len;
+    return req->body ? req->body : "";
+}
+
+struct header_count {
+    const char *name;
+    int count;
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    struct header_count *hc = cls;
+    (void)kind;
+    (void)value;
+    if (key && strcasecmp(key, hc->name) == 0)
+        hc->count++;
+    return MHD_YES;
+}
+
+int http_header(const http_request *req, const char *name, const char **value, size_t *len)
+{
+    struct header_count hc = {name, 0};
+
+    *value = NULL;
+    *len = 0;
+    if (MHD_lookup_connection_value_n(req->conn, MHD_HEADER_KIND, name, strlen(name), value,
+                                      len) != MHD_YES)
+        return 0;
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &hc);
+    return hc.count > 0 ? hc.count : 1;
+}
 
 int http_refuse_query(http_request *req)
 {

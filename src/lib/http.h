@@ -66,6 +66,16 @@ void http_server_stop(http_server *srv);
 /* ---- for handlers ---- */
 
 const char *http_request_id(const http_request *req);
+/* "GET", "POST", ... and the path as requested, %-escapes decoded. */
+const char *http_method(const http_request *req);
+const char *http_path(const http_request *req);
+/* The body of a POST as it arrived (de-chunked), *len bytes; "" when
+ * there was none. */
+const char *http_raw_body(const http_request *req, size_t *len);
+/* A request header (name case-insensitive): returns how many times it
+ * came (0 when absent), with the first one's value and its length in
+ * bytes (a value may hold bytes a C string would cut short). */
+int http_header(const http_request *req, const char *name, const char **value, size_t *len);
 /* The data of the route that matched (struct http_route). */
 const void *http_route_data(const http_request *req);
 /* The {id} of the path (0 when the route has none). */
@@ -83,6 +93,9 @@ int http_refuse_query(http_request *req);
 void http_add_header(http_request *req, const char *name, const char *value);
 /* Answers with w's JSON (the buffer is taken over; w is left empty). */
 void http_reply(http_request *req, int status, struct jsonw *w);
+/* Answers with serialized JSON; body (malloc'd, or NULL when len is 0) is
+ * taken over. */
+void http_reply_json(http_request *req, int status, char *body, size_t len);
 void http_reply_error(http_request *req, const struct api_error *err);
 
 /* For a handler whose work finishes on another thread (the group-commit
