@@ -16,7 +16,7 @@
 #define DEFAULT_BIND "127.0.0.1"
 #define DEFAULT_AMQP_URL "amqp://guest:guest@127.0.0.1:5672/"
 #define DEFAULT_BODY_LIMIT (1024 * 1024)
-#define DEFAULT_IDEMPOTENCY_TTL_S 86400 /* API.md: keys live 24 hours at least */
+#define DEFAULT_IDEMPOTENCY_TTL_S 86400 /* docs/api.md 8.1: keys live 24 hours at least */
 #define MAX_IDEMPOTENCY_TTL_S (366L * 86400)
 
 enum opt_kind { OPT_INT, OPT_SIZE, OPT_STRING, OPT_LEVEL, OPT_QUEUE_TYPE };

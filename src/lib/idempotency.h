@@ -1,5 +1,5 @@
 /*
- * idempotency: the Idempotency-Key header of a create (API.md
+ * idempotency: the Idempotency-Key header of a create (docs/api.md
  * "Idempotent creates", after the IETF idempotency-key draft).
  *
  * A POST may carry a key (1..IDEMPOTENCY_KEY_MAX printable ASCII bytes).

@@ -1,4 +1,4 @@
-"""API.md "Idempotent creates: Idempotency-Key", on the POSTs of the
+"""docs/api.md 8.1 "Idempotent creates: Idempotency-Key", on the POSTs of the
 user-service and the order-service, on SQLite and (TEST_DB=postgres) on
 PostgreSQL.
 
@@ -77,7 +77,7 @@ def assert_error(resp, status, code):
     assert resp.status == status, describe(resp)
     err = resp.json["error"]
     assert err["status"] == status and err["code"] == code, resp.json
-    assert "field" not in err, resp.json  # API.md: these carry no field
+    assert "field" not in err, resp.json  # docs/api.md 8.1: these carry no field
     assert "index" not in err, resp.json
 
 
