@@ -58,6 +58,8 @@ static const struct option_def options[] = {
      "consumer basic.qos prefetch (default 500)"},
     {"consumer-batch", "CONSUMER_BATCH", OPT_INT, FIELD(consumer_batch), 1, 10000,
      "deliveries applied per transaction (default 200)"},
+    {"consistency-key", "CONSISTENCY_KEY", OPT_STRING, FIELD(consistency_key), 0, 0,
+     "secret signing X-Consistency-Token; the same on every service"},
 };
 
 static void usage(const struct config *cfg, FILE *out)
@@ -193,5 +195,7 @@ void config_free(struct config *cfg)
     free(cfg->database_url);
     free(cfg->amqp_url);
     free(cfg->queue_type);
+    free(cfg->consistency_key);
+    cfg->consistency_key = NULL;
     cfg->bind = cfg->database_url = cfg->amqp_url = cfg->queue_type = NULL;
 }

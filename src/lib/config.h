@@ -33,6 +33,7 @@ struct config {
     int relay_batch;         /* outbox rows per confirmed batch */
     int consumer_prefetch;   /* basic.qos for the invoice consumer */
     int consumer_batch;      /* deliveries per transaction */
+    char *consistency_key;   /* signs consistency tokens; NULL: built-in */
 };
 
 /* default_port and service name differ per service. */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "body.h"
+#include "ctoken.h"
 #include "groupcommit.h"
 #include "log.h"
 #include "outbox.h"
@@ -21,6 +22,8 @@ struct create_job {
     int is_batch;
     struct jsonw answer;
     int64_t first_id;
+    int64_t *seqs;  /* the outbox seq of each item's event */
+    char *token;    /* X-Consistency-Token of a committed create */
     struct api_error err;
 };
 
@@ -64,7 +67,7 @@ static int write_items(db *conn, struct groupcommit_job *gc_job)
                 .correlation_id = request_id,
                 .occurred_at_ms = util_now_ms(),
             };
-            rc = outbox_append(conn, job->service->cfg->service, &ev);
+            rc = outbox_append_seq(conn, job->service->cfg->service, &ev, &job->seqs[i]);
             if (rc != DB_OK)
                 service_db_error(rc, &job->err);
         }
@@ -80,6 +83,10 @@ static int write_items(db *conn, struct groupcommit_job *gc_job)
     }
     if (job->is_batch)
         jsonw_array_end(&job->answer);
+    free(job->token);
+    job->token = rc == DB_OK ? ctoken_encode(job->service->cfg->service, job->seqs, job->count,
+                                             job->service->cfg->consistency_key)
+                             : NULL;
     jsonw_free(&obj);
     return rc;
 }
@@ -87,6 +94,8 @@ static int write_items(db *conn, struct groupcommit_job *gc_job)
 static void free_job(struct create_job *job)
 {
     free(job->items);
+    free(job->seqs);
+    free(job->token);
     jsonw_free(&job->answer);
     free(job);
 }
@@ -105,6 +114,8 @@ static void answer(struct groupcommit_job *gc_job, int rc)
                      (long long)job->first_id);
             http_add_header(req, "Location", location);
         }
+        if (job->token)
+            http_add_header(req, "X-Consistency-Token", job->token);
         http_reply(req, 201, &job->answer);
     } else {
         /* The job's own error (409, 422), or the group's commit failure. */
@@ -134,6 +145,7 @@ void create_handle(http_request *req, void *app)
     if (body_items(body, BODY_MAX_ITEMS, &job->count, &job->is_batch, &job->err) != 0)
         goto invalid;
     job->items = xcalloc(job->count, spec->item_size);
+    job->seqs = xcalloc(job->count, sizeof(*job->seqs));
     if (parse_all(body, spec, job->count, job->is_batch, job->items, &job->err) != 0)
         goto invalid;
 

@@ -20,8 +20,7 @@
 #include "util.h"
 
 #define REQUEST_ID_MAX 128
-#define MAX_EXTRA_HEADERS 4
-#define HEADER_VALUE_MAX 256
+#define MAX_EXTRA_HEADERS 8
 #define MAX_PATH_SEGMENTS 8
 #define INITIAL_BODY_CAP 1024
 #define DISCARD_MAX_FACTOR 16 /* bytes read and dropped, in body limits */
@@ -77,7 +76,7 @@ struct http_server {
 
 struct extra_header {
     char name[32];
-    char value[HEADER_VALUE_MAX];
+    char *value; /* owned; a consistency token may be long */
 };
 
 struct http_request {
@@ -333,7 +332,7 @@ void http_add_header(http_request *req, const char *name, const char *value)
         return;
     struct extra_header *h = &req->headers[req->header_count++];
     util_strlcpy(h->name, name, sizeof(h->name));
-    util_strlcpy(h->value, value, sizeof(h->value));
+    h->value = xstrdup(value);
 }
 
 static void set_reply(http_request *req, int status, char *body, size_t len, const char *type)
@@ -385,7 +384,8 @@ static enum MHD_Result queue_reply(http_request *req)
     if (req->reply_type)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->reply_type);
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
-    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Location, X-Request-Id");
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                            "Location, X-Request-Id, X-Consistency-Token, Retry-After");
     MHD_add_response_header(resp, "X-Request-Id", req->request_id);
     if (atomic_load(&req->srv->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -833,6 +833,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     json_decref(req->json);
     free(req->body);
     free(req->params);
+    for (int i = 0; i < req->header_count; i++)
+        free(req->headers[i].value);
     free(req->reply_body);
     free(req);
     *con_cls = NULL;
@@ -987,6 +989,21 @@ int http_refuse_query(http_request *req)
                   "unknown query parameter; this endpoint takes none");
     http_reply_error(req, &err);
     return 1;
+}
+
+void http_query_drop(http_request *req, const char *key)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < req->param_count; i++)
+        if (strcmp(req->params[i].key, key) != 0)
+            req->params[kept++] = req->params[i];
+    req->param_count = kept;
+}
+
+int http_draining(const http_request *req)
+{
+    return atomic_load(&req->srv->draining);
 }
 
 void http_query(const http_request *req, const struct query_param **params, size_t *count)
