@@ -147,20 +147,19 @@ static int take_consistency(http_request *req, const char *key, struct ctoken **
     http_query(req, &params, &count);
     for (size_t i = 0; i < count; i++) {
         if (strcmp(params[i].key, "wait_ms") == 0) {
-            if (has_wait || !params[i].value ||
-                listq_parse_uint(params[i].value, wait_ms) != 0 || *wait_ms > WAIT_MS_MAX)
+            if (has_wait || !params[i].value || listq_parse_uint(params[i].value, wait_ms) != 0 ||
+                *wait_ms > WAIT_MS_MAX)
                 goto bad_wait;
             has_wait = 1;
         } else if (strcmp(params[i].key, "consistent_with") == 0) {
             if (n == MAX_TOKENS) {
-                api_error_set(err, 400, "invalid_query", NULL,
-                              "at most %d consistent_with tokens", MAX_TOKENS);
+                api_error_set(err, 400, "invalid_query", NULL, "at most %d consistent_with tokens",
+                              MAX_TOKENS);
                 goto fail;
             }
             if (!*tokens)
                 *tokens = xcalloc(MAX_TOKENS, sizeof(**tokens));
-            if (!params[i].value ||
-                ctoken_decode(params[i].value, key, &(*tokens)[n]) != 0) {
+            if (!params[i].value || ctoken_decode(params[i].value, key, &(*tokens)[n]) != 0) {
                 api_error_set(err, 400, "invalid_query", NULL,
                               "consistent_with is not a token this system issued; allowed: %s",
                               allowed_consistency);
@@ -178,8 +177,7 @@ static int take_consistency(http_request *req, const char *key, struct ctoken **
     http_query_drop(req, "wait_ms");
     return (int)n;
 bad_wait:
-    api_error_set(err, 400, "invalid_query", NULL, "wait_ms must be an integer 0..%d",
-                  WAIT_MS_MAX);
+    api_error_set(err, 400, "invalid_query", NULL, "wait_ms must be an integer 0..%d", WAIT_MS_MAX);
 fail:
     for (size_t i = 0; i < n; i++)
         ctoken_free(&(*tokens)[i]);

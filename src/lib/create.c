@@ -22,8 +22,8 @@ struct create_job {
     int is_batch;
     struct jsonw answer;
     int64_t first_id;
-    int64_t *seqs;  /* the outbox seq of each item's event */
-    char *token;    /* X-Consistency-Token of a committed create */
+    int64_t *seqs; /* the outbox seq of each item's event */
+    char *token;   /* X-Consistency-Token of a committed create */
     struct api_error err;
 };
 

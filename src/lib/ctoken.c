@@ -40,8 +40,7 @@ static void mac_text(const char *key, const char *signed_part, size_t len,
 
     if (!key)
         key = CTOKEN_DEFAULT_KEY;
-    HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)signed_part, len, md,
-         &md_len);
+    HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)signed_part, len, md, &md_len);
     for (size_t i = 0; i < CTOKEN_MAC_BYTES; i++) {
         bits = (bits << 8) | md[i];
         nbits += 8;

@@ -62,8 +62,7 @@ int inbox_record_at(db *conn, const char *event_id, const char *type, const char
     return rc;
 }
 
-int inbox_count_applied(db *conn, const char *source, int64_t first, int64_t last,
-                        int64_t *count)
+int inbox_count_applied(db *conn, const char *source, int64_t first, int64_t last, int64_t *count)
 {
     db_stmt *st = db_prepare(conn, "SELECT count(DISTINCT source_seq) FROM inbox"
                                    " WHERE source = $1 AND source_seq BETWEEN $2 AND $3");

@@ -33,7 +33,6 @@ int inbox_record_at(db *conn, const char *event_id, const char *type, const char
 
 /* Sets *count to how many of the seqs first..last of source are recorded.
  * Returns DB_OK or a negative db_result. */
-int inbox_count_applied(db *conn, const char *source, int64_t first, int64_t last,
-                        int64_t *count);
+int inbox_count_applied(db *conn, const char *source, int64_t first, int64_t last, int64_t *count);
 
 #endif

@@ -213,8 +213,7 @@ readwait *readwait_start(const char *database_url, char *err, size_t errlen)
     util_cond_init_monotonic(&rw->cond);
     metrics_describe(METRIC_WAITING, "gauge",
                      "Reads waiting for the read model to apply their consistency tokens.");
-    metrics_describe(METRIC_OUTCOMES, "counter",
-                     "Reads that waited, by how the wait ended.");
+    metrics_describe(METRIC_OUTCOMES, "counter", "Reads that waited, by how the wait ended.");
     if (pthread_create(&rw->thread, NULL, run, rw) != 0) {
         snprintf(err, errlen, "cannot start the consistent-read thread");
         db_close(rw->conn);

@@ -117,10 +117,19 @@ static void test_refuses_malformed(void **state)
 {
     (void)state;
     const char *bad[] = {
-        "", "1", "1.", "1..", "1...", "1.a.1.", "2.order-service.1.AAAAAAAAAAAAAAAAAAAAAA",
-        "1.order-service.01.AAAAAAAAAAAAAAAAAAAAAA", "1.order-service.1-1.AAAAAAAAAAAAAAAAAAAAAA",
-        "1.order-service.2_1.AAAAAAAAAAAAAAAAAAAAAA", "1.order-service.1_2.AAAAAAAAAAAAAAAAAAAAAA",
-        "1.order-service._1.AAAAAAAAAAAAAAAAAAAAAA", "1.order-service.1.AAAA",
+        "",
+        "1",
+        "1.",
+        "1..",
+        "1...",
+        "1.a.1.",
+        "2.order-service.1.AAAAAAAAAAAAAAAAAAAAAA",
+        "1.order-service.01.AAAAAAAAAAAAAAAAAAAAAA",
+        "1.order-service.1-1.AAAAAAAAAAAAAAAAAAAAAA",
+        "1.order-service.2_1.AAAAAAAAAAAAAAAAAAAAAA",
+        "1.order-service.1_2.AAAAAAAAAAAAAAAAAAAAAA",
+        "1.order-service._1.AAAAAAAAAAAAAAAAAAAAAA",
+        "1.order-service.1.AAAA",
         "1.order-service.99999999999999999999.AAAAAAAAAAAAAAAAAAAAAA",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
