@@ -148,6 +148,8 @@ static int parse_runs(const char *s, size_t len, struct ctoken *out)
         out->run_count++;
         start = i + 1;
     }
+    /* Kept for as long as a read waits: only what it needs. */
+    out->runs = xrealloc(out->runs, out->run_count * sizeof(*out->runs));
     return 0;
 }
 
