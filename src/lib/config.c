@@ -62,6 +62,8 @@ static const struct option_def options[] = {
      "deliveries applied per transaction (default 200)"},
     {"idempotency-ttl", "IDEMPOTENCY_TTL", OPT_INT, FIELD(idempotency_ttl_s), 1,
      MAX_IDEMPOTENCY_TTL_S, "seconds an Idempotency-Key is remembered at least (default 86400)"},
+    {"consistency-key", "CONSISTENCY_KEY", OPT_STRING, FIELD(consistency_key), 0, 0,
+     "secret signing X-Consistency-Token; the same on every service"},
 };
 
 static void usage(const struct config *cfg, FILE *out)
@@ -198,5 +200,7 @@ void config_free(struct config *cfg)
     free(cfg->database_url);
     free(cfg->amqp_url);
     free(cfg->queue_type);
+    free(cfg->consistency_key);
+    cfg->consistency_key = NULL;
     cfg->bind = cfg->database_url = cfg->amqp_url = cfg->queue_type = NULL;
 }

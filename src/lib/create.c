@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "body.h"
+#include "ctoken.h"
 #include "groupcommit.h"
 #include "idempotency.h"
 #include "log.h"
@@ -24,6 +25,8 @@ struct create_job {
     int is_batch;
     struct jsonw answer;
     int64_t first_id;
+    int64_t *seqs; /* the outbox seq of each item's event */
+    char *token;   /* X-Consistency-Token of a committed create */
     struct api_error err;
     struct idempotency_request idem;
     /* The 201 as a whole, made on the committer thread inside the job's
@@ -74,7 +77,7 @@ static int write_items(db *conn, struct groupcommit_job *gc_job)
                 .correlation_id = request_id,
                 .occurred_at_ms = util_now_ms(),
             };
-            rc = outbox_append(conn, job->service->cfg->service, &ev);
+            rc = outbox_append_seq(conn, job->service->cfg->service, &ev, &job->seqs[i]);
             if (rc != DB_OK)
                 service_db_error(rc, &job->err);
         }
@@ -90,6 +93,10 @@ static int write_items(db *conn, struct groupcommit_job *gc_job)
     }
     if (job->is_batch)
         jsonw_array_end(&job->answer);
+    free(job->token);
+    job->token = rc == DB_OK ? ctoken_encode(job->service->cfg->service, job->seqs, job->count,
+                                             job->service->cfg->consistency_key)
+                             : NULL;
     jsonw_free(&obj);
     return rc;
 }
@@ -108,6 +115,8 @@ static void make_reply(struct create_job *job)
                  (long long)job->first_id);
         idempotency_answer_add_header(reply, "Location", location);
     }
+    if (job->token)
+        idempotency_answer_add_header(reply, "X-Consistency-Token", job->token);
     reply->body = jsonw_steal(&job->answer, &reply->body_len);
 }
 
@@ -138,6 +147,8 @@ static int run_create(db *conn, struct groupcommit_job *gc_job)
 static void free_job(struct create_job *job)
 {
     free(job->items);
+    free(job->seqs);
+    free(job->token);
     jsonw_free(&job->answer);
     idempotency_answer_free(&job->reply);
     free(job);
@@ -193,6 +204,7 @@ void create_handle(http_request *req, void *app)
     if (body_items(body, BODY_MAX_ITEMS, &job->count, &job->is_batch, &job->err) != 0)
         goto invalid;
     job->items = xcalloc(job->count, spec->item_size);
+    job->seqs = xcalloc(job->count, sizeof(*job->seqs));
     if (parse_all(body, spec, job->count, job->is_batch, job->items, &job->err) != 0)
         goto invalid;
 

@@ -21,7 +21,6 @@
 
 #define REQUEST_ID_MAX 128
 #define MAX_EXTRA_HEADERS 8
-#define HEADER_VALUE_MAX 256
 #define MAX_PATH_SEGMENTS 8
 #define INITIAL_BODY_CAP 1024
 #define DISCARD_MAX_FACTOR 16 /* bytes read and dropped, in body limits */
@@ -32,7 +31,8 @@
 #define CONTENT_TYPE_JSON "application/json; charset=utf-8"
 #define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
 #define CORS_ALLOW_HEADERS "Content-Type, X-Request-Id, Idempotency-Key"
-#define CORS_EXPOSE_HEADERS "Location, X-Request-Id, Idempotent-Replayed, Retry-After"
+#define CORS_EXPOSE_HEADERS                                                                \
+    "Location, X-Request-Id, X-Consistency-Token, Idempotent-Replayed, Retry-After"
 #define CORS_MAX_AGE "86400"
 
 /* One TCP connection, from MHD's "started" notification to its "closed"
@@ -78,7 +78,7 @@ struct http_server {
 
 struct extra_header {
     char name[32];
-    char value[HEADER_VALUE_MAX];
+    char *value; /* owned; a consistency token may be long */
 };
 
 struct http_request {
@@ -335,7 +335,7 @@ void http_add_header(http_request *req, const char *name, const char *value)
         return;
     struct extra_header *h = &req->headers[req->header_count++];
     util_strlcpy(h->name, name, sizeof(h->name));
-    util_strlcpy(h->value, value, sizeof(h->value));
+    h->value = xstrdup(value);
 }
 
 static void set_reply(http_request *req, int status, char *body, size_t len, const char *type)
@@ -841,6 +841,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     json_decref(req->json);
     free(req->body);
     free(req->params);
+    for (int i = 0; i < req->header_count; i++)
+        free(req->headers[i].value);
     free(req->reply_body);
     free(req->path);
     free(req);
@@ -1033,6 +1035,21 @@ int http_refuse_query(http_request *req)
                   "unknown query parameter; this endpoint takes none");
     http_reply_error(req, &err);
     return 1;
+}
+
+void http_query_drop(http_request *req, const char *key)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < req->param_count; i++)
+        if (strcmp(req->params[i].key, key) != 0)
+            req->params[kept++] = req->params[i];
+    req->param_count = kept;
+}
+
+int http_draining(const http_request *req)
+{
+    return atomic_load(&req->srv->draining);
 }
 
 void http_query(const http_request *req, const struct query_param **params, size_t *count)

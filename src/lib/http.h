@@ -85,6 +85,10 @@ json_t *http_body(const http_request *req);
 /* The query parameters in order of appearance (borrowed). */
 void http_query(const http_request *req, const struct query_param **params, size_t *count);
 
+/* Removes every query parameter named key, for a handler that consumed
+ * them before passing the request to a stricter one. */
+void http_query_drop(http_request *req, const char *key);
+
 /* For an endpoint that takes no query parameters: answers 400
  * invalid_query and returns 1 when the request has any, else returns 0. */
 int http_refuse_query(http_request *req);
@@ -105,5 +109,9 @@ void http_reply_error(http_request *req, const struct api_error *err);
  * until then; the HTTP worker thread is free meanwhile. */
 void http_suspend(http_request *req);
 void http_resume(http_request *req);
+
+/* Whether the server is draining for shutdown: a request kept suspended
+ * by choice (waiting for the read model) should be answered now. */
+int http_draining(const http_request *req);
 
 #endif
