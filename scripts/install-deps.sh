@@ -10,6 +10,7 @@ uuid-dev libcmocka-dev nettle-dev libssl-dev
 rabbitmq-server postgresql
 python3 python3-pytest python3-pytest-timeout python3-pytest-xdist python3-pika python3-requests
 curl jq sqlite3 procps wrk
+systemd
 "
 
 missing=""

@@ -44,7 +44,8 @@ def pytest_configure(config):
 # long tests start early and the short ones fill the gaps at the end.
 SLOW_MODULES = ("test_scaleout", "test_chaos", "test_resources", "test_faults",
                 "test_shutdown", "test_hostile_http")
-GROUPED_MODULES = ("test_scaleout", "test_resources", "test_shutdown", "test_hostile_http")
+GROUPED_MODULES = ("test_scaleout", "test_resources", "test_shutdown", "test_hostile_http",
+                   "test_install")
 
 
 @pytest.hookimpl(tryfirst=True)
