@@ -17,31 +17,21 @@
 /* The key is (service, idem_key); created_at (ms since the epoch) decides
  * expiry against the TTL configured now, so a changed TTL applies to keys
  * stored before. headers holds "Name: value\n" lines. */
-const char idempotency_schema_sqlite[] =
-    "CREATE TABLE idempotency_keys (\n"
-    "    service TEXT NOT NULL,\n"
-    "    idem_key TEXT NOT NULL,\n"
-    "    fingerprint TEXT NOT NULL,\n"
-    "    status INTEGER NOT NULL,\n"
-    "    headers TEXT NOT NULL,\n"
-    "    body TEXT NOT NULL,\n"
-    "    created_at INTEGER NOT NULL,\n"
-    "    PRIMARY KEY (service, idem_key)\n"
-    ");\n"
-    "CREATE INDEX idempotency_keys_age ON idempotency_keys (service, created_at);\n";
+#define IDEMPOTENCY_SCHEMA(INT64)                                                         \
+    "CREATE TABLE idempotency_keys (\n"                                                    \
+    "    service TEXT NOT NULL,\n"                                                         \
+    "    idem_key TEXT NOT NULL,\n"                                                        \
+    "    fingerprint TEXT NOT NULL,\n"                                                     \
+    "    status INTEGER NOT NULL,\n"                                                       \
+    "    headers TEXT NOT NULL,\n"                                                         \
+    "    body TEXT NOT NULL,\n"                                                            \
+    "    created_at " INT64 " NOT NULL,\n"                                                 \
+    "    PRIMARY KEY (service, idem_key)\n"                                                \
+    ");\n"                                                                                 \
+    "CREATE INDEX idempotency_keys_age ON idempotency_keys (service, created_at);\n"
 
-const char idempotency_schema_postgres[] =
-    "CREATE TABLE idempotency_keys (\n"
-    "    service TEXT NOT NULL,\n"
-    "    idem_key TEXT NOT NULL,\n"
-    "    fingerprint TEXT NOT NULL,\n"
-    "    status INTEGER NOT NULL,\n"
-    "    headers TEXT NOT NULL,\n"
-    "    body TEXT NOT NULL,\n"
-    "    created_at BIGINT NOT NULL,\n"
-    "    PRIMARY KEY (service, idem_key)\n"
-    ");\n"
-    "CREATE INDEX idempotency_keys_age ON idempotency_keys (service, created_at);\n";
+const char idempotency_schema_sqlite[] = IDEMPOTENCY_SCHEMA("INTEGER");
+const char idempotency_schema_postgres[] = IDEMPOTENCY_SCHEMA("BIGINT");
 
 /* Replicas sharing a PostgreSQL database: a transaction-level advisory
  * lock per key (two-key form, 64 bits of a hash of service and key), held
