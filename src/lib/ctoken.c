@@ -1,8 +1,7 @@
 #include "ctoken.h"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <nettle/hmac.h>
+#include <nettle/memops.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,15 +31,17 @@ static int valid_source(const char *s, size_t len)
 static void mac_text(const char *key, const char *signed_part, size_t len,
                      char out[MAC_TEXT_LEN + 1])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0;
+    struct hmac_sha256_ctx ctx;
+    uint8_t md[SHA256_DIGEST_SIZE];
     uint32_t bits = 0;
     int nbits = 0;
     size_t o = 0;
 
     if (!key)
         key = CTOKEN_DEFAULT_KEY;
-    HMAC(EVP_sha256(), key, (int)strlen(key), (const unsigned char *)signed_part, len, md, &md_len);
+    hmac_sha256_set_key(&ctx, strlen(key), (const uint8_t *)key);
+    hmac_sha256_update(&ctx, len, (const uint8_t *)signed_part);
+    hmac_sha256_digest(&ctx, sizeof(md), md);
     for (size_t i = 0; i < CTOKEN_MAC_BYTES; i++) {
         bits = (bits << 8) | md[i];
         nbits += 8;
@@ -174,7 +175,7 @@ int ctoken_decode(const char *text, const char *key, struct ctoken *out)
     if (!given_mac || strlen(given_mac + 1) != MAC_TEXT_LEN)
         goto fail;
     mac_text(key, text, (size_t)(given_mac - text), mac);
-    if (CRYPTO_memcmp(mac, given_mac + 1, MAC_TEXT_LEN) != 0)
+    if (!memeql_sec(mac, given_mac + 1, MAC_TEXT_LEN)) /* constant time */
         goto fail;
     memcpy(out->source, source, (size_t)(runs - 1 - source));
     out->source[runs - 1 - source] = '\0';
