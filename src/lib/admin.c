@@ -26,13 +26,15 @@ int admin_token_valid(const char *text, size_t len)
 int admin_token_equal(const char *expected, const char *presented, size_t presented_len)
 {
     size_t expected_len = strlen(expected);
+    if (expected_len == 0)
+        return 0; /* no token is never a match (config refuses one anyway) */
     /* Every byte of presented is looked at, against a byte of expected
      * (cycled, so a short expected never ends the loop early); the
      * lengths are folded into the same accumulator. */
     unsigned diff = (unsigned)(expected_len ^ presented_len);
     for (size_t i = 0; i < presented_len; i++)
         diff |= (unsigned char)presented[i] ^ (unsigned char)expected[i % expected_len];
-    return expected_len > 0 && diff == 0;
+    return diff == 0;
 }
 
 static void refuse(http_request *req, const char *challenge)

@@ -348,13 +348,17 @@ static int apply_all(consumer *c, int n, int isolated, int *permanent)
 /* Rolls the batch back and returns every delivery to its queue. */
 static void fail_batch(consumer *c, int n, int rc)
 {
-    char why[ERROR_TEXT_MAX];
+    /* /readyz says what kind of failure, not the database's own text
+     * (which may name hosts or files); the log has the whole of it. */
+    const char *kind = rc == DB_BUSY          ? "database busy"
+                       : rc == DB_UNAVAILABLE ? "database unavailable"
+                                              : "database error";
 
-    snprintf(why, sizeof(why), "%s", db_errmsg(c->conn));
-    log_warn(NULL, "applying a batch of %d failed (%s); it will be redelivered", n, why);
+    log_warn(NULL, "applying a batch of %d failed (%s); it will be redelivered", n,
+             db_errmsg(c->conn));
     db_rollback(c->conn);
     mq_nack(c->in, c->batch[n - 1].tag, 1, 1);
-    note_failed_batch(c, why);
+    note_failed_batch(c, kind);
     if (rc == DB_UNAVAILABLE) {
         db_close(c->conn);
         c->conn = NULL;
