@@ -63,8 +63,8 @@ static const struct option_def options[] = {
      "deliveries applied per transaction (default 200)"},
     {"consumer-max-attempts", "CONSUMER_MAX_ATTEMPTS", OPT_INT, FIELD(consumer_max_attempts), 1,
      1000, "failed applications of one message before it is dead-lettered (default 5)"},
-    {"consumer-stall-timeout", "CONSUMER_STALL_TIMEOUT", OPT_INT, FIELD(consumer_stall_s), 1,
-     86400, "seconds of failing batches before /readyz reports the consumer (default 60)"},
+    {"consumer-stall-timeout", "CONSUMER_STALL_TIMEOUT", OPT_INT, FIELD(consumer_stall_s), 1, 86400,
+     "seconds of failing batches before /readyz reports the consumer (default 60)"},
     {"admin-token", "ADMIN_TOKEN", OPT_STRING, FIELD(admin_token), 0, 0,
      "bearer token of the admin routes (none: they answer 404)"},
     {"admin-token-file", "ADMIN_TOKEN_FILE", OPT_STRING, FIELD(admin_token_file), 0, 0,
@@ -146,8 +146,8 @@ static void load_admin_token(struct config *cfg)
         cfg->admin_token = xstrdup(line);
     }
     if (cfg->admin_token && !admin_token_valid(cfg->admin_token, strlen(cfg->admin_token)))
-        die(cfg, "the admin token must be 1..%s visible ASCII characters without spaces%s",
-            "1024", "");
+        die(cfg, "the admin token must be 1..%s visible ASCII characters without spaces%s", "1024",
+            "");
 }
 
 static const struct option_def *find_flag(const char *name, size_t len)

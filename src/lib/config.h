@@ -34,7 +34,7 @@ struct config {
     int consumer_prefetch;   /* basic.qos for the invoice consumer */
     int consumer_batch;      /* deliveries per transaction */
     int consumer_max_attempts; /* failed applications before a dead letter */
-    int consumer_stall_s;    /* failing this long makes /readyz 503 */
+    int consumer_stall_s;      /* failing this long makes /readyz 503 */
     /* The admin token (admin.h): from --admin-token, or the first line of
      * --admin-token-file; NULL when neither is given. Never logged. */
     char *admin_token;

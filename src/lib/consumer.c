@@ -39,9 +39,9 @@ struct consumer {
     atomic_int connected;
 
     /* Health, written by the thread, read by consumer_check(). */
-    atomic_int failed_batches;             /* in a row; 0 after a commit */
-    _Atomic int64_t unapplied_since_ms;    /* oldest delivery not applied; 0: none */
-    char last_error[ERROR_TEXT_MAX];       /* under mu */
+    atomic_int failed_batches;          /* in a row; 0 after a commit */
+    _Atomic int64_t unapplied_since_ms; /* oldest delivery not applied; 0: none */
+    char last_error[ERROR_TEXT_MAX];    /* under mu */
 
     /* Owned by the thread. */
     db *conn;
@@ -298,8 +298,7 @@ static int count_failure(consumer *c, int i, const char *error)
             c->retry_pause_ms = pause;
         return DB_OK;
     }
-    snprintf(r->reason, sizeof(r->reason), "failed %d times in the database: %s", attempts,
-             error);
+    snprintf(r->reason, sizeof(r->reason), "failed %d times in the database: %s", attempts, error);
     c->outcomes[i] = CONSUMER_POISON;
     rc = inbox_attempts_clear(c->conn, r->key);
     return rc == DB_OK ? record_dead_letter(c, i) : rc;

@@ -151,13 +151,13 @@ static void write_body(struct jsonw *w, const char *bytes, size_t len)
 
 int deadletter_record(db *conn, const struct deadletter_entry *e)
 {
-    db_stmt *st = db_prepare(
-        conn, "INSERT INTO dead_letters (message_key, queue, reason, dead_lettered_at,"
-              " body_hex, message_id, type, correlation_id, app_id, timestamp_s)"
-              " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-              " ON CONFLICT (message_key) DO UPDATE SET queue = excluded.queue,"
-              " reason = excluded.reason, dead_lettered_at = excluded.dead_lettered_at,"
-              " body_hex = excluded.body_hex");
+    db_stmt *st =
+        db_prepare(conn, "INSERT INTO dead_letters (message_key, queue, reason, dead_lettered_at,"
+                         " body_hex, message_id, type, correlation_id, app_id, timestamp_s)"
+                         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                         " ON CONFLICT (message_key) DO UPDATE SET queue = excluded.queue,"
+                         " reason = excluded.reason, dead_lettered_at = excluded.dead_lettered_at,"
+                         " body_hex = excluded.body_hex");
     char *hex = hex_encode(e->body, e->body_len);
     int rc = DB_ERROR;
 
@@ -320,8 +320,10 @@ static int64_t redrive(const struct service *s, int64_t up_to, int exact, const 
         db_bind_int64(st, 2, REDRIVE_CHUNK);
         int mrc = publish_rows(out, st, s->cfg->service, &rows);
         if (mrc != MQ_OK) {
-            log_warn(request_id, "re-drive: the broker did not take the messages (%s); nothing"
-                     " removed", mq_last_error(out));
+            log_warn(request_id,
+                     "re-drive: the broker did not take the messages (%s); nothing"
+                     " removed",
+                     mq_last_error(out));
             db_rollback(conn);
             goto unavailable;
         }

@@ -56,7 +56,7 @@ struct http_route {
 struct http_readiness {
     int database_ok;
     int broker_ok;
-    const char *extra_name;                /* NULL: no third check */
+    const char *extra_name;                     /* NULL: no third check */
     char extra_problem[HTTP_READY_PROBLEM_MAX]; /* "" when it is fine */
 };
 

@@ -37,23 +37,21 @@ int inbox_record(db *conn, const char *event_id, const char *type)
     return rc;
 }
 
-const char inbox_attempts_schema_sqlite[] =
-    "CREATE TABLE delivery_attempts ("
-    "  message_key TEXT PRIMARY KEY,"
-    "  queue TEXT NOT NULL,"
-    "  attempts INTEGER NOT NULL,"
-    "  last_error TEXT NOT NULL,"
-    "  first_failed_at INTEGER NOT NULL,"
-    "  last_failed_at INTEGER NOT NULL);";
+const char inbox_attempts_schema_sqlite[] = "CREATE TABLE delivery_attempts ("
+                                            "  message_key TEXT PRIMARY KEY,"
+                                            "  queue TEXT NOT NULL,"
+                                            "  attempts INTEGER NOT NULL,"
+                                            "  last_error TEXT NOT NULL,"
+                                            "  first_failed_at INTEGER NOT NULL,"
+                                            "  last_failed_at INTEGER NOT NULL);";
 
-const char inbox_attempts_schema_postgres[] =
-    "CREATE TABLE delivery_attempts ("
-    "  message_key TEXT PRIMARY KEY,"
-    "  queue TEXT NOT NULL,"
-    "  attempts INTEGER NOT NULL,"
-    "  last_error TEXT NOT NULL,"
-    "  first_failed_at BIGINT NOT NULL,"
-    "  last_failed_at BIGINT NOT NULL);";
+const char inbox_attempts_schema_postgres[] = "CREATE TABLE delivery_attempts ("
+                                              "  message_key TEXT PRIMARY KEY,"
+                                              "  queue TEXT NOT NULL,"
+                                              "  attempts INTEGER NOT NULL,"
+                                              "  last_error TEXT NOT NULL,"
+                                              "  first_failed_at BIGINT NOT NULL,"
+                                              "  last_failed_at BIGINT NOT NULL);";
 
 int inbox_attempt_failed(db *conn, const char *key, const char *queue, const char *error,
                          int *attempts)
