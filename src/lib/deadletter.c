@@ -240,8 +240,9 @@ void deadletter_handle_get(http_request *req, void *app)
 /* --------------------------------------------------------------- redrive */
 
 /* Publishes the rows of st (from the DELETE ... RETURNING below) and
- * waits for the confirms; *rows counts them. MQ_OK or an error. */
-static int publish_rows(mq *out, db_stmt *st, const char *service, int *rows)
+ * waits for the confirms; *rows counts them, *db_rc is the query's last
+ * result (DB_DONE when it went well). MQ_OK or an error. */
+static int publish_rows(mq *out, db_stmt *st, const char *service, int *rows, int *db_rc)
 {
     int rc, mrc = MQ_OK;
 
@@ -270,8 +271,7 @@ static int publish_rows(mq *out, db_stmt *st, const char *service, int *rows)
             break;
         (*rows)++;
     }
-    if (mrc == MQ_OK && rc != DB_DONE)
-        mrc = MQ_ERR_PROTOCOL; /* the query failed: nothing is committed */
+    *db_rc = rc == DB_ROW ? DB_DONE : rc; /* a row left: the broker failed first */
     db_stmt_reset(st);
     if (mrc == MQ_OK && *rows > 0)
         mrc = mq_wait_confirms(out, REDRIVE_CONFIRM_TIMEOUT_MS);
@@ -318,7 +318,16 @@ static int64_t redrive(const struct service *s, int64_t up_to, int exact, const 
         }
         db_bind_int64(st, 1, up_to);
         db_bind_int64(st, 2, REDRIVE_CHUNK);
-        int mrc = publish_rows(out, st, s->cfg->service, &rows);
+        int db_rc = DB_DONE;
+        int mrc = publish_rows(out, st, s->cfg->service, &rows, &db_rc);
+        if (db_rc != DB_DONE) {
+            /* What was sent stays listed: a later re-drive sends it
+             * again, and the consumer's inbox makes that harmless. */
+            log_warn(request_id, "re-drive: %s", db_errmsg(conn));
+            db_rollback(conn);
+            service_db_error(db_rc, err);
+            goto fail;
+        }
         if (mrc != MQ_OK) {
             log_warn(request_id,
                      "re-drive: the broker did not take the messages (%s); nothing"
