@@ -4,9 +4,9 @@
 #include "writer.h"
 
 static const struct http_route routes[] = {
-    {"POST", "/order-service/orders", create_handle, &order_create},
-    {"GET", "/order-service/orders", rows_handle_list, &order_rows},
-    {"GET", "/order-service/orders/{id}", rows_handle_get, &order_rows},
+    {"POST", "/order-service/orders", create_handle, &order_create, 0},
+    {"GET", "/order-service/orders", rows_handle_list, &order_rows, 0},
+    {"GET", "/order-service/orders/{id}", rows_handle_get, &order_rows, 0},
 };
 
 int main(int argc, char **argv)
