@@ -2,15 +2,20 @@
 """`make bench`: the speed of the system against the limits of this machine.
 
     bench/run.py [--build build/release] [--quick] [--results bench/results]
+                 [--db sqlite|postgres] [--scale [--scale-sizes N,N,...]]
 
 Starts, on 127.0.0.1 and in a fresh temporary folder: a private RabbitMQ
 node (scripts/rabbitmq.sh), the three services of BUILD/bin on fresh SQLite
-files, and bench/hello (a libmicrohttpd hello-world server). Then measures,
-each figure after a warm-up and as the median of several runs:
+files (--db postgres: on databases of a private PostgreSQL cluster,
+scripts/postgres.sh, synchronous_commit=on), and bench/hello (a
+libmicrohttpd hello-world server). Then measures, each figure after a
+warm-up and as the median of several runs:
 
   raw limits  hello-world GET and POST (wrk), SQLite durable commits (1 and
-              100 rows per transaction), RabbitMQ publish with confirms and
-              consume with multiple-ack (BUILD/bench/*, built by bench/Makefile);
+              100 rows per transaction; with --db postgres, PostgreSQL's from
+              1 and 64 clients, bench/pg_commit), RabbitMQ publish with
+              confirms and consume with multiple-ack (BUILD/bench/*, built by
+              bench/Makefile);
   services    POST orders, POST users, GET orders?limit=10, GET invoices
               (wrk, 2 threads, 64 connections): requests/s, latency
               p50/p99/p99.9, server CPU per request;
@@ -23,6 +28,11 @@ hello-world runs alternate with the service runs of the same method, the
 SQLite runs come just before the POST runs, the RabbitMQ runs just before
 the pipeline. Prints one table (figure, value, raw limit, ratio, target)
 and writes the same as JSON to RESULTS/<UTC time>-<git short sha>.json.
+Every phase records its load average and the CPU time of the run's own
+processes and of the rest of the machine (bench/discipline.py); the table
+marks the figures of phases with foreign load and ends with a verdict.
+With --scale, measures instead GET orders, GET invoice and POST orders at
+each of the sizes (orders held), seeding through the order service.
 Stops exactly what it started, by PID, on every exit path.
 """
 import argparse
