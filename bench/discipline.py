@@ -98,6 +98,22 @@ def read_procs():
     return out
 
 
+def judge(wall_s, foreign_s, peak_cores, steal_s):
+    """Why a phase of wall_s seconds with foreign_s seconds of foreign CPU
+    (at most peak_cores in one sample, None without a sample) and steal_s
+    of steal is noisy: a list of reasons, empty when it was quiet."""
+    why = []
+    # A phase of a fraction of a second is judged as if it lasted
+    # SHORT_PHASE_S: a few ticks of rounding are not foreign load.
+    if foreign_s > FOREIGN_CORES_MAX * max(wall_s, SHORT_PHASE_S):
+        why.append(f"foreign CPU {foreign_s / wall_s:.2f} cores on average")
+    if peak_cores is not None and peak_cores > FOREIGN_PEAK_CORES_MAX:
+        why.append(f"foreign CPU {peak_cores:.2f} cores in one second")
+    if steal_s / wall_s > STEAL_CORES_MAX:
+        why.append(f"steal {steal_s / wall_s:.2f} cores")
+    return why
+
+
 class Ledger:
     """Per-phase load and CPU accounting. named() returns {group: pid} of
     the processes whose trees are attributed by name (servers, broker,
@@ -224,15 +240,7 @@ class Ledger:
             "steal_cores": round(d["steal"] / wall, 3),
             "iowait_cores": round(d["iowait"] / wall, 3),
         }
-        why = []
-        # A phase of a fraction of a second is judged as if it lasted
-        # SHORT_PHASE_S: a few ticks of rounding are not foreign load.
-        if d["foreign"] > FOREIGN_CORES_MAX * max(wall, SHORT_PHASE_S):
-            why.append(f"foreign CPU {rec['foreign_cores']:.2f} cores on average")
-        if peak is not None and peak > FOREIGN_PEAK_CORES_MAX:
-            why.append(f"foreign CPU {peak:.2f} cores in one second")
-        if rec["steal_cores"] > STEAL_CORES_MAX:
-            why.append(f"steal {rec['steal_cores']:.2f} cores")
+        why = judge(wall, d["foreign"], peak, d["steal"])
         rec["noisy"] = bool(why)
         rec["why"] = why
         self.phases[name] = rec
