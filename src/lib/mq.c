@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "trace.h"
 #include "util.h"
 
 #define MQ_CHANNEL 1
@@ -508,6 +509,12 @@ static void copy_properties(struct mq_delivery *d,
             if (e->key.len == strlen(MQ_SEQ_HEADER) &&
                 memcmp(e->key.bytes, MQ_SEQ_HEADER, e->key.len) == 0)
                 d->outbox_seq = header_int(&e->value);
+            else if (e->key.len == strlen(TRACE_HEADER) &&
+                     memcmp(e->key.bytes, TRACE_HEADER, e->key.len) == 0 &&
+                     (e->value.kind == AMQP_FIELD_KIND_UTF8 ||
+                      e->value.kind == AMQP_FIELD_KIND_BYTES) &&
+                     !d->traceparent)
+                d->traceparent = bytes_dup(e->value.value.bytes);
         }
     }
 }
@@ -934,6 +941,7 @@ void mq_delivery_free(struct mq_delivery *d)
     free(d->correlation_id);
     free(d->app_id);
     free(d->content_type);
+    free(d->traceparent);
     memset(d, 0, sizeof(*d));
 }
 

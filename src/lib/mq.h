@@ -119,6 +119,8 @@ struct mq_delivery {
     int delivery_mode;      /* 2 = persistent, 0 when absent */
     int64_t outbox_seq;     /* header MQ_SEQ_HEADER; 0 when absent or
                                not a positive integer */
+    char *traceparent;      /* header "traceparent" (trace.h) as sent, not
+                               yet checked; NULL when absent */
 };
 
 /* Waits up to timeout_ms for the next delivery: MQ_OK (fills *out, free

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mq.h"
+#include "trace.h"
 #include "util.h"
 
 #define OUTBOX_DEFAULT_BATCH 100
@@ -74,11 +75,14 @@ const char outbox_schema_postgres[] =
     "CREATE INDEX IF NOT EXISTS outbox_unpublished\n"
     "    ON outbox (seq) WHERE published_at IS NULL;\n";
 
+/* A later migration: the W3C traceparent of each event (trace.h). */
+const char outbox_trace_schema[] = "ALTER TABLE outbox ADD COLUMN traceparent TEXT;\n";
+
 static const char sql_insert[] =
-    "INSERT INTO outbox (event_id, type, body, correlation_id, occurred_at)"
-    " VALUES ($1, $2, $3, $4, $5) RETURNING seq";
+    "INSERT INTO outbox (event_id, type, body, correlation_id, occurred_at, traceparent)"
+    " VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq";
 static const char sql_select_batch[] =
-    "SELECT seq, event_id, type, body, correlation_id, occurred_at"
+    "SELECT seq, event_id, type, body, correlation_id, occurred_at, traceparent"
     " FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1";
 static const char sql_mark_range[] =
     "UPDATE outbox SET published_at = $1"
@@ -142,6 +146,10 @@ int outbox_append_seq(db *conn, const char *source, const struct outbox_event *e
     else
         db_bind_null(st, 4);
     db_bind_int64(st, 5, ev->occurred_at_ms);
+    if (ev->traceparent)
+        db_bind_text(st, 6, ev->traceparent, strlen(ev->traceparent));
+    else
+        db_bind_null(st, 6);
     rc = db_step(st);
     if (rc == DB_ROW) {
         *seq = db_col_int64(st, 0);
@@ -165,6 +173,7 @@ struct row {
     size_t body_len;
     char *correlation_id;
     int64_t occurred_at;
+    char *traceparent; /* NULL for rows older than tracing */
 };
 
 struct outbox_relay {
@@ -348,6 +357,7 @@ static void free_rows(struct row *rows, int n)
         free(rows[i].type);
         free(rows[i].body);
         free(rows[i].correlation_id);
+        free(rows[i].traceparent);
         memset(&rows[i], 0, sizeof(rows[i]));
     }
 }
@@ -374,6 +384,7 @@ static int load_batch(outbox_relay *r)
         row->correlation_id =
             db_col_is_null(st, 4) ? NULL : xstrdup(db_col_text(st, 4));
         row->occurred_at = db_col_int64(st, 5);
+        row->traceparent = db_col_is_null(st, 6) ? NULL : xstrdup(db_col_text(st, 6));
     }
     db_stmt_reset(st);
     if (n < limit && rc != DB_DONE) {
@@ -394,7 +405,7 @@ static int publish_batch(outbox_relay *r, int n)
         const struct row *row = &r->rows[i];
         char seq[24];
         snprintf(seq, sizeof(seq), "%lld", (long long)row->seq);
-        struct mq_header headers[] = {{MQ_SEQ_HEADER, seq}};
+        struct mq_header headers[] = {{MQ_SEQ_HEADER, seq}, {TRACE_HEADER, row->traceparent}};
         struct mq_message msg = {
             .exchange = MQ_EXCHANGE,
             .routing_key = row->type,
@@ -406,7 +417,7 @@ static int publish_batch(outbox_relay *r, int n)
             .correlation_id = row->correlation_id,
             .timestamp_s = row->occurred_at / 1000,
             .headers = headers,
-            .header_count = ARRAY_LEN(headers),
+            .header_count = row->traceparent ? 2 : 1,
         };
         rc = mq_publish(r->mq, &msg);
         if (rc != MQ_OK)

@@ -26,6 +26,8 @@
 /* Migration SQL creating the outbox table, for a service's list. */
 extern const char outbox_schema_sqlite[];
 extern const char outbox_schema_postgres[];
+/* The next migration, for both backends: the traceparent column. */
+extern const char outbox_trace_schema[];
 
 struct outbox_event {
     const char *type;           /* "order.created"; also the routing key */
@@ -33,6 +35,7 @@ struct outbox_event {
     size_t data_len;            /* 0: data_json is NUL-terminated */
     const char *correlation_id; /* request id, may be NULL */
     int64_t occurred_at_ms;
+    const char *traceparent;    /* the event's span (trace.h), may be NULL */
 };
 
 /* Appends one event row inside the caller's open transaction. source is

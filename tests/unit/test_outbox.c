@@ -134,7 +134,8 @@ static int setup(void **state)
         fprintf(stderr, "db_open: %s\n", err);
         goto fail;
     }
-    if (db_exec(f->db, outbox_schema_sqlite) != DB_OK)
+    if (db_exec(f->db, outbox_schema_sqlite) != DB_OK ||
+        db_exec(f->db, outbox_trace_schema) != DB_OK)
         goto fail;
     f->sub = mq_open(amqp_url, "test_outbox-consumer", HEARTBEAT_S, err,
                      sizeof(err));
