@@ -60,9 +60,14 @@ static void commit_group(groupcommit *gc, struct groupcommit_job *group, int cou
 {
     int rcs_local[64];
     int *rcs = count <= 64 ? rcs_local : xcalloc((size_t)count, sizeof(int));
-    int rc = open_conn(gc), i = 0;
+    int rc = open_conn(gc), i = 0, relaxed = 1;
     struct groupcommit_job *job, *next;
 
+    for (job = group; job; job = job->next)
+        relaxed = relaxed && job->relaxed;
+    /* No request waits on a relaxed group: it need not pay an fsync. */
+    if (rc == DB_OK && relaxed)
+        relaxed = db_set_durable(gc->conn, 0) == DB_OK;
     if (rc == DB_OK)
         rc = db_begin(gc->conn);
     if (rc == DB_OK) {
@@ -73,6 +78,12 @@ static void commit_group(groupcommit *gc, struct groupcommit_job *group, int cou
             log_warn(NULL, "group commit of %d failed: %s", count, db_errmsg(gc->conn));
             db_rollback(gc->conn);
         }
+    }
+    /* A connection that cannot be made durable again is not used again
+     * (the group's own outcome stands: it was committed or not). */
+    if (relaxed && gc->conn && db_set_durable(gc->conn, 1) != DB_OK) {
+        db_close(gc->conn);
+        gc->conn = NULL;
     }
     if (rc == DB_UNAVAILABLE && gc->conn) {
         db_close(gc->conn); /* reopened for the next group */

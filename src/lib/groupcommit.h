@@ -29,6 +29,11 @@ struct groupcommit_job {
     groupcommit_run_fn run;
     groupcommit_done_fn done;
     void *arg;
+    /* 1: the job's writes may be lost in a power cut (they are redone
+     * anyway, like marking outbox rows published). A group made only of
+     * such jobs commits without waiting for the disk (db_set_durable);
+     * in a group with any other job they are as durable as it is. */
+    int relaxed;
     struct groupcommit_job *next; /* queue link, owned by groupcommit */
 };
 
