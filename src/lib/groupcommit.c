@@ -21,8 +21,8 @@ struct groupcommit {
     int stopping;
 
     struct groupcommit_chore chore; /* run is NULL when there is none */
-    struct groupcommit_precommit precommit; /* run is NULL when there is none */
     int64_t chore_due_ns;           /* util_monotonic_ns() time */
+    struct groupcommit_precommit precommit; /* run is NULL when there is none */
 };
 
 /* Makes sure the committer has a connection; DB_OK or DB_UNAVAILABLE. */
