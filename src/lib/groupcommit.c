@@ -22,6 +22,7 @@ struct groupcommit {
 
     struct groupcommit_chore chore; /* run is NULL when there is none */
     int64_t chore_due_ns;           /* util_monotonic_ns() time */
+    struct groupcommit_precommit precommit; /* run is NULL when there is none */
 };
 
 /* Makes sure the committer has a connection; DB_OK or DB_UNAVAILABLE. */
@@ -71,9 +72,15 @@ static void commit_group(groupcommit *gc, struct groupcommit_job *group, int cou
     if (rc == DB_OK)
         rc = db_begin(gc->conn);
     if (rc == DB_OK) {
-        for (job = group, i = 0; job; job = job->next, i++)
+        int succeeded = 0;
+        for (job = group, i = 0; job; job = job->next, i++) {
             run_job(gc->conn, job, &rcs[i]);
-        rc = db_commit(gc->conn);
+            succeeded |= rcs[i] == DB_OK;
+        }
+        if (succeeded && gc->precommit.run)
+            rc = gc->precommit.run(gc->conn, gc->precommit.arg);
+        if (rc == DB_OK)
+            rc = db_commit(gc->conn);
         if (rc != DB_OK) {
             log_warn(NULL, "group commit of %d failed: %s", count, db_errmsg(gc->conn));
             db_rollback(gc->conn);
@@ -208,6 +215,13 @@ void groupcommit_set_chore(groupcommit *gc, const struct groupcommit_chore *chor
         gc->chore.period_ms = 1;
     gc->chore_due_ns = util_monotonic_ns() + (int64_t)gc->chore.period_ms * 1000000;
     pthread_cond_signal(&gc->cv);
+    pthread_mutex_unlock(&gc->mu);
+}
+
+void groupcommit_set_precommit(groupcommit *gc, const struct groupcommit_precommit *step)
+{
+    pthread_mutex_lock(&gc->mu);
+    gc->precommit = *step;
     pthread_mutex_unlock(&gc->mu);
 }
 

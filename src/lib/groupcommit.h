@@ -57,6 +57,19 @@ struct groupcommit_chore {
 /* Sets the chore (one per committer; call before submitting jobs). */
 void groupcommit_set_chore(groupcommit *gc, const struct groupcommit_chore *chore);
 
+/* A step run once per group after its jobs, inside the same transaction,
+ * right before COMMIT, when at least one job succeeded (the writers
+ * give their events log positions in commit order there: outbox.h). A
+ * failure rolls the whole group back and is what every job hears. arg
+ * must outlive the committer. */
+struct groupcommit_precommit {
+    int (*run)(db *conn, void *arg);
+    void *arg;
+};
+
+/* Sets the precommit step (call before submitting jobs). */
+void groupcommit_set_precommit(groupcommit *gc, const struct groupcommit_precommit *step);
+
 /* Queues a job; its done() will be called exactly once. */
 void groupcommit_submit(groupcommit *gc, struct groupcommit_job *job);
 

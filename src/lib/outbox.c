@@ -171,6 +171,100 @@ out:
     return rc;
 }
 
+/* ---- event log positions (outbox.h, docs/eventlog.md) ---- */
+
+/* SQLite: one writer at a time. db_begin is BEGIN IMMEDIATE, so a write
+ * transaction holds the database's single write lock from its start to
+ * its COMMIT, and seq (AUTOINCREMENT, never reused once committed) is
+ * taken at INSERT under that lock: the next transaction's seqs are all
+ * taken after this one committed. WAL readers see a prefix of the
+ * commits, hence a prefix of the seqs. So seq is already a commit-order
+ * position, and the log is a view on it. */
+const char outbox_positions_schema_sqlite[] =
+    "CREATE VIEW event_log AS SELECT seq AS position, body FROM outbox;\n";
+
+/* PostgreSQL: rows already there (all committed) keep their seq as their
+ * position, in seq order; new rows get theirs from outbox_position_seq,
+ * which starts above them. The unique index makes a position that would
+ * repeat an error instead of a silent duplicate; the partial index finds
+ * a transaction's own unpositioned rows at commit. */
+const char outbox_positions_schema_postgres[] =
+    "ALTER TABLE outbox ADD COLUMN position BIGINT;\n"
+    "UPDATE outbox SET position = seq;\n"
+    "CREATE SEQUENCE outbox_position_seq;\n"
+    "SELECT setval('outbox_position_seq',"
+    " (SELECT coalesce(max(seq), 0) + 1 FROM outbox), false);\n"
+    "CREATE UNIQUE INDEX outbox_position ON outbox (position);\n"
+    "CREATE INDEX outbox_unpositioned ON outbox (seq) WHERE position IS NULL;\n"
+    "CREATE VIEW event_log AS\n"
+    "    SELECT position, body FROM outbox WHERE position IS NOT NULL;\n";
+
+/* Takes the position lock only when this transaction has rows to
+ * position: the rows of other transactions in flight are invisible to
+ * it, and every committed row already has its position. So a group that
+ * only marks rows published never waits for the lock. */
+static const char sql_position_lock[] =
+    "SELECT pg_advisory_xact_lock($1::bigint) FROM outbox"
+    " WHERE position IS NULL LIMIT 1";
+/* nextval in seq order within the transaction (the ordered subquery is
+ * not flattened, and a CTE with a volatile function is evaluated once).
+ * nextval is outside the snapshot, so this holds at any isolation level. */
+static const char sql_position_assign[] =
+    "WITH p AS MATERIALIZED ("
+    "SELECT seq, nextval('outbox_position_seq') AS position"
+    " FROM (SELECT seq FROM outbox WHERE position IS NULL ORDER BY seq) s)"
+    " UPDATE outbox o SET position = p.position FROM p WHERE o.seq = p.seq";
+
+/* FNV-1a of "outbox positions " and the service name: one lock per
+ * service's outbox, apart from the relay's lock (relay_lock_key). */
+static int64_t position_lock_key(const char *service)
+{
+    static const char salt[] = "outbox positions ";
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = salt; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    for (const char *p = service; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return (int64_t)(h >> 1);
+}
+
+/*
+ * PostgreSQL: a transaction-level advisory lock, taken here and held to
+ * the end of COMMIT, orders the committing transactions of every replica
+ * of the service; positions are drawn from the sequence while holding it.
+ * A transaction holding positions p.. thus commits, and becomes visible,
+ * before the next one can draw any (PostgreSQL releases a transaction's
+ * locks only after its commit is visible to new snapshots), so any
+ * snapshot that sees a position sees every lower position that will ever
+ * exist: a reader paging with "after" can neither skip nor repeat one.
+ */
+int outbox_assign_positions(db *conn, const char *service)
+{
+    db_stmt *st;
+    int rc;
+
+    if (db_kind(conn) == DB_KIND_SQLITE)
+        return DB_OK;
+    st = db_prepare(conn, sql_position_lock);
+    if (!st)
+        return DB_ERROR;
+    db_bind_int64(st, 1, position_lock_key(service));
+    rc = db_step(st);
+    db_stmt_reset(st);
+    if (rc == DB_DONE)
+        return DB_OK; /* nothing appended: no lock, nothing to do */
+    if (rc != DB_ROW)
+        return rc;
+    /* A statement of its own, after the lock: nothing it reads or draws
+     * can predate the commit of the lock's previous holder. */
+    st = db_prepare(conn, sql_position_assign);
+    if (!st)
+        return DB_ERROR;
+    rc = db_step(st);
+    db_stmt_reset(st);
+    return rc == DB_DONE ? DB_OK : rc;
+}
+
 /* ---- the relay ---- */
 
 struct row {
