@@ -136,6 +136,10 @@ show GET "$query&consistent_with=$user_token&consistent_with=$account_token&cons
 
 cat <<EOT
 
+== The live dashboard (create users, accounts and orders; watch the events
+   and the invoices arrive):
+   http://127.0.0.1:$INVOICE_PORT/invoice-service/ui/?user=http://127.0.0.1:$USER_PORT&order=http://127.0.0.1:$ORDER_PORT
+
 == The system keeps serving. Try, for example:
    curl -s '$U/users' | jq .
    curl -s -X POST '$O/orders' -H 'Content-Type: application/json' -d '{"user_id": 1, "amount": 19.99, "created_at": "2025-04-20T09:00:00Z"}'

@@ -11,6 +11,7 @@ rabbitmq-server postgresql
 python3 python3-pytest python3-pytest-timeout python3-pytest-xdist python3-pika python3-requests
 curl jq sqlite3 procps wrk
 systemd
+chromium nodejs npm
 "
 
 missing=""

@@ -10,6 +10,9 @@
 #include "service.h"
 #include "util.h"
 
+/* The consumer's listeners: reads waiting for it, and the event stream. */
+static struct invoice_live live;
+
 static const struct http_route routes[] = {
     {"GET", "/invoice-service/invoices", invoices_handle_list, &invoice_rows, 0},
     {"GET", "/invoice-service/invoices/{id}", invoices_handle_get, &invoice_rows, 0},
@@ -18,6 +21,13 @@ static const struct http_route routes[] = {
     {"GET", "/invoice-service/dead-letters/{id}", deadletter_handle_get, &deadletter_rows, 0},
     {"POST", "/invoice-service/dead-letters/{id}/redrive", deadletter_handle_redrive, NULL, 1},
     {"POST", "/invoice-service/dead-letters/redrive", deadletter_handle_redrive_all, NULL, 1},
+    /* The live dashboard (README.md "The dashboard") and its events. */
+    {"GET", "/invoice-service/stream", stream_handle, &live, 0},
+    {"GET", "/invoice-service/ui", ui_handle_redirect, NULL, 0},
+    {"GET", "/invoice-service/ui/", ui_handle_file, &ui_index, 0},
+    {"GET", "/invoice-service/ui/index.html", ui_handle_file, &ui_index, 0},
+    {"GET", "/invoice-service/ui/app.js", ui_handle_file, &ui_script, 0},
+    {"GET", "/invoice-service/ui/style.css", ui_handle_file, &ui_style, 0},
 };
 
 static const char *const consumed_queues[] = {"user", "account", "order", NULL};
@@ -29,9 +39,17 @@ static int start_consumer(struct service *s)
     const struct config *cfg = s->cfg;
     char err[256];
 
+    if (ui_set_dir(cfg->ui_dir) != 0)
+        return -1;
     s->readwait = readwait_start(cfg->database_url, err, sizeof(err));
     if (!s->readwait) {
         log_error(NULL, "cannot start consistent reads: %s", err);
+        return -1;
+    }
+    live.readwait = s->readwait;
+    live.hub = sse_hub_start(err, sizeof(err));
+    if (!live.hub) {
+        log_error(NULL, "cannot start the event stream: %s", err);
         return -1;
     }
     struct consumer_config consumer_cfg = {
@@ -46,7 +64,7 @@ static int start_consumer(struct service *s)
         .stall_s = cfg->consumer_stall_s,
         .apply = projection_apply,
         .committed = projection_committed,
-        .ctx = s->readwait,
+        .ctx = &live,
     };
     s->consumer = consumer_start(&consumer_cfg);
     return s->consumer ? 0 : -1;
@@ -68,6 +86,13 @@ static void stop_consumer(struct service *s)
 {
     consumer_stop(s->consumer);
     readwait_stop(s->readwait);
+    sse_hub_stop(live.hub);
+    live.hub = NULL;
+    for (size_t i = 0; i < live.pending_count; i++)
+        free(live.pending[i]);
+    free(live.pending);
+    live.pending = NULL;
+    live.pending_count = 0;
 }
 
 static const struct service_events consumer_events = {

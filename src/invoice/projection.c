@@ -13,7 +13,9 @@
 #include "event.h"
 #include "inbox.h"
 #include "invoice_service.h"
+#include "jsonw.h"
 #include "log.h"
+#include "metrics.h"
 #include "readwait.h"
 #include "timeutil.h"
 #include "util.h"
@@ -135,10 +137,63 @@ static int apply_order(db *conn, const struct event *ev, int *added)
     return DB_OK;
 }
 
+#define METRIC_NOT_STREAMED "sse_events_not_streamed_total"
+
+/* Remembers the event for the stream, as the JSON line docs/api.md
+ * describes, until the batch commits. */
+static void note_applied(struct invoice_live *live, const struct event *ev)
+{
+    struct jsonw w;
+
+    if (!live || !live->hub)
+        return;
+    if (ev->id[0] && strcmp(ev->id, live->last_id) == 0)
+        return; /* the same delivery applied again in a savepoint */
+    if (live->pending_count == LIVE_PENDING_MAX) {
+        metrics_counter_add(METRIC_NOT_STREAMED, NULL, 1);
+        return;
+    }
+    jsonw_init(&w);
+    jsonw_object_begin(&w);
+    jsonw_key(&w, "type");
+    jsonw_string(&w, ev->type_name);
+    jsonw_key(&w, "event_id");
+    jsonw_string(&w, ev->id);
+    switch (ev->type) {
+    case EVENT_USER_CREATED:
+        jsonw_key(&w, "user_id");
+        jsonw_int(&w, ev->u.user.id);
+        break;
+    case EVENT_ACCOUNT_CREATED:
+        jsonw_key(&w, "account_id");
+        jsonw_int(&w, ev->u.account.id);
+        jsonw_key(&w, "user_id");
+        jsonw_int(&w, ev->u.account.user_id);
+        break;
+    case EVENT_ORDER_CREATED:
+        jsonw_key(&w, "order_id");
+        jsonw_int(&w, ev->u.order.id);
+        jsonw_key(&w, "user_id");
+        jsonw_int(&w, ev->u.order.user_id);
+        jsonw_key(&w, "amount");
+        jsonw_money(&w, ev->u.order.amount_cents);
+        break;
+    }
+    jsonw_key(&w, "applied_at");
+    jsonw_time(&w, util_now_ms());
+    jsonw_object_end(&w);
+    if (!live->pending)
+        live->pending = xcalloc(LIVE_PENDING_MAX, sizeof(*live->pending));
+    live->pending[live->pending_count++] = jsonw_steal(&w, NULL);
+    jsonw_free(&w);
+    util_strlcpy(live->last_id, ev->id, sizeof(live->last_id));
+}
+
 int projection_apply(db *conn, const struct mq_delivery *d, struct consumer_result *res,
                      void *ctx)
 {
-    readwait *waits = ctx;
+    struct invoice_live *live = ctx;
+    readwait *waits = live ? live->readwait : NULL;
     struct event ev;
     int rc, added = 1;
     const char *source;
@@ -181,6 +236,8 @@ int projection_apply(db *conn, const struct mq_delivery *d, struct consumer_resu
         rc = DB_ERROR;
     }
 out:
+    if (rc >= 0 && added)
+        note_applied(live, &ev);
     event_free(&ev);
     if (rc < 0)
         return rc;
@@ -189,5 +246,20 @@ out:
 
 void projection_committed(void *ctx)
 {
-    readwait_committed(ctx);
+    struct invoice_live *live = ctx;
+
+    readwait_committed(live->readwait);
+    for (size_t i = 0; i < live->pending_count; i++) {
+        sse_publish(live->hub, live->pending[i], strlen(live->pending[i]));
+        free(live->pending[i]);
+    }
+    live->pending_count = 0;
+    live->last_id[0] = '\0';
+}
+
+void stream_handle(http_request *req, void *app)
+{
+    const struct invoice_live *live = http_route_data(req);
+    (void)app;
+    sse_hub_handle(req, live->hub);
 }

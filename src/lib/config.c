@@ -75,6 +75,8 @@ static const struct option_def options[] = {
      "bearer token of the admin routes (none: they answer 404)"},
     {"admin-token-file", "ADMIN_TOKEN_FILE", OPT_STRING, FIELD(admin_token_file), 0, 0,
      "file whose first line is the admin token"},
+    {"ui-dir", "UI_DIR", OPT_STRING, FIELD(ui_dir), 0, 0,
+     "invoice-service: folder of the dashboard's files (default: found next to the binary)"},
 };
 
 static void usage(const struct config *cfg, FILE *out)
@@ -242,6 +244,8 @@ void config_free(struct config *cfg)
     free(cfg->consistency_key);
     free(cfg->admin_token);
     free(cfg->admin_token_file);
+    free(cfg->ui_dir);
+    cfg->ui_dir = NULL;
     cfg->bind = cfg->database_url = cfg->amqp_url = cfg->queue_type = NULL;
     cfg->consistency_key = NULL;
     cfg->admin_token = cfg->admin_token_file = NULL;

@@ -41,6 +41,7 @@ struct config {
      * --admin-token-file; NULL when neither is given. Never logged. */
     char *admin_token;
     char *admin_token_file;
+    char *ui_dir;            /* invoice-service: the dashboard's files; NULL: default */
 };
 
 /* default_port and service name differ per service. */

@@ -119,7 +119,20 @@ struct http_request {
     char *reply_body;
     size_t reply_len;
     const char *reply_type;
+    struct http_stream *stream; /* a streamed answer, until queued */
 };
+
+/* A streamed answer: MHD owns it from queue_reply to stream_free. */
+struct http_stream {
+    http_server *srv;
+    struct MHD_Connection *conn;
+    http_stream_read_fn read;
+    http_stream_done_fn done;
+    void *cls;
+};
+
+/* MHD asks a streamed answer for blocks of at most this many bytes. */
+#define STREAM_BLOCK 4096
 
 /* ---------------------------------------------------------------- util */
 
@@ -375,6 +388,50 @@ void http_reply_error(http_request *req, const struct api_error *err)
     jsonw_free(&w);
 }
 
+void http_reply_data(http_request *req, int status, const char *content_type, char *body,
+                     size_t len)
+{
+    set_reply(req, status, body, len, content_type);
+}
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct http_stream *st = cls;
+    (void)pos;
+    long n = st->read(st->cls, buf, max);
+    if (n == HTTP_STREAM_END)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n < 0)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    struct http_stream *st = cls;
+    st->done(st->cls);
+    free(st);
+}
+
+http_stream *http_reply_stream(http_request *req, const char *content_type,
+                               http_stream_read_fn read, http_stream_done_fn done, void *cls)
+{
+    struct http_stream *st = xcalloc(1, sizeof(*st));
+
+    st->srv = req->srv;
+    st->conn = req->conn;
+    st->read = read;
+    st->done = done;
+    st->cls = cls;
+    set_reply(req, 200, NULL, 0, content_type);
+    req->stream = st;
+    return st;
+}
+
+void http_stream_suspend(http_stream *st) { MHD_suspend_connection(st->conn); }
+void http_stream_resume(http_stream *st) { MHD_resume_connection(st->conn); }
+int http_stream_draining(const http_stream *st) { return atomic_load(&st->srv->draining); }
+
 /* Hands the prepared answer to MHD. */
 static enum MHD_Result queue_reply(http_request *req)
 {
@@ -386,11 +443,22 @@ static enum MHD_Result queue_reply(http_request *req)
         api_error_set(&e, 500, "internal", NULL, "the handler gave no answer");
         http_reply_error(req, &e);
     }
-    resp = MHD_create_response_from_buffer(req->reply_len, req->reply_body,
-                                           MHD_RESPMEM_MUST_FREE);
-    if (!resp)
-        return MHD_NO;
-    req->reply_body = NULL; /* MHD owns it now */
+    if (req->stream) {
+        struct http_stream *st = req->stream;
+        req->stream = NULL;
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_read, st,
+                                                 stream_free);
+        if (!resp) {
+            stream_free(st);
+            return MHD_NO;
+        }
+    } else {
+        resp = MHD_create_response_from_buffer(req->reply_len, req->reply_body,
+                                               MHD_RESPMEM_MUST_FREE);
+        if (!resp)
+            return MHD_NO;
+        req->reply_body = NULL; /* MHD owns it now */
+    }
     if (req->reply_type)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->reply_type);
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
@@ -866,6 +934,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     for (int i = 0; i < req->header_count; i++)
         free(req->headers[i].value);
     free(req->reply_body);
+    if (req->stream) /* never queued */
+        stream_free(req->stream);
     free(req->path);
     free(req);
     *con_cls = NULL;

@@ -122,6 +122,35 @@ void http_reply(http_request *req, int status, struct jsonw *w);
  * taken over. */
 void http_reply_json(http_request *req, int status, char *body, size_t len);
 void http_reply_error(http_request *req, const struct api_error *err);
+/* Answers with body (malloc'd, or NULL when len is 0; taken over) of
+ * content_type (a string that outlives the request: a literal). */
+void http_reply_data(http_request *req, int status, const char *content_type, char *body,
+                     size_t len);
+
+/* ---- streamed answers (Server-Sent Events, sse.h) ----
+ *
+ * http_reply_stream() answers 200 with a body of unknown length (chunked)
+ * produced by read(cls, buf, max) on an HTTP worker thread whenever the
+ * connection can take more: it returns the bytes written into buf, or
+ * HTTP_STREAM_END to end the answer, HTTP_STREAM_ABORT to close the
+ * connection, or 0 when it has nothing yet, after calling
+ * http_stream_suspend(): the connection then leaves the event loop, no
+ * worker thread waits for it, and read is called again once someone calls
+ * http_stream_resume() (exactly once per suspension). done(cls) runs once
+ * when the connection is finished with, whatever the reason; the stream
+ * handle is invalid from then on. A suspended stream is never finished:
+ * its owner must resume it (at the latest when http_stream_draining()
+ * says the server is stopping). */
+typedef struct http_stream http_stream;
+#define HTTP_STREAM_END (-1)
+#define HTTP_STREAM_ABORT (-2)
+typedef long (*http_stream_read_fn)(void *cls, char *buf, size_t max);
+typedef void (*http_stream_done_fn)(void *cls);
+http_stream *http_reply_stream(http_request *req, const char *content_type,
+                               http_stream_read_fn read, http_stream_done_fn done, void *cls);
+void http_stream_suspend(http_stream *st);
+void http_stream_resume(http_stream *st);
+int http_stream_draining(const http_stream *st);
 
 /* For a handler whose work finishes on another thread (the group-commit
  * thread, say): call http_suspend() before handing the work off and

@@ -41,7 +41,7 @@ import pytest
 from conftest import _require_binaries
 from contract import ACCOUNTS, ORDERS, USERS, describe, post
 from harness import REPO, SERVICE_NAMES, Broker, Service, bin_dir
-from helpers import unique_email, wait_until
+from helpers import http, unique_email, wait_until
 from invoice_helpers import list_invoices, rare_year
 
 MAKE_TIMEOUT = 900          # seconds; only spent when the build is out of date
@@ -252,6 +252,11 @@ def test_installed_binaries_walk_the_demo_journey(staged, tmp_path):
                          message="the invoice of the installed services")
         assert inv["total"] == Decimal("42.50") and inv["order_count"] == 1, inv
         assert inv["shipping_address"]["address1"] == "5 Install Rd", inv
+        # The installed invoice-service finds the dashboard's installed
+        # files by itself (README.md, "The dashboard").
+        ui = http("GET", services["invoice"].base_url + "/invoice-service/ui/")
+        assert ui.status == 200, describe(ui)
+        assert ui.body == (staged / "usr/share/cqrs-c/ui/index.html").read_bytes()
     finally:
         errors = []
         for svc in reversed(list(services.values())):

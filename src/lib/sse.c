@@ -1,0 +1,275 @@
+/*
+ * sse (see sse.h). One mutex guards the list of clients and each client's
+ * buffer and flags. A client's stream is suspended only by its own read
+ * callback, under the lock, when it has nothing to send; whoever gives it
+ * something to send (a publish, a keep-alive, the end) clears its
+ * "suspended" flag under the lock and resumes it after unlocking. Only the
+ * one that cleared the flag resumes, so each suspension is resumed exactly
+ * once; and a suspended connection is never finished by libmicrohttpd, so
+ * the client stays valid until that resume.
+ */
+#include "sse.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_error.h"
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+#define MS_NS 1000000LL
+#define CONTENT_TYPE_SSE "text/event-stream; charset=utf-8"
+#define KEEPALIVE_LINE ": keep-alive\n\n"
+#define EVENT_HEAD_MAX 64 /* "id: <n>\ndata: " */
+#define METRIC_CLIENTS "sse_clients"
+#define METRIC_EVENTS "sse_events_total"
+#define METRIC_DROPPED "sse_clients_dropped_total"
+
+struct sse_client {
+    sse_hub *hub;
+    http_stream *st;
+    char *buf;       /* SSE_CLIENT_BUFFER bytes; unsent: buf[off, len) */
+    size_t off, len;
+    int suspended;   /* its read callback suspended it */
+    int ending;      /* send what is left, then end the answer */
+    int dropped;     /* too slow: close the connection now */
+    int64_t last_ns; /* when something was last queued for it */
+    struct sse_client *prev, *next;
+};
+
+struct sse_hub {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* on the monotonic clock */
+    struct sse_client *head;
+    size_t count;
+    uint64_t next_id;
+    int stopping;
+    int drained; /* every stream was told to end for shutdown */
+};
+
+/* Appends to c's buffer (lock held); a client past its cap is dropped. */
+static void queue_locked(struct sse_client *c, const char *a, size_t alen, const char *b,
+                         size_t blen, const char *tail, size_t tlen)
+{
+    size_t need = alen + blen + tlen;
+
+    if (c->dropped || c->ending)
+        return;
+    if (c->off > 0) {
+        memmove(c->buf, c->buf + c->off, c->len - c->off);
+        c->len -= c->off;
+        c->off = 0;
+    }
+    if (c->len + need > SSE_CLIENT_BUFFER) {
+        c->dropped = 1;
+        metrics_counter_add(METRIC_DROPPED, "reason=\"slow\"", 1);
+        log_info(NULL, "event stream: dropped a client that does not keep up");
+        return;
+    }
+    memcpy(c->buf + c->len, a, alen);
+    memcpy(c->buf + c->len + alen, b, blen);
+    memcpy(c->buf + c->len + alen + blen, tail, tlen);
+    c->len += need;
+    c->last_ns = util_monotonic_ns();
+}
+
+/* Notes c for resuming after the unlock when it is suspended (lock held). */
+static void wake_locked(struct sse_client *c, http_stream **wake, size_t *n)
+{
+    if (!c->suspended)
+        return;
+    c->suspended = 0;
+    wake[(*n)++] = c->st;
+}
+
+static void resume_all(http_stream **wake, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        http_stream_resume(wake[i]);
+}
+
+static long client_read(void *cls, char *buf, size_t max)
+{
+    struct sse_client *c = cls;
+    sse_hub *hub = c->hub;
+    long n = 0;
+
+    pthread_mutex_lock(&hub->lock);
+    if (c->dropped) {
+        n = HTTP_STREAM_ABORT;
+    } else if (c->len > c->off) {
+        size_t k = c->len - c->off < max ? c->len - c->off : max;
+        memcpy(buf, c->buf + c->off, k);
+        c->off += k;
+        n = (long)k;
+    } else if (c->ending) {
+        n = HTTP_STREAM_END;
+    } else {
+        c->suspended = 1;
+        http_stream_suspend(c->st);
+    }
+    pthread_mutex_unlock(&hub->lock);
+    return n;
+}
+
+static void client_done(void *cls)
+{
+    struct sse_client *c = cls;
+    sse_hub *hub = c->hub;
+
+    pthread_mutex_lock(&hub->lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        hub->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    hub->count--;
+    metrics_gauge_set(METRIC_CLIENTS, NULL, (int64_t)hub->count);
+    pthread_mutex_unlock(&hub->lock);
+    free(c->buf);
+    free(c);
+}
+
+void sse_hub_handle(http_request *req, sse_hub *hub)
+{
+    struct api_error err;
+    char hello[64];
+
+    if (http_refuse_query(req))
+        return;
+    pthread_mutex_lock(&hub->lock);
+    if (hub->count >= SSE_MAX_CLIENTS || hub->drained || http_draining(req)) {
+        pthread_mutex_unlock(&hub->lock);
+        api_error_set(&err, 503, "unavailable", NULL,
+                      "too many event streams are open (at most %d); retry later",
+                      SSE_MAX_CLIENTS);
+        http_add_header(req, "Retry-After", "1");
+        http_reply_error(req, &err);
+        return;
+    }
+    struct sse_client *c = xcalloc(1, sizeof(*c));
+    c->hub = hub;
+    c->buf = xmalloc(SSE_CLIENT_BUFFER);
+    /* Sent at once, so the client knows the stream is open. */
+    int n = snprintf(hello, sizeof(hello), "retry: %d\n: connected\n\n", SSE_RETRY_MS);
+    queue_locked(c, hello, (size_t)n, "", 0, "", 0);
+    http_add_header(req, "Cache-Control", "no-store");
+    http_add_header(req, "X-Accel-Buffering", "no");
+    c->st = http_reply_stream(req, CONTENT_TYPE_SSE, client_read, client_done, c);
+    c->next = hub->head;
+    if (hub->head)
+        hub->head->prev = c;
+    hub->head = c;
+    hub->count++;
+    metrics_gauge_set(METRIC_CLIENTS, NULL, (int64_t)hub->count);
+    pthread_mutex_unlock(&hub->lock);
+}
+
+void sse_publish(sse_hub *hub, const char *data, size_t len)
+{
+    http_stream *wake[SSE_MAX_CLIENTS];
+    size_t n = 0;
+    char head[EVENT_HEAD_MAX];
+
+    if (!hub)
+        return;
+    pthread_mutex_lock(&hub->lock);
+    int hlen = snprintf(head, sizeof(head), "id: %llu\ndata: ",
+                        (unsigned long long)++hub->next_id);
+    for (struct sse_client *c = hub->head; c; c = c->next) {
+        queue_locked(c, head, (size_t)hlen, data, len, "\n\n", 2);
+        wake_locked(c, wake, &n);
+    }
+    metrics_counter_add(METRIC_EVENTS, NULL, 1);
+    pthread_mutex_unlock(&hub->lock);
+    resume_all(wake, n);
+}
+
+/* Keep-alives when due, and the end of every stream once the server
+ * drains. */
+static void *run(void *arg)
+{
+    sse_hub *hub = arg;
+    http_stream *wake[SSE_MAX_CLIENTS];
+
+    pthread_mutex_lock(&hub->lock);
+    while (!hub->stopping) {
+        int64_t now = util_monotonic_ns();
+        size_t n = 0;
+        int drain = hub->head && http_stream_draining(hub->head->st);
+        if (drain)
+            hub->drained = 1;
+        for (struct sse_client *c = hub->head; c; c = c->next) {
+            if (drain && !c->ending) {
+                c->ending = 1;
+            } else if (!c->ending && now - c->last_ns >= SSE_KEEPALIVE_MS * MS_NS) {
+                queue_locked(c, KEEPALIVE_LINE, sizeof(KEEPALIVE_LINE) - 1, "", 0, "", 0);
+            } else {
+                continue;
+            }
+            wake_locked(c, wake, &n);
+        }
+        if (n > 0) {
+            pthread_mutex_unlock(&hub->lock);
+            resume_all(wake, n);
+            pthread_mutex_lock(&hub->lock);
+            continue;
+        }
+        util_cond_wait_until(&hub->cond, &hub->lock, now + SSE_TICK_MS * MS_NS);
+    }
+    pthread_mutex_unlock(&hub->lock);
+    return NULL;
+}
+
+sse_hub *sse_hub_start(char *err, size_t errlen)
+{
+    sse_hub *hub = xcalloc(1, sizeof(*hub));
+
+    pthread_mutex_init(&hub->lock, NULL);
+    util_cond_init_monotonic(&hub->cond);
+    metrics_describe(METRIC_CLIENTS, "gauge", "Event streams open.");
+    metrics_describe(METRIC_EVENTS, "counter", "Events sent to the event streams.");
+    metrics_describe(METRIC_DROPPED, "counter",
+                     "Event stream clients disconnected because they did not keep up.");
+    metrics_gauge_set(METRIC_CLIENTS, NULL, 0);
+    if (pthread_create(&hub->thread, NULL, run, hub) != 0) {
+        snprintf(err, errlen, "cannot start the event stream thread");
+        pthread_mutex_destroy(&hub->lock);
+        pthread_cond_destroy(&hub->cond);
+        free(hub);
+        return NULL;
+    }
+    return hub;
+}
+
+size_t sse_client_count(sse_hub *hub)
+{
+    pthread_mutex_lock(&hub->lock);
+    size_t n = hub->count;
+    pthread_mutex_unlock(&hub->lock);
+    return n;
+}
+
+void sse_hub_stop(sse_hub *hub)
+{
+    if (!hub)
+        return;
+    pthread_mutex_lock(&hub->lock);
+    hub->stopping = 1;
+    pthread_cond_signal(&hub->cond);
+    pthread_mutex_unlock(&hub->lock);
+    pthread_join(hub->thread, NULL);
+    /* The server stopped, which finished every stream; one left belongs
+     * to a server stopped past its drain timeout and must not be touched. */
+    if (hub->count)
+        log_warn(NULL, "event streams: %zu still open at shutdown", hub->count);
+    pthread_mutex_destroy(&hub->lock);
+    pthread_cond_destroy(&hub->cond);
+    free(hub);
+}
