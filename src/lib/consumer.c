@@ -370,7 +370,13 @@ static int apply_all(consumer *c, int n, int isolated, int *permanent)
         reset_result(c, i);
         if (isolated && (rc = db_exec(c->conn, "SAVEPOINT delivery")) != DB_OK)
             break;
+        db_clear_error(c->conn);
         int outcome = c->apply(c->conn, &c->batch[i], &c->results[i], c->ctx);
+        /* A statement that could not even be prepared comes back as a bare
+         * DB_ERROR; the connection knows whether it was a lock timeout or a
+         * lost server, which must delay the batch, not count an attempt. */
+        if (outcome == DB_ERROR && is_transient(db_last_error(c->conn)))
+            outcome = db_last_error(c->conn);
         if (outcome >= 0) {
             rc = settle_outcome(c, i, outcome);
             if (rc == DB_OK && isolated)

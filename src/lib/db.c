@@ -244,6 +244,14 @@ const char *db_errmsg(const db *conn)
     return conn ? conn->errmsg : "no database connection";
 }
 
+int db_last_error(const db *conn) { return conn ? conn->last_error : DB_UNAVAILABLE; }
+
+void db_clear_error(db *conn)
+{
+    if (conn)
+        conn->last_error = DB_OK;
+}
+
 int db_exec(db *conn, const char *sql)
 {
     return conn->backend->exec(conn, sql);

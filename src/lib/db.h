@@ -75,6 +75,11 @@ void db_close(db *conn);
 
 enum db_kind db_kind(const db *conn);
 const char *db_errmsg(const db *conn);
+/* The db_result of the connection's last failure (DB_OK once cleared), so
+ * that a caller handed a bare DB_ERROR (a failed db_prepare returns NULL)
+ * can still tell a lock timeout or a lost server from a real error. */
+int db_last_error(const db *conn);
+void db_clear_error(db *conn);
 
 /* Runs SQL without parameters or results (may hold several statements). */
 int db_exec(db *conn, const char *sql);
