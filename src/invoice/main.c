@@ -8,9 +8,12 @@
 #include "service.h"
 #include "util.h"
 
+static const struct http_document openapi = {openapi_json_start, openapi_json_end};
+
 static const struct http_route routes[] = {
     {"GET", "/invoice-service/invoices", rows_handle_list, &invoice_rows},
     {"GET", "/invoice-service/invoices/{id}", rows_handle_get, &invoice_rows},
+    {"GET", "/invoice-service/openapi.json", http_handle_document, &openapi},
 };
 
 static const char *const consumed_queues[] = {"user", "account", "order", NULL};

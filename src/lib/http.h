@@ -45,6 +45,13 @@ struct http_route {
     const void *data;    /* for the handler: http_route_data(); may be NULL */
 };
 
+/* A fixed JSON document served as is (a service's openapi.json): the
+ * bytes from start to end, static and never freed. */
+struct http_document {
+    const char *start;
+    const char *end;
+};
+
 /* Fills whether the service's database and broker are usable. */
 typedef void (*http_ready_fn)(void *app, int *database_ok, int *broker_ok);
 
@@ -62,6 +69,10 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
 /* Graceful stop: stops accepting, lets in-flight requests finish (at most
  * cfg->shutdown_timeout_s), then closes every connection and frees. */
 void http_server_stop(http_server *srv);
+
+/* The handler of a route whose data is a struct http_document: answers
+ * 200 with the document (400 invalid_query to any query parameter). */
+void http_handle_document(http_request *req, void *app);
 
 /* ---- for handlers ---- */
 

@@ -3,6 +3,8 @@
 #include "util.h"
 #include "writer.h"
 
+static const struct http_document openapi = {openapi_json_start, openapi_json_end};
+
 static const struct http_route routes[] = {
     {"POST", "/system-api/users", create_handle, &user_create},
     {"GET", "/system-api/users", rows_handle_list, &user_rows},
@@ -10,6 +12,7 @@ static const struct http_route routes[] = {
     {"POST", "/system-api/accounts", create_handle, &account_create},
     {"GET", "/system-api/accounts", rows_handle_list, &account_rows},
     {"GET", "/system-api/accounts/{id}", rows_handle_get, &account_rows},
+    {"GET", "/system-api/openapi.json", http_handle_document, &openapi},
 };
 
 int main(int argc, char **argv)

@@ -16,6 +16,7 @@ from contract import (ACCOUNTS, ANY, ORDERS, USERS,
                       describe, get, hexid, list_ok, make_account,
                       make_order, make_user, max_id, media_type, post,
                       post_raw, uemail, user_body, uuser_id)
+import openapi_check
 from helpers import http, wait_until
 
 MIB = 1024 * 1024
@@ -86,8 +87,13 @@ class RawConn:
         self.sock.sendall(data)
 
     def request(self, method, path, headers=(), body=None):
+        """A well-formed request; the answer is checked against the
+        service's OpenAPI document (bytes sent with send() are not)."""
         self.send(self.request_bytes(method, path, headers, body))
-        return self.read_response(method)
+        r = self.read_response(method)
+        openapi_check.observe(method, path, r.status, r.headers.items(), r.body,
+                              self.port)
+        return r
 
     def _fill(self):
         chunk = self.sock.recv(65536)
