@@ -12,10 +12,16 @@ writes are committed, and tests/e2e/test_openapi.py checks that they are
 exactly what this script writes.
 
 Layout, so that a feature is a small edit here:
-  - ERRORS: every error answer by status, with the codes it can carry;
-  - common_headers(): the headers on every answer;
-  - create_op() / list_op() / get_op(): the operations of a collection;
-  - PROBES: /healthz, /readyz, /metrics (identical in the three documents).
+  - ERROR_TITLES / ERROR_WHEN: the statuses and codes of error answers;
+    an operation lists, per status, the codes it can answer;
+  - HEADERS / PARAMETERS: reusable headers and parameters;
+    common_headers(): the headers on every answer;
+  - create_op() / list_op() / get_op(): the operations of a collection
+    (a request header every POST takes goes into create_op's parameters,
+    a header of every 201 into its extra_headers, a new code into its
+    errors); add_collection() makes a collection's paths;
+  - add_probes(): /healthz, /readyz, /metrics (the same in the three
+    documents); add_self(): the openapi.json route itself.
 Run: /usr/bin/python3 openapi/generate.py  (from anywhere)
 """
 
@@ -333,10 +339,15 @@ def sort_param(columns, default_text):
 
 
 def operation(doc, op_id, summary, parameters, responses, error_codes, body=None, tags=()):
-    """error_codes: {status: [codes]} this operation can answer."""
+    """error_codes: {status: [codes]} this operation can answer, or
+    {status: ([codes], [header names of HEADERS])} when that error carries
+    headers of its own (a Retry-After, say)."""
     resp = dict(responses)
     for status in sorted(error_codes):
-        resp[str(status)] = doc.error_response(status, error_codes[status])
+        codes, headers = error_codes[status], ()
+        if isinstance(codes, tuple):
+            codes, headers = codes
+        resp[str(status)] = doc.error_response(status, codes, headers)
     op = {"operationId": op_id, "summary": summary, "parameters": parameters,
           "responses": resp}
     if tags:
