@@ -46,6 +46,9 @@ class _Document:
         self.name = name
         self.doc = load(name)
         self.resolver = RefResolver(f"urn:openapi:{name}", self.doc)
+        # jsonschema's RefResolver keeps a stack of scopes while it works,
+        # so the load threads of a test take turns with it.
+        self.resolver_lock = threading.Lock()
         self.validators = {}
         self.routes = []
         for template, item in self.doc["paths"].items():
@@ -57,17 +60,20 @@ class _Document:
         for _ in range(10):
             if "$ref" not in node:
                 return node
-            _, node = self.resolver.resolve(node["$ref"])
+            with self.resolver_lock:
+                _, node = self.resolver.resolve(node["$ref"])
         raise ValueError("$ref chain too long")
 
     def validate(self, schema, value):
-        v = self.validators.get(id(schema))
-        if v is None:
-            v = Draft202012Validator(schema, resolver=self.resolver,
-                                     format_checker=jsonschema.FormatChecker())
-            self.validators[id(schema)] = v
+        with self.resolver_lock:
+            v = self.validators.get(id(schema))
+            if v is None:
+                v = Draft202012Validator(schema, resolver=self.resolver,
+                                         format_checker=jsonschema.FormatChecker())
+                self.validators[id(schema)] = v
+            errors = list(v.iter_errors(value))[:5]
         return [f"{'/'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
-                for e in v.iter_errors(value)][:5]
+                for e in errors]
 
     def params_ok(self, item, method_op, match):
         """Whether the path parameters satisfy their schemas (a bad {id} is
