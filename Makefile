@@ -7,7 +7,7 @@ BUILD ?= build/release
 CC ?= cc
 CSTD := -std=c17 -D_GNU_SOURCE
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-PKGS := libmicrohttpd jansson librabbitmq sqlite3 uuid libpq
+PKGS := libmicrohttpd jansson librabbitmq sqlite3 uuid libpq nettle
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 ifeq ($(SAN),1)
@@ -74,6 +74,7 @@ $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 UNIT_EXTRA_test_event := $(BUILD)/src/invoice/event.o
 UNIT_EXTRA_test_outbox := $(BUILD)/tests/unit/testutil.o
 UNIT_EXTRA_test_db := $(BUILD)/tests/unit/dbtest.o $(BUILD)/tests/unit/testutil.o
+UNIT_EXTRA_test_idempotency := $(UNIT_EXTRA_test_db)
 UNIT_EXTRA_test_db_pg := $(UNIT_EXTRA_test_db) \
 	$(SERVICES:%=$(BUILD)/src/%/schema.o)
 # test_users: the user insert's error answers, on both backends.
@@ -166,6 +167,73 @@ fuzz-bins: $(FUZZ_BINS)
 
 fuzz: deps
 	@scripts/run-fuzz.sh $(FUZZ_SECONDS)
+
+# Installation (README.md, "Installing"): the services of BUILD (the
+# release build unless BUILD says otherwise; `make install BUILD=build/asan
+# SAN=1` installs the sanitizer build) into BINDIR, a hardened systemd unit
+# per service, generated from dist/systemd/service.in with the paths below,
+# into UNITDIR, the share/ tree and an example settings file per service
+# into DATADIR, the docs into DOCDIR. DESTDIR stages it all under another
+# root (packaging, tests). Nothing outside these folders is touched: the
+# settings files in SYSCONFDIR/cqrs-c and the databases under /var/lib are
+# the administrator's, and so is `systemctl daemon-reload`.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share/cqrs-c
+DOCDIR ?= $(PREFIX)/share/doc/cqrs-c
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+INSTALL ?= install
+ROLE_user := users and accounts, write side
+ROLE_order := orders, write side
+ROLE_invoice := invoices, read side
+PORT_user := 8081
+PORT_order := 8082
+PORT_invoice := 8083
+# The share/ tree, folders deepest first (for uninstall's rmdir); names
+# without spaces.
+SHARE_DIRS = $(shell find share -depth -type d 2>/dev/null)
+SHARE_FILES = $(shell find share -type f 2>/dev/null)
+DOC_FILES := $(wildcard docs/*.md)
+# @NAME@ and the rest in dist/: one sed program per service ($(1)).
+install_subst = sed -e 's|@NAME@|$(1)-service|g' -e 's|@ROLE@|$(ROLE_$(1))|g' \
+	-e 's|@PORT@|$(PORT_$(1))|g' -e 's|@STATEDIR@|cqrs-c-$(1)|g' \
+	-e 's|@BINDIR@|$(BINDIR)|g' -e 's|@DATADIR@|$(DATADIR)|g' \
+	-e 's|@DOCDIR@|$(DOCDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+
+# The unit and the example settings of service $(1), each on its own line.
+define install_service
+	$(call install_subst,$(1)) dist/systemd/service.in >$(DESTDIR)$(UNITDIR)/$(1)-service.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/$(1)-service.service
+	$(call install_subst,$(1)) dist/service.env.in >$(DESTDIR)$(DATADIR)/examples/$(1)-service.env
+	chmod 0644 $(DESTDIR)$(DATADIR)/examples/$(1)-service.env
+
+endef
+
+.PHONY: install uninstall
+install: $(SERVICE_BINS)
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(DATADIR)/examples $(DESTDIR)$(DOCDIR)/docs \
+		$(SHARE_DIRS:share%=$(DESTDIR)$(DATADIR)%)
+	$(INSTALL) -m 0755 $(SERVICE_BINS) $(DESTDIR)$(BINDIR)/
+	$(foreach s,$(SERVICES),$(call install_service,$(s)))
+	for f in $(SHARE_FILES:share/%=%); do \
+		$(INSTALL) -m 0644 "share/$$f" "$(DESTDIR)$(DATADIR)/$$f" || exit 1; done
+	$(INSTALL) -m 0644 README.md $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 0644 $(DOC_FILES) $(DESTDIR)$(DOCDIR)/docs/
+
+# Removes the files install puts there (those of the share/ tree as it is
+# now), then the folders of DATADIR and DOCDIR that are left empty. Stop
+# and disable the services first.
+uninstall:
+	rm -f $(SERVICES:%=$(DESTDIR)$(BINDIR)/%-service) \
+		$(SERVICES:%=$(DESTDIR)$(UNITDIR)/%-service.service) \
+		$(SERVICES:%=$(DESTDIR)$(DATADIR)/examples/%-service.env) \
+		$(SHARE_FILES:share%=$(DESTDIR)$(DATADIR)%) \
+		$(DESTDIR)$(DOCDIR)/README.md $(DOC_FILES:%=$(DESTDIR)$(DOCDIR)/%)
+	for d in $(DESTDIR)$(DATADIR)/examples $(SHARE_DIRS:share%=$(DESTDIR)$(DATADIR)%) \
+		$(DESTDIR)$(DOCDIR)/docs $(DESTDIR)$(DOCDIR); do \
+		[ ! -d "$$d" ] || rmdir --ignore-fail-on-non-empty "$$d"; done
 
 # Formats only the C lines changed since HEAD (git clang-format, from
 # Debian's clang-format): much of the tree is aligned by hand in ways the

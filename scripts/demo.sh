@@ -5,8 +5,10 @@
 # Starts a private RabbitMQ on loopback (unless AMQP_URL already answers),
 # the three services on fresh SQLite files under var/demo/, then creates
 # Alice, her account and a 50.00 order dated April 2025, and fetches her
-# April invoice, printing every request and answer. It keeps serving until
-# Ctrl-C, then stops exactly the processes it started.
+# April invoice with the consistency tokens of those creates (so the read
+# waits until the invoice service has applied them), printing every
+# request and answer. It keeps serving until Ctrl-C, then stops exactly
+# the processes it started.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -17,7 +19,7 @@ DEMO=$ROOT/var/demo
 USER_PORT=${USER_PORT:-8081}
 ORDER_PORT=${ORDER_PORT:-8082}
 INVOICE_PORT=${INVOICE_PORT:-8083}
-INVOICE_WAIT_S=20
+INVOICE_WAIT_MS=20000
 
 pids=()
 broker_started=""
@@ -91,9 +93,10 @@ for port in $USER_PORT $ORDER_PORT $INVOICE_PORT; do
 done
 
 # Prints the request as a curl command, then the status and the raw
-# answer (raw, so money shows as the service writes it: 50.00).
+# answer (raw, so money shows as the service writes it: 50.00), and the
+# X-Consistency-Token of a create, which it also keeps in $token.
 show() { # METHOD URL [BODY]
-    local args=(-s -X "$1" "$2" -w '\n=> HTTP %{http_code}\n')
+    local args=(-s -X "$1" "$2" -w '\n=> HTTP %{http_code}\n' -D "$DEMO/headers")
     echo
     if [ -n "${3:-}" ]; then
         echo "\$ curl -X $1 '$2' -H 'Content-Type: application/json' -d '$3'"
@@ -102,6 +105,10 @@ show() { # METHOD URL [BODY]
         echo "\$ curl '$2'"
     fi
     curl "${args[@]}"
+    token=$(tr -d '\r' <"$DEMO/headers" | sed -n 's/^[Xx]-[Cc]onsistency-[Tt]oken: //p')
+    if [ -n "$token" ]; then
+        echo "   X-Consistency-Token: $token"
+    fi
 }
 
 U=http://127.0.0.1:$USER_PORT/system-api
@@ -111,20 +118,21 @@ I=http://127.0.0.1:$INVOICE_PORT/invoice-service
 echo
 echo "== 1. Create a user"
 show POST "$U/users" '{"name": "Alice", "email": "alice@demo.com"}'
+user_token=$token
 echo
 echo "== 2. Create her account (shipping address)"
 show POST "$U/accounts" '{"user_id": 1, "address1": "123 Main St", "city": "Cityville", "state": "CA", "zip": "12345"}'
+account_token=$token
 echo
 echo "== 3. Create an order dated April 2025"
 show POST "$O/orders" '{"user_id": 1, "amount": 50, "description": "Test purchase", "created_at": "2025-04-03T10:15:00Z"}'
+order_token=$token
 echo
-echo "== 4. The invoice service builds her April invoice from the events"
+echo "== 4. The invoice service builds her April invoice from the events;"
+echo "      the tokens of the three creates make the read wait until it has"
+echo "      applied them (read your writes)"
 query="$I/invoices?user_id=1&month=4&year=2025"
-for _ in $(seq $((INVOICE_WAIT_S * 10))); do
-    [ "$(curl -s "$query" | jq 'length')" = "1" ] && break
-    sleep 0.1
-done
-show GET "$query"
+show GET "$query&consistent_with=$user_token&consistent_with=$account_token&consistent_with=$order_token&wait_ms=$INVOICE_WAIT_MS"
 
 cat <<EOT
 

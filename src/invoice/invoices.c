@@ -3,8 +3,14 @@
  * read time from its row, the customer's latest name/email/address, and
  * its lines sorted by purchase time then order id.
  */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctoken.h"
 #include "invoice_service.h"
+#include "readwait.h"
 #include "rows.h"
+#include "service.h"
 #include "timeutil.h"
 #include "util.h"
 
@@ -117,3 +123,142 @@ const struct rows_list invoice_rows = {
     .filter_count = ARRAY_LEN(invoice_filters),
     .write = write_invoice,
 };
+
+/* ---- consistent reads (API.md "Read your writes") ---- */
+
+#define WAIT_MS_DEFAULT 5000
+#define WAIT_MS_MAX 30000
+#define MAX_TOKENS 16 /* consistent_with parameters of one request */
+
+static const char allowed_consistency[] = "consistent_with (repeatable) and wait_ms (0..30000)";
+
+/* Takes consistent_with and wait_ms out of the query. Returns the number
+ * of tokens (0 when none: the read need not wait), or -1 with err. *tokens
+ * is malloc()ed when the count is positive. */
+static int take_consistency(http_request *req, const char *key, struct ctoken **tokens,
+                            int64_t *wait_ms, struct api_error *err)
+{
+    const struct query_param *params;
+    size_t count, n = 0;
+    int has_wait = 0;
+
+    *tokens = NULL;
+    *wait_ms = WAIT_MS_DEFAULT;
+    http_query(req, &params, &count);
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(params[i].key, "wait_ms") == 0) {
+            if (has_wait || !params[i].value || listq_parse_uint(params[i].value, wait_ms) != 0 ||
+                *wait_ms > WAIT_MS_MAX)
+                goto bad_wait;
+            has_wait = 1;
+        } else if (strcmp(params[i].key, "consistent_with") == 0) {
+            if (n == MAX_TOKENS) {
+                api_error_set(err, 400, "invalid_query", NULL, "at most %d consistent_with tokens",
+                              MAX_TOKENS);
+                goto fail;
+            }
+            if (!*tokens)
+                *tokens = xcalloc(MAX_TOKENS, sizeof(**tokens));
+            if (!params[i].value || ctoken_decode(params[i].value, key, &(*tokens)[n]) != 0) {
+                api_error_set(err, 400, "invalid_query", NULL,
+                              "consistent_with is not a token this system issued; allowed: %s",
+                              allowed_consistency);
+                goto fail;
+            }
+            n++;
+        }
+    }
+    if (has_wait && n == 0) {
+        api_error_set(err, 400, "invalid_query", NULL,
+                      "wait_ms is only allowed together with consistent_with");
+        goto fail;
+    }
+    http_query_drop(req, "consistent_with");
+    http_query_drop(req, "wait_ms");
+    return (int)n;
+bad_wait:
+    api_error_set(err, 400, "invalid_query", NULL, "wait_ms must be an integer 0..%d", WAIT_MS_MAX);
+fail:
+    for (size_t i = 0; i < n; i++)
+        ctoken_free(&(*tokens)[i]);
+    free(*tokens);
+    *tokens = NULL;
+    return -1;
+}
+
+static void free_tokens(struct ctoken *tokens, int n)
+{
+    for (int i = 0; i < n; i++)
+        ctoken_free(&tokens[i]);
+    free(tokens);
+}
+
+/* Answers with plain at once when the query has no tokens, or they are
+ * satisfied already; otherwise the request waits, suspended, in the
+ * service's readwait, which answers it. */
+static void handle_consistent(http_request *req, void *app, http_handler plain, int is_list)
+{
+    const struct service *s = app;
+    const struct rows_list *list = http_route_data(req);
+    struct api_error err;
+    struct ctoken *tokens = NULL;
+    int64_t wait_ms;
+    int n, rc;
+
+    api_error_clear(&err);
+    n = take_consistency(req, s->cfg->consistency_key, &tokens, &wait_ms, &err);
+    if (n < 0)
+        goto refuse;
+    if (n == 0) {
+        plain(req, app);
+        return;
+    }
+    /* The rest of the query is judged before the wait, not after it. */
+    if (is_list) {
+        const struct query_param *params;
+        size_t count;
+        struct listq q;
+        http_query(req, &params, &count);
+        if (listq_parse(params, count, list->columns, list->filters, list->filter_count, &q,
+                        &err) != 0)
+            goto refuse;
+    } else if (http_refuse_query(req)) {
+        free_tokens(tokens, n);
+        return;
+    }
+
+    db *conn = db_pool_acquire(s->pool);
+    rc = readwait_check(conn, tokens, (size_t)n);
+    db_pool_release(s->pool, conn);
+    if (rc == 1) {
+        free_tokens(tokens, n);
+        plain(req, app);
+        return;
+    }
+    if (rc < 0) {
+        service_db_error(rc, &err);
+        goto refuse;
+    }
+    if (wait_ms == 0) {
+        free_tokens(tokens, n);
+        readwait_answer_not_yet(req);
+        return;
+    }
+    http_suspend(req);
+    readwait_add(s->readwait, req, tokens, (size_t)n, util_monotonic_ns() + wait_ms * 1000000,
+                 plain, app);
+    return;
+refuse:
+    free_tokens(tokens, n > 0 ? n : 0);
+    http_reply_error(req, &err);
+}
+
+void invoices_handle_list(http_request *req, void *app)
+{
+    handle_consistent(req, app, rows_handle_list, 1);
+}
+
+void invoices_handle_get(http_request *req, void *app)
+{
+    handle_consistent(req, app, rows_handle_get, 0);
+}

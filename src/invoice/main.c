@@ -5,22 +5,32 @@
  */
 #include "consumer.h"
 #include "invoice_service.h"
+#include "log.h"
 #include "service.h"
 #include "util.h"
 
 static const struct http_document openapi = {openapi_json_start, openapi_json_end};
 
 static const struct http_route routes[] = {
-    {"GET", "/invoice-service/invoices", rows_handle_list, &invoice_rows},
-    {"GET", "/invoice-service/invoices/{id}", rows_handle_get, &invoice_rows},
+    {"GET", "/invoice-service/invoices", invoices_handle_list, &invoice_rows},
+    {"GET", "/invoice-service/invoices/{id}", invoices_handle_get, &invoice_rows},
     {"GET", "/invoice-service/openapi.json", http_handle_document, &openapi},
 };
 
 static const char *const consumed_queues[] = {"user", "account", "order", NULL};
 
+/* The reads that wait for consistency tokens first: the consumer wakes
+ * them. */
 static int start_consumer(struct service *s)
 {
     const struct config *cfg = s->cfg;
+    char err[256];
+
+    s->readwait = readwait_start(cfg->database_url, err, sizeof(err));
+    if (!s->readwait) {
+        log_error(NULL, "cannot start consistent reads: %s", err);
+        return -1;
+    }
     struct consumer_config consumer_cfg = {
         .database_url = cfg->database_url,
         .amqp_url = cfg->amqp_url,
@@ -30,7 +40,8 @@ static int start_consumer(struct service *s)
         .prefetch = cfg->consumer_prefetch,
         .batch_size = cfg->consumer_batch,
         .apply = projection_apply,
-        .ctx = NULL,
+        .committed = projection_committed,
+        .ctx = s->readwait,
     };
     s->consumer = consumer_start(&consumer_cfg);
     return s->consumer ? 0 : -1;
@@ -41,10 +52,12 @@ static int broker_connected(const struct service *s)
     return consumer_connected(s->consumer);
 }
 
-/* Deliveries not yet acked go back to their queues. */
+/* Deliveries not yet acked go back to their queues. HTTP has drained, so
+ * no read waits any more. */
 static void stop_consumer(struct service *s)
 {
     consumer_stop(s->consumer);
+    readwait_stop(s->readwait);
 }
 
 static const struct service_events consumer_events = {

@@ -14,6 +14,7 @@
 #include "inbox.h"
 #include "invoice_service.h"
 #include "log.h"
+#include "readwait.h"
 #include "timeutil.h"
 #include "util.h"
 
@@ -137,9 +138,10 @@ static int apply_order(db *conn, const struct event *ev, int *added)
 int projection_apply(db *conn, const struct mq_delivery *d, struct consumer_result *res,
                      void *ctx)
 {
+    readwait *waits = ctx;
     struct event ev;
     int rc, added = 1;
-    (void)ctx;
+    const char *source;
 
     if (event_decode(d->body, d->body_len, d->message_id, util_now_ms(), &ev, res->reason,
                      sizeof(res->reason)) != 0) {
@@ -151,14 +153,18 @@ int projection_apply(db *conn, const struct mq_delivery *d, struct consumer_resu
 
     /* An event with neither a body id nor a message_id is applied
      * without dedupe (the order line is still unique by order id). */
+    /* A writer's relay tells the event's outbox seq; with the envelope's
+     * source it is what consistency tokens name. */
+    source = json_string_value(json_object_get(ev.doc, "source"));
     if (ev.id[0]) {
-        rc = inbox_record(conn, ev.id, ev.type_name);
+        rc = inbox_record_at(conn, ev.id, ev.type_name, source, d->outbox_seq);
         if (rc == 0) {
             event_free(&ev);
             return CONSUMER_DUPLICATE;
         }
         if (rc < 0)
             goto out;
+        readwait_note(waits, source, d->outbox_seq);
     }
     switch (ev.type) {
     case EVENT_USER_CREATED:
@@ -178,4 +184,9 @@ out:
     if (rc < 0)
         return rc;
     return added ? CONSUMER_APPLIED : CONSUMER_DUPLICATE;
+}
+
+void projection_committed(void *ctx)
+{
+    readwait_committed(ctx);
 }

@@ -56,5 +56,6 @@ static const char projection_postgres[] =
 const struct db_migration invoice_migrations[] = {
     {1, "projection", projection_sqlite, projection_postgres},
     {2, "inbox", inbox_schema_sqlite, inbox_schema_postgres},
+    {3, "inbox positions", inbox_positions_sqlite, inbox_positions_postgres},
 };
 const size_t invoice_migration_count = sizeof(invoice_migrations) / sizeof(invoice_migrations[0]);

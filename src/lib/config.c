@@ -16,6 +16,8 @@
 #define DEFAULT_BIND "127.0.0.1"
 #define DEFAULT_AMQP_URL "amqp://guest:guest@127.0.0.1:5672/"
 #define DEFAULT_BODY_LIMIT (1024 * 1024)
+#define DEFAULT_IDEMPOTENCY_TTL_S 86400 /* docs/api.md 8.1: keys live 24 hours at least */
+#define MAX_IDEMPOTENCY_TTL_S (366L * 86400)
 
 enum opt_kind { OPT_INT, OPT_SIZE, OPT_STRING, OPT_LEVEL, OPT_QUEUE_TYPE };
 
@@ -58,6 +60,10 @@ static const struct option_def options[] = {
      "consumer basic.qos prefetch (default 500)"},
     {"consumer-batch", "CONSUMER_BATCH", OPT_INT, FIELD(consumer_batch), 1, 10000,
      "deliveries applied per transaction (default 200)"},
+    {"idempotency-ttl", "IDEMPOTENCY_TTL", OPT_INT, FIELD(idempotency_ttl_s), 1,
+     MAX_IDEMPOTENCY_TTL_S, "seconds an Idempotency-Key is remembered at least (default 86400)"},
+    {"consistency-key", "CONSISTENCY_KEY", OPT_STRING, FIELD(consistency_key), 0, 0,
+     "secret signing X-Consistency-Token; the same on every service"},
 };
 
 static void usage(const struct config *cfg, FILE *out)
@@ -147,6 +153,7 @@ void config_load(struct config *cfg, const char *service, int default_port, int 
     cfg->relay_batch = 500;
     cfg->consumer_prefetch = 500;
     cfg->consumer_batch = 200;
+    cfg->idempotency_ttl_s = DEFAULT_IDEMPOTENCY_TTL_S;
 
     /* Environment first, so that flags override it. */
     for (size_t i = 0; i < ARRAY_LEN(options); i++) {
@@ -193,5 +200,7 @@ void config_free(struct config *cfg)
     free(cfg->database_url);
     free(cfg->amqp_url);
     free(cfg->queue_type);
+    free(cfg->consistency_key);
+    cfg->consistency_key = NULL;
     cfg->bind = cfg->database_url = cfg->amqp_url = cfg->queue_type = NULL;
 }

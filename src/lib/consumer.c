@@ -22,6 +22,7 @@ struct consumer {
     char *queues[MAX_QUEUES + 1];
     int prefetch, batch_size;
     consumer_apply_fn apply;
+    void (*committed)(void *ctx);
     void *ctx;
 
     pthread_t thread;
@@ -201,6 +202,8 @@ static int process(consumer *c, int n)
         }
         return -1;
     }
+    if (c->committed)
+        c->committed(c->ctx);
     if (dead_letter(c, n) != 0) {
         log_warn(NULL, "dead-lettering failed; the batch will be redelivered");
         mq_nack(c->in, c->batch[n - 1].tag, 1, 1);
@@ -270,6 +273,7 @@ consumer *consumer_start(const struct consumer_config *cfg)
     c->prefetch = cfg->prefetch;
     c->batch_size = cfg->batch_size < cfg->prefetch ? cfg->batch_size : cfg->prefetch;
     c->apply = cfg->apply;
+    c->committed = cfg->committed;
     c->ctx = cfg->ctx;
     c->batch = xcalloc((size_t)c->batch_size, sizeof(*c->batch));
     c->results = xcalloc((size_t)c->batch_size, sizeof(*c->results));

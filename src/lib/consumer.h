@@ -50,6 +50,10 @@ struct consumer_config {
     int prefetch;
     int batch_size;
     consumer_apply_fn apply;
+    /* Optional: runs on the consumer's thread after each commit of
+     * applied events, so that whoever waits for them (readwait.h) looks
+     * again. */
+    void (*committed)(void *ctx);
     void *ctx;
 };
 

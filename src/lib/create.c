@@ -2,10 +2,14 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "body.h"
+#include "ctoken.h"
 #include "groupcommit.h"
+#include "idempotency.h"
 #include "log.h"
+#include "metrics.h"
 #include "outbox.h"
 #include "service.h"
 #include "util.h"
@@ -21,7 +25,16 @@ struct create_job {
     int is_batch;
     struct jsonw answer;
     int64_t first_id;
+    int64_t *seqs; /* the outbox seq of each item's event */
+    char *token;   /* X-Consistency-Token of a committed create */
     struct api_error err;
+    struct idempotency_request idem;
+    /* The 201 as a whole, made on the committer thread inside the job's
+     * savepoint (so a stored key holds it): the created object(s) with
+     * every header of the answer, or a key's stored answer when
+     * replayed. */
+    struct idempotency_answer reply;
+    int replayed;
 };
 
 /* Validates every item first so a bad item writes nothing. */
@@ -64,7 +77,7 @@ static int write_items(db *conn, struct groupcommit_job *gc_job)
                 .correlation_id = request_id,
                 .occurred_at_ms = util_now_ms(),
             };
-            rc = outbox_append(conn, job->service->cfg->service, &ev);
+            rc = outbox_append_seq(conn, job->service->cfg->service, &ev, &job->seqs[i]);
             if (rc != DB_OK)
                 service_db_error(rc, &job->err);
         }
@@ -80,14 +93,64 @@ static int write_items(db *conn, struct groupcommit_job *gc_job)
     }
     if (job->is_batch)
         jsonw_array_end(&job->answer);
+    free(job->token);
+    job->token = rc == DB_OK ? ctoken_encode(job->service->cfg->service, job->seqs, job->count,
+                                             job->service->cfg->consistency_key)
+                             : NULL;
     jsonw_free(&obj);
+    return rc;
+}
+
+/* The whole 201 of a create, headers included. Every header of a 201
+ * is added here, inside the savepoint, so that an Idempotency-Key stores
+ * it with the rest and a replay gives it back. */
+static void make_reply(struct create_job *job)
+{
+    struct idempotency_answer *reply = &job->reply;
+
+    reply->status = 201;
+    if (!job->is_batch) {
+        char location[128];
+        snprintf(location, sizeof(location), "%s%lld", job->spec->location_prefix,
+                 (long long)job->first_id);
+        idempotency_answer_add_header(reply, "Location", location);
+    }
+    if (job->token)
+        idempotency_answer_add_header(reply, "X-Consistency-Token", job->token);
+    reply->body = jsonw_steal(&job->answer, &reply->body_len);
+}
+
+/* On the committer thread, in the job's savepoint: a key already used
+ * answers from what it stored (or refuses); otherwise the items are
+ * written and, with a key, the answer is stored beside them. */
+static int run_create(db *conn, struct groupcommit_job *gc_job)
+{
+    struct create_job *job = (struct create_job *)gc_job;
+    const struct config *cfg = job->service->cfg;
+    int rc;
+
+    if (job->idem.present) {
+        rc = idempotency_claim(conn, cfg->service, cfg->idempotency_ttl_s, &job->idem,
+                               &job->replayed, &job->reply, &job->err);
+        if (rc != DB_OK || job->replayed)
+            return rc;
+    }
+    rc = write_items(conn, gc_job);
+    if (rc != DB_OK)
+        return rc;
+    make_reply(job);
+    if (job->idem.present)
+        rc = idempotency_store(conn, cfg->service, &job->idem, &job->reply, &job->err);
     return rc;
 }
 
 static void free_job(struct create_job *job)
 {
     free(job->items);
+    free(job->seqs);
+    free(job->token);
     jsonw_free(&job->answer);
+    idempotency_answer_free(&job->reply);
     free(job);
 }
 
@@ -98,18 +161,23 @@ static void answer(struct groupcommit_job *gc_job, int rc)
     http_request *req = job->req;
 
     if (rc == DB_OK) {
-        outbox_relay_wake(job->service->relay);
-        if (!job->is_batch) {
-            char location[128];
-            snprintf(location, sizeof(location), "%s%lld", job->spec->location_prefix,
-                     (long long)job->first_id);
-            http_add_header(req, "Location", location);
+        struct idempotency_answer *reply = &job->reply;
+        if (job->replayed) {
+            http_add_header(req, "Idempotent-Replayed", "true");
+            metrics_counter_add("idempotency_replays_total", NULL, 1);
+        } else {
+            outbox_relay_wake(job->service->relay);
         }
-        http_reply(req, 201, &job->answer);
+        for (int i = 0; i < reply->header_count; i++)
+            http_add_header(req, reply->headers[i].name, reply->headers[i].value);
+        http_reply_json(req, reply->status, reply->body, reply->body_len);
+        reply->body = NULL; /* the HTTP layer's now */
     } else {
         /* The job's own error (409, 422), or the group's commit failure. */
         if (!job->err.status)
             service_db_error(rc, &job->err);
+        if (job->err.status == 409 && strcmp(job->err.code, "idempotency_key_in_use") == 0)
+            http_add_header(req, "Retry-After", IDEMPOTENCY_RETRY_AFTER);
         http_reply_error(req, &job->err);
     }
     free_job(job);
@@ -131,13 +199,16 @@ void create_handle(http_request *req, void *app)
     job->req = req;
     job->spec = spec;
     job->service = service;
+    if (idempotency_read(req, &job->idem, &job->err) != 0)
+        goto invalid;
     if (body_items(body, BODY_MAX_ITEMS, &job->count, &job->is_batch, &job->err) != 0)
         goto invalid;
     job->items = xcalloc(job->count, spec->item_size);
+    job->seqs = xcalloc(job->count, sizeof(*job->seqs));
     if (parse_all(body, spec, job->count, job->is_batch, job->items, &job->err) != 0)
         goto invalid;
 
-    job->gc_job.run = write_items;
+    job->gc_job.run = run_create;
     job->gc_job.done = answer;
     http_suspend(req);
     groupcommit_submit(service->gc, &job->gc_job);

@@ -9,6 +9,12 @@
  * 201 with the created object (and Location) or the array of them.
  * Errors about an item carry its "index" when the body was an array.
  *
+ * With an Idempotency-Key (idempotency.h) the key is claimed first in the
+ * same savepoint: a key already used answers with its stored 201 (marked
+ * Idempotent-Replayed: true) and writes nothing; otherwise the 201, with
+ * every header it carries, is stored with the key before the savepoint
+ * ends, so key, rows and events commit together.
+ *
  * A service describes each create in a struct create_spec; its POST route
  * carries that table as its data (http.h) and has create_handle as its
  * handler, which writes through the group commit and wakes the outbox

@@ -19,7 +19,28 @@ struct groupcommit {
     pthread_cond_t cv;
     struct groupcommit_job *head, *tail;
     int stopping;
+
+    struct groupcommit_chore chore; /* run is NULL when there is none */
+    int64_t chore_due_ns;           /* util_monotonic_ns() time */
 };
+
+/* Makes sure the committer has a connection; DB_OK or DB_UNAVAILABLE. */
+static int open_conn(groupcommit *gc)
+{
+    if (gc->conn && !db_alive(gc->conn)) {
+        db_close(gc->conn); /* the server went away since the last group */
+        gc->conn = NULL;
+    }
+    if (!gc->conn) {
+        char err[256];
+        if (db_open(gc->url, &gc->conn, err, sizeof(err)) != DB_OK) {
+            log_warn(NULL, "group commit: cannot open the database: %s", err);
+            gc->conn = NULL;
+            return DB_UNAVAILABLE;
+        }
+    }
+    return DB_OK;
+}
 
 /* Runs one job inside its savepoint. */
 static void run_job(db *conn, struct groupcommit_job *job, int *rc)
@@ -39,21 +60,9 @@ static void commit_group(groupcommit *gc, struct groupcommit_job *group, int cou
 {
     int rcs_local[64];
     int *rcs = count <= 64 ? rcs_local : xcalloc((size_t)count, sizeof(int));
-    int rc = DB_OK, i = 0;
+    int rc = open_conn(gc), i = 0;
     struct groupcommit_job *job, *next;
 
-    if (gc->conn && !db_alive(gc->conn)) {
-        db_close(gc->conn); /* the server went away since the last group */
-        gc->conn = NULL;
-    }
-    if (!gc->conn) {
-        char err[256];
-        if (db_open(gc->url, &gc->conn, err, sizeof(err)) != DB_OK) {
-            log_warn(NULL, "group commit: cannot open the database: %s", err);
-            gc->conn = NULL;
-            rc = DB_UNAVAILABLE;
-        }
-    }
     if (rc == DB_OK)
         rc = db_begin(gc->conn);
     if (rc == DB_OK) {
@@ -78,16 +87,57 @@ static void commit_group(groupcommit *gc, struct groupcommit_job *group, int cou
         free(rcs);
 }
 
+/* The chore in a transaction of its own; then when it is due again.
+ * Without a working connection it waits for the next group to make one,
+ * rather than retrying (and logging) a lost database every period. */
+static void run_chore(groupcommit *gc)
+{
+    int rc = gc->conn && db_alive(gc->conn) ? DB_OK : DB_UNAVAILABLE, done = 0;
+
+    if (rc == DB_OK)
+        rc = db_begin(gc->conn);
+    if (rc == DB_OK) {
+        done = gc->chore.run(gc->conn, gc->chore.arg);
+        rc = done < 0 ? done : db_commit(gc->conn);
+        if (rc != DB_OK) {
+            log_debug(NULL, "group commit chore failed: %s", db_errmsg(gc->conn));
+            db_rollback(gc->conn);
+        }
+    }
+    if (rc == DB_UNAVAILABLE && gc->conn) {
+        db_close(gc->conn);
+        gc->conn = NULL;
+    }
+    gc->chore_due_ns = util_monotonic_ns();
+    if (rc != DB_OK || done < gc->chore.batch)
+        gc->chore_due_ns += (int64_t)gc->chore.period_ms * 1000000;
+}
+
+static int chore_due(const groupcommit *gc)
+{
+    return gc->chore.run && util_monotonic_ns() >= gc->chore_due_ns;
+}
+
 static void *committer(void *arg)
 {
     groupcommit *gc = arg;
 
     pthread_mutex_lock(&gc->mu);
     for (;;) {
-        while (!gc->head && !gc->stopping)
-            pthread_cond_wait(&gc->cv, &gc->mu);
-        if (!gc->head)
-            break; /* stopping, and nothing left */
+        while (!gc->head && !gc->stopping && !chore_due(gc)) {
+            if (gc->chore.run)
+                util_cond_wait_until(&gc->cv, &gc->mu, gc->chore_due_ns);
+            else
+                pthread_cond_wait(&gc->cv, &gc->mu);
+        }
+        if (!gc->head && gc->stopping)
+            break; /* nothing left */
+        if (!gc->head) { /* idle, and the chore is due */
+            pthread_mutex_unlock(&gc->mu);
+            run_chore(gc);
+            pthread_mutex_lock(&gc->mu);
+            continue;
+        }
         /* Take up to max_group jobs off the queue. */
         struct groupcommit_job *group = gc->head, *last = gc->head;
         int count = 1;
@@ -102,6 +152,11 @@ static void *committer(void *arg)
         pthread_mutex_unlock(&gc->mu);
         commit_group(gc, group, count);
         pthread_mutex_lock(&gc->mu);
+        if (!gc->stopping && chore_due(gc)) { /* between groups, never during one */
+            pthread_mutex_unlock(&gc->mu);
+            run_chore(gc);
+            pthread_mutex_lock(&gc->mu);
+        }
     }
     pthread_mutex_unlock(&gc->mu);
     return NULL;
@@ -119,7 +174,7 @@ groupcommit *groupcommit_start(const char *url, int max_group, char *err, size_t
         return NULL;
     }
     pthread_mutex_init(&gc->mu, NULL);
-    pthread_cond_init(&gc->cv, NULL);
+    util_cond_init_monotonic(&gc->cv); /* the chore's timed waits */
     metrics_describe("group_commit_size", "histogram",
                      "Write requests sharing one durable commit.");
     if (pthread_create(&gc->thread, NULL, committer, gc) != 0) {
@@ -132,6 +187,17 @@ groupcommit *groupcommit_start(const char *url, int max_group, char *err, size_t
         return NULL;
     }
     return gc;
+}
+
+void groupcommit_set_chore(groupcommit *gc, const struct groupcommit_chore *chore)
+{
+    pthread_mutex_lock(&gc->mu);
+    gc->chore = *chore;
+    if (gc->chore.period_ms < 1)
+        gc->chore.period_ms = 1;
+    gc->chore_due_ns = util_monotonic_ns() + (int64_t)gc->chore.period_ms * 1000000;
+    pthread_cond_signal(&gc->cv);
+    pthread_mutex_unlock(&gc->mu);
 }
 
 void groupcommit_submit(groupcommit *gc, struct groupcommit_job *job)

@@ -36,6 +36,22 @@ struct groupcommit_job {
  * (err filled). max_group bounds the jobs sharing one transaction. */
 groupcommit *groupcommit_start(const char *url, int max_group, char *err, size_t errlen);
 
+/* Housekeeping the committer does between groups, in a transaction of
+ * its own, so it never holds a write lock that a request waits for: run
+ * returns how much it did (0 when there was nothing to do) or a negative
+ * db_result. It runs every period_ms, and again right after the next
+ * group (or at once when idle) while it reports full batches (>= batch).
+ * arg must outlive the committer. */
+struct groupcommit_chore {
+    int (*run)(db *conn, void *arg);
+    void *arg;
+    int period_ms;
+    int batch;
+};
+
+/* Sets the chore (one per committer; call before submitting jobs). */
+void groupcommit_set_chore(groupcommit *gc, const struct groupcommit_chore *chore);
+
 /* Queues a job; its done() will be called exactly once. */
 void groupcommit_submit(groupcommit *gc, struct groupcommit_job *job);
 

@@ -20,8 +20,7 @@
 #include "util.h"
 
 #define REQUEST_ID_MAX 128
-#define MAX_EXTRA_HEADERS 4
-#define HEADER_VALUE_MAX 256
+#define MAX_EXTRA_HEADERS 8
 #define MAX_PATH_SEGMENTS 8
 #define INITIAL_BODY_CAP 1024
 #define DISCARD_MAX_FACTOR 16 /* bytes read and dropped, in body limits */
@@ -31,7 +30,9 @@
 #define METRIC_TIMED_OUT "http_connections_timed_out_total"
 #define CONTENT_TYPE_JSON "application/json; charset=utf-8"
 #define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
-#define CORS_ALLOW_HEADERS "Content-Type, X-Request-Id"
+#define CORS_ALLOW_HEADERS "Content-Type, X-Request-Id, Idempotency-Key"
+#define CORS_EXPOSE_HEADERS                                                                \
+    "Location, X-Request-Id, X-Consistency-Token, Idempotent-Replayed, Retry-After"
 #define CORS_MAX_AGE "86400"
 
 /* One TCP connection, from MHD's "started" notification to its "closed"
@@ -77,7 +78,7 @@ struct http_server {
 
 struct extra_header {
     char name[32];
-    char value[HEADER_VALUE_MAX];
+    char *value; /* owned; a consistency token may be long */
 };
 
 struct http_request {
@@ -87,6 +88,7 @@ struct http_request {
     const struct http_route *route; /* NULL until matched */
     const char *route_label;        /* for metrics: a pattern, never raw input */
     const char *method_label;
+    char *path; /* as requested (decoded), for handlers */
     int64_t path_id;
     int64_t start_ns;
     char request_id[REQUEST_ID_MAX + 1];
@@ -333,7 +335,7 @@ void http_add_header(http_request *req, const char *name, const char *value)
         return;
     struct extra_header *h = &req->headers[req->header_count++];
     util_strlcpy(h->name, name, sizeof(h->name));
-    util_strlcpy(h->value, value, sizeof(h->value));
+    h->value = xstrdup(value);
 }
 
 static void set_reply(http_request *req, int status, char *body, size_t len, const char *type)
@@ -349,6 +351,11 @@ void http_reply(http_request *req, int status, struct jsonw *w)
 {
     size_t len;
     char *body = jsonw_steal(w, &len);
+    set_reply(req, status, body, len, CONTENT_TYPE_JSON);
+}
+
+void http_reply_json(http_request *req, int status, char *body, size_t len)
+{
     set_reply(req, status, body, len, CONTENT_TYPE_JSON);
 }
 
@@ -385,7 +392,7 @@ static enum MHD_Result queue_reply(http_request *req)
     if (req->reply_type)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, req->reply_type);
     MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
-    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Location, X-Request-Id");
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);
     MHD_add_response_header(resp, "X-Request-Id", req->request_id);
     if (atomic_load(&req->srv->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -651,6 +658,7 @@ static void begin_request(http_request *req, const char *url, const char *method
         generate_request_id(req->request_id);
 
     req->method_label = method_label(method);
+    req->path = xstrdup(url);
     req->route_label = "not_found";
     req->next = NEXT_HANDLER;
     api_error_clear(&req->error);
@@ -848,7 +856,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     json_decref(req->json);
     free(req->body);
     free(req->params);
+    for (int i = 0; i < req->header_count; i++)
+        free(req->headers[i].value);
     free(req->reply_body);
+    free(req->path);
     free(req);
     *con_cls = NULL;
     pthread_mutex_lock(&srv->flight_lock);
@@ -988,9 +999,46 @@ void http_resume(http_request *req)
 /* ------------------------------------------------------ request access */
 
 const char *http_request_id(const http_request *req) { return req->request_id; }
+const char *http_method(const http_request *req) { return req->method_label; }
+const char *http_path(const http_request *req) { return req->path; }
 const void *http_route_data(const http_request *req) { return req->route->data; }
 int64_t http_path_id(const http_request *req) { return req->path_id; }
 json_t *http_body(const http_request *req) { return req->json; }
+
+const char *http_raw_body(const http_request *req, size_t *len)
+{
+    *len = req->body_len;
+    return req->body ? req->body : "";
+}
+
+struct header_count {
+    const char *name;
+    int count;
+};
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    struct header_count *hc = cls;
+    (void)kind;
+    (void)value;
+    if (key && strcasecmp(key, hc->name) == 0)
+        hc->count++;
+    return MHD_YES;
+}
+
+int http_header(const http_request *req, const char *name, const char **value, size_t *len)
+{
+    struct header_count hc = {name, 0};
+
+    *value = NULL;
+    *len = 0;
+    if (MHD_lookup_connection_value_n(req->conn, MHD_HEADER_KIND, name, strlen(name), value,
+                                      len) != MHD_YES)
+        return 0;
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &hc);
+    return hc.count > 0 ? hc.count : 1;
+}
 
 int http_refuse_query(http_request *req)
 {
@@ -1002,6 +1050,21 @@ int http_refuse_query(http_request *req)
                   "unknown query parameter; this endpoint takes none");
     http_reply_error(req, &err);
     return 1;
+}
+
+void http_query_drop(http_request *req, const char *key)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < req->param_count; i++)
+        if (strcmp(req->params[i].key, key) != 0)
+            req->params[kept++] = req->params[i];
+    req->param_count = kept;
+}
+
+int http_draining(const http_request *req)
+{
+    return atomic_load(&req->srv->draining);
 }
 
 void http_query(const http_request *req, const struct query_param **params, size_t *count)

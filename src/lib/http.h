@@ -77,6 +77,16 @@ void http_handle_document(http_request *req, void *app);
 /* ---- for handlers ---- */
 
 const char *http_request_id(const http_request *req);
+/* "GET", "POST", ... and the path as requested, %-escapes decoded. */
+const char *http_method(const http_request *req);
+const char *http_path(const http_request *req);
+/* The body of a POST as it arrived (de-chunked), *len bytes; "" when
+ * there was none. */
+const char *http_raw_body(const http_request *req, size_t *len);
+/* A request header (name case-insensitive): returns how many times it
+ * came (0 when absent), with the first one's value and its length in
+ * bytes (a value may hold bytes a C string would cut short). */
+int http_header(const http_request *req, const char *name, const char **value, size_t *len);
 /* The data of the route that matched (struct http_route). */
 const void *http_route_data(const http_request *req);
 /* The {id} of the path (0 when the route has none). */
@@ -86,6 +96,10 @@ json_t *http_body(const http_request *req);
 /* The query parameters in order of appearance (borrowed). */
 void http_query(const http_request *req, const struct query_param **params, size_t *count);
 
+/* Removes every query parameter named key, for a handler that consumed
+ * them before passing the request to a stricter one. */
+void http_query_drop(http_request *req, const char *key);
+
 /* For an endpoint that takes no query parameters: answers 400
  * invalid_query and returns 1 when the request has any, else returns 0. */
 int http_refuse_query(http_request *req);
@@ -94,6 +108,9 @@ int http_refuse_query(http_request *req);
 void http_add_header(http_request *req, const char *name, const char *value);
 /* Answers with w's JSON (the buffer is taken over; w is left empty). */
 void http_reply(http_request *req, int status, struct jsonw *w);
+/* Answers with serialized JSON; body (malloc'd, or NULL when len is 0) is
+ * taken over. */
+void http_reply_json(http_request *req, int status, char *body, size_t len);
 void http_reply_error(http_request *req, const struct api_error *err);
 
 /* For a handler whose work finishes on another thread (the group-commit
@@ -103,5 +120,9 @@ void http_reply_error(http_request *req, const struct api_error *err);
  * until then; the HTTP worker thread is free meanwhile. */
 void http_suspend(http_request *req);
 void http_resume(http_request *req);
+
+/* Whether the server is draining for shutdown: a request kept suspended
+ * by choice (waiting for the read model) should be answered now. */
+int http_draining(const http_request *req);
 
 #endif

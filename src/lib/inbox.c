@@ -16,10 +16,28 @@ const char inbox_schema_postgres[] =
     "  type TEXT NOT NULL,"
     "  applied_at BIGINT NOT NULL);";
 
+/* Not unique: a message published straight to a queue could repeat a
+ * (source, seq) under another id, and must not make its batch fail. */
+const char inbox_positions_sqlite[] =
+    "ALTER TABLE inbox ADD COLUMN source TEXT;"
+    "ALTER TABLE inbox ADD COLUMN source_seq INTEGER;"
+    "CREATE INDEX inbox_position ON inbox (source, source_seq) WHERE source_seq IS NOT NULL;";
+
+const char inbox_positions_postgres[] =
+    "ALTER TABLE inbox ADD COLUMN source TEXT;"
+    "ALTER TABLE inbox ADD COLUMN source_seq BIGINT;"
+    "CREATE INDEX inbox_position ON inbox (source, source_seq) WHERE source_seq IS NOT NULL;";
+
 int inbox_record(db *conn, const char *event_id, const char *type)
 {
-    db_stmt *st = db_prepare(conn, "INSERT INTO inbox (event_id, type, applied_at)"
-                                   " VALUES ($1, $2, $3)"
+    return inbox_record_at(conn, event_id, type, NULL, 0);
+}
+
+int inbox_record_at(db *conn, const char *event_id, const char *type, const char *source,
+                    int64_t seq)
+{
+    db_stmt *st = db_prepare(conn, "INSERT INTO inbox (event_id, type, applied_at, source,"
+                                   " source_seq) VALUES ($1, $2, $3, $4, $5)"
                                    " ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
     int rc;
 
@@ -28,6 +46,13 @@ int inbox_record(db *conn, const char *event_id, const char *type)
     db_bind_text(st, 1, event_id, strlen(event_id));
     db_bind_text(st, 2, type, strlen(type));
     db_bind_int64(st, 3, util_now_ms());
+    if (source && seq > 0) {
+        db_bind_str(st, 4, source);
+        db_bind_int64(st, 5, seq);
+    } else {
+        db_bind_null(st, 4);
+        db_bind_null(st, 5);
+    }
     rc = db_step(st);
     db_stmt_reset(st);
     if (rc == DB_ROW)
@@ -35,4 +60,22 @@ int inbox_record(db *conn, const char *event_id, const char *type)
     if (rc == DB_DONE)
         return 0;
     return rc;
+}
+
+int inbox_count_applied(db *conn, const char *source, int64_t first, int64_t last, int64_t *count)
+{
+    db_stmt *st = db_prepare(conn, "SELECT count(DISTINCT source_seq) FROM inbox"
+                                   " WHERE source = $1 AND source_seq BETWEEN $2 AND $3");
+    int rc;
+
+    if (!st)
+        return DB_ERROR;
+    db_bind_str(st, 1, source);
+    db_bind_int64(st, 2, first);
+    db_bind_int64(st, 3, last);
+    rc = db_step(st);
+    if (rc == DB_ROW)
+        *count = db_col_int64(st, 0);
+    db_stmt_reset(st);
+    return rc == DB_ROW ? DB_OK : rc < 0 ? rc : DB_ERROR;
 }

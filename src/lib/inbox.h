@@ -3,17 +3,36 @@
  * happens in the same transaction as the event's effects, so an event is
  * either applied and remembered, or neither; a redelivered event finds
  * its id and changes nothing.
+ *
+ * An event that a writer's relay published also carries its writer's
+ * name (the envelope's "source") and its outbox seq; the inbox keeps both,
+ * so a reader can ask whether every event a consistency token names has
+ * been applied (ctoken.h), whichever consumer of a shared database
+ * applied it.
  */
 #ifndef LIB_INBOX_H
 #define LIB_INBOX_H
+
+#include <stdint.h>
 
 #include "db.h"
 
 extern const char inbox_schema_sqlite[];
 extern const char inbox_schema_postgres[];
+/* A later migration: the source and seq columns and their index. */
+extern const char inbox_positions_sqlite[];
+extern const char inbox_positions_postgres[];
 
 /* Records event_id inside the open transaction. Returns 1 when the id is
  * new, 0 when it was applied before, or a negative db_result. */
 int inbox_record(db *conn, const char *event_id, const char *type);
+/* The same, with the writer's name and the event's outbox seq (NULL and
+ * 0 when the event does not tell them). */
+int inbox_record_at(db *conn, const char *event_id, const char *type, const char *source,
+                    int64_t seq);
+
+/* Sets *count to how many of the seqs first..last of source are recorded.
+ * Returns DB_OK or a negative db_result. */
+int inbox_count_applied(db *conn, const char *source, int64_t first, int64_t last, int64_t *count);
 
 #endif

@@ -454,6 +454,36 @@ static int wait_frame(mq *m, amqp_frame_t *f, int64_t deadline_ns)
     return amqp_simple_wait_frame_noblock(m->conn, f, &tv);
 }
 
+/* A positive integer from a header value: decimal text, or an integer. */
+static int64_t header_int(const amqp_field_value_t *v)
+{
+    char buf[24];
+    int64_t n = 0;
+
+    switch (v->kind) {
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES:
+        if (v->value.bytes.len == 0 || v->value.bytes.len >= sizeof(buf))
+            return 0;
+        memcpy(buf, v->value.bytes.bytes, v->value.bytes.len);
+        buf[v->value.bytes.len] = '\0';
+        for (size_t i = 0; buf[i]; i++) {
+            if (buf[i] < '0' || buf[i] > '9' || n > (INT64_MAX - 9) / 10)
+                return 0;
+            n = n * 10 + (buf[i] - '0');
+        }
+        return n;
+    case AMQP_FIELD_KIND_I64:
+        return v->value.i64 > 0 ? v->value.i64 : 0;
+    case AMQP_FIELD_KIND_U32:
+        return v->value.u32;
+    case AMQP_FIELD_KIND_I32:
+        return v->value.i32 > 0 ? v->value.i32 : 0;
+    default:
+        return 0;
+    }
+}
+
 static void copy_properties(struct mq_delivery *d,
                             const amqp_basic_properties_t *p)
 {
@@ -472,6 +502,14 @@ static void copy_properties(struct mq_delivery *d,
         d->content_type = bytes_dup(p->content_type);
     if (fl & AMQP_BASIC_DELIVERY_MODE_FLAG)
         d->delivery_mode = p->delivery_mode;
+    if (fl & AMQP_BASIC_HEADERS_FLAG) {
+        for (int i = 0; i < p->headers.num_entries; i++) {
+            const amqp_table_entry_t *e = &p->headers.entries[i];
+            if (e->key.len == strlen(MQ_SEQ_HEADER) &&
+                memcmp(e->key.bytes, MQ_SEQ_HEADER, e->key.len) == 0)
+                d->outbox_seq = header_int(&e->value);
+        }
+    }
 }
 
 /* Reads the content header and body frames that follow a basic.deliver

@@ -22,6 +22,10 @@
 
 #define MQ_EXCHANGE "cqrs.events"
 #define MQ_DEAD_LETTER_QUEUE "invoice-service.dead-letter"
+/* The header in which a writer's relay sends an event's outbox seq
+ * (decimal text), so the read side can record which position of which
+ * writer it applied (consistency tokens, ctoken.h). */
+#define MQ_SEQ_HEADER "x-outbox-seq"
 
 typedef struct mq mq;
 
@@ -113,6 +117,8 @@ struct mq_delivery {
     char *app_id;           /* NULL when absent */
     char *content_type;     /* NULL when absent */
     int delivery_mode;      /* 2 = persistent, 0 when absent */
+    int64_t outbox_seq;     /* header MQ_SEQ_HEADER; 0 when absent or
+                               not a positive integer */
 };
 
 /* Waits up to timeout_ms for the next delivery: MQ_OK (fills *out, free

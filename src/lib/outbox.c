@@ -76,7 +76,7 @@ const char outbox_schema_postgres[] =
 
 static const char sql_insert[] =
     "INSERT INTO outbox (event_id, type, body, correlation_id, occurred_at)"
-    " VALUES ($1, $2, $3, $4, $5)";
+    " VALUES ($1, $2, $3, $4, $5) RETURNING seq";
 static const char sql_select_batch[] =
     "SELECT seq, event_id, type, body, correlation_id, occurred_at"
     " FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1";
@@ -92,6 +92,12 @@ static const char sql_count_pending[] =
 /* ---- appending ---- */
 
 int outbox_append(db *conn, const char *source, const struct outbox_event *ev)
+{
+    int64_t seq;
+    return outbox_append_seq(conn, source, ev, &seq);
+}
+
+int outbox_append_seq(db *conn, const char *source, const struct outbox_event *ev, int64_t *seq)
 {
     uuid_t uuid;
     char event_id[37];
@@ -137,8 +143,12 @@ int outbox_append(db *conn, const char *source, const struct outbox_event *ev)
         db_bind_null(st, 4);
     db_bind_int64(st, 5, ev->occurred_at_ms);
     rc = db_step(st);
-    if (rc == DB_DONE)
+    if (rc == DB_ROW) {
+        *seq = db_col_int64(st, 0);
         rc = DB_OK;
+    } else if (rc == DB_DONE) {
+        rc = DB_ERROR; /* RETURNING always yields the row */
+    }
     db_stmt_reset(st);
 out:
     jsonw_free(&w);
@@ -382,6 +392,9 @@ static int publish_batch(outbox_relay *r, int n)
 
     for (int i = 0; i < n; i++) {
         const struct row *row = &r->rows[i];
+        char seq[24];
+        snprintf(seq, sizeof(seq), "%lld", (long long)row->seq);
+        struct mq_header headers[] = {{MQ_SEQ_HEADER, seq}};
         struct mq_message msg = {
             .exchange = MQ_EXCHANGE,
             .routing_key = row->type,
@@ -392,6 +405,8 @@ static int publish_batch(outbox_relay *r, int n)
             .app_id = r->service,
             .correlation_id = row->correlation_id,
             .timestamp_s = row->occurred_at / 1000,
+            .headers = headers,
+            .header_count = ARRAY_LEN(headers),
         };
         rc = mq_publish(r->mq, &msg);
         if (rc != MQ_OK)

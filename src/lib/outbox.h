@@ -38,6 +38,10 @@ struct outbox_event {
 /* Appends one event row inside the caller's open transaction. source is
  * the service name. Returns DB_OK or a negative db_result. */
 int outbox_append(db *conn, const char *source, const struct outbox_event *ev);
+/* The same, telling the row's seq: its position in this service's outbox,
+ * which the relay publishes in the header MQ_SEQ_HEADER and consistency
+ * tokens name (ctoken.h). */
+int outbox_append_seq(db *conn, const char *source, const struct outbox_event *ev, int64_t *seq);
 
 typedef struct outbox_relay outbox_relay;
 

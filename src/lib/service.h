@@ -19,6 +19,7 @@
 #include "groupcommit.h"
 #include "http.h"
 #include "outbox.h"
+#include "readwait.h"
 
 struct service_spec;
 
@@ -32,6 +33,7 @@ struct service {
     groupcommit *gc;     /* writers: creates share its commits */
     outbox_relay *relay; /* writers: publishes what the creates appended */
     consumer *consumer;  /* invoice-service: applies the events it reads */
+    readwait *readwait;  /* invoice-service: reads waiting for that */
 };
 
 /* How a service exchanges events with the broker (writer.h for the write

@@ -1,9 +1,22 @@
 #include "writer.h"
 
+#include "idempotency.h"
 #include "log.h"
+#include "metrics.h"
 
 #define RELAY_POLL_INTERVAL_MS 1000
 #define GROUP_COMMIT_MAX 256 /* requests sharing one commit, at most */
+/* Expired Idempotency-Keys are deleted this many at a time between
+ * groups, so a sweep never holds up the writes behind it for long. */
+#define IDEMPOTENCY_SWEEP_BATCH 200
+#define IDEMPOTENCY_SWEEP_PERIOD_MS 1000
+
+/* The group commit's chore: one small batch of expired keys. */
+static int sweep_keys(db *conn, void *arg)
+{
+    const struct config *cfg = arg;
+    return idempotency_sweep(conn, cfg->service, cfg->idempotency_ttl_s, IDEMPOTENCY_SWEEP_BATCH);
+}
 
 static int start(struct service *s)
 {
@@ -15,6 +28,17 @@ static int start(struct service *s)
         log_error(NULL, "cannot start the group commit: %s", err);
         return -1;
     }
+    metrics_describe("idempotency_keys_swept_total", "counter",
+                     "Expired Idempotency-Keys deleted.");
+    metrics_describe("idempotency_replays_total", "counter",
+                     "Requests answered with the stored answer of their Idempotency-Key.");
+    struct groupcommit_chore sweep = {
+        .run = sweep_keys,
+        .arg = (void *)cfg,
+        .period_ms = IDEMPOTENCY_SWEEP_PERIOD_MS,
+        .batch = IDEMPOTENCY_SWEEP_BATCH,
+    };
+    groupcommit_set_chore(s->gc, &sweep);
 
     struct outbox_relay_config relay_cfg = {
         .database_url = cfg->database_url,

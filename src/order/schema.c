@@ -1,3 +1,4 @@
+#include "idempotency.h"
 #include "order_service.h"
 #include "outbox.h"
 
@@ -23,5 +24,6 @@ static const char orders_postgres[] =
 const struct db_migration order_migrations[] = {
     {1, "orders", orders_sqlite, orders_postgres},
     {2, "outbox", outbox_schema_sqlite, outbox_schema_postgres},
+    {3, "idempotency_keys", idempotency_schema_sqlite, idempotency_schema_postgres},
 };
 const size_t order_migration_count = sizeof(order_migrations) / sizeof(order_migrations[0]);

@@ -1,3 +1,4 @@
+#include "idempotency.h"
 #include "outbox.h"
 #include "user_service.h"
 
@@ -48,5 +49,6 @@ const struct db_migration user_migrations[] = {
     {1, "users", users_sqlite, users_postgres},
     {2, "accounts", accounts_sqlite, accounts_postgres},
     {3, "outbox", outbox_schema_sqlite, outbox_schema_postgres},
+    {4, "idempotency_keys", idempotency_schema_sqlite, idempotency_schema_postgres},
 };
 const size_t user_migration_count = sizeof(user_migrations) / sizeof(user_migrations[0]);

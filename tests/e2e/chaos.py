@@ -85,6 +85,7 @@ DEAD_LETTER = "invoice-service.dead-letter"
 QUEUES = ("user", "account", "order", DEAD_LETTER)
 
 FAULTS = ("kill9", "sigterm", "broker_restart", "pause")
+HB_MISSED = "missed heartbeats from client"  # the broker's log line per expiry
 SERVICE_HEARTBEAT = 30     # what the services ask for (src/lib/outbox.c, consumer.c)
 MAX_CENTS = 100_000_000_000  # 1,000,000,000.00
 CENT = Decimal("0.01")
@@ -462,9 +463,17 @@ class Faults:
             self._sleep(self.rng.uniform(0.5, 4.0))
             self.s.broker.start()
         elif kind == "pause":
+            # Frozen until the broker gives up on one of its connections
+            # (a new "missed heartbeats" line), at least opts.pause and at
+            # most three times that: the fault is the expiry, not a time.
+            expired = self.s.broker.log_text().count(HB_MISSED)
             svc.pause()
             try:
-                self._sleep(self.opts.pause)
+                if not self._sleep(self.opts.pause):
+                    deadline = time.monotonic() + 2 * self.opts.pause
+                    while (self.s.broker.log_text().count(HB_MISSED) <= expired
+                           and time.monotonic() < deadline and not self._sleep(0.5)):
+                        pass
             finally:
                 svc.resume()
         self.counter[kind] += 1
@@ -732,7 +741,7 @@ def run(opts, out=print):
             res.problems.append(f"answers with a server error other than 503: {fivexx}")
         if ("client-error" in {k[1] for k in load.counter}):
             res.problems.append("the load generator itself failed (see log)")
-        hb_missed = s.broker.log_text().count("missed heartbeats from client")
+        hb_missed = s.broker.log_text().count(HB_MISSED)
         res.faults, res.heartbeat_expiries = faults.counter, hb_missed
         res.requests = load.counter
 

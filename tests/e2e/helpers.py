@@ -333,6 +333,13 @@ def unread_bytes(port):
     return sum(s["rx_queue"] for s in tcp_sockets(local_port=port) if s["state"] == "01")
 
 
+def accept_backlog(port):
+    """Connections to the server on 127.0.0.1:port that the kernel has
+    completed but the server has not accepted yet (its listening socket's
+    accept queue)."""
+    return sum(s["rx_queue"] for s in tcp_sockets(local_port=port) if s["state"] == "0A")
+
+
 def server_has_read(server_port, client_sock):
     """True when the server on server_port has accepted client_sock's
     connection and read everything sent on it so far."""
