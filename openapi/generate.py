@@ -37,6 +37,15 @@ LIST_MAX_LIMIT = 1000     # LISTQ_MAX_LIMIT
 LIST_DEFAULT_LIMIT = 100  # LISTQ_DEFAULT_LIMIT
 MONEY_MAX = 1000000000
 REQUEST_ID_PATTERN = "^[\\x20-\\x7E]{1,128}$"
+IDEMPOTENCY_KEY_PATTERN = "^[\\x20-\\x7E]{1,255}$"  # IDEMPOTENCY_KEY_MAX
+# A consistency token: opaque, of URL-safe characters (ctoken.h).
+TOKEN_PATTERN = "^[A-Za-z0-9._~-]+$"
+TOKENS_MAX = 16           # consistent_with parameters of one read (MAX_TOKENS)
+WAIT_MS_MAX = 30000       # WAIT_MS_MAX of invoices.c
+WAIT_MS_DEFAULT = 5000
+CORS_ALLOW_HEADERS = "Content-Type, X-Request-Id, Idempotency-Key"
+CORS_EXPOSE_HEADERS = ("Location, X-Request-Id, X-Consistency-Token, Idempotent-Replayed, "
+                       "Retry-After")
 # Output times: UTC with milliseconds.
 TIME_OUT_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z$"
 # Input times: RFC 3339 (any fraction, T/t, Z/z or an offset).
@@ -84,6 +93,20 @@ ERROR_WHEN = {
                       "or has a duplicate key",
     "invalid_query": "a query parameter that is unknown, empty, repeated or has a bad value; "
                      "any query parameter on a route that takes none",
+    "invalid_query_token": "a query parameter that is unknown, empty, repeated or has a bad "
+                           "value; a `consistent_with` token the services did not issue (it "
+                           "does not parse, or its signature does not match); `wait_ms` "
+                           "without `consistent_with`; more than 16 tokens",
+    "invalid_header": "an `Idempotency-Key` that is not 1 to 255 printable ASCII "
+                      "characters, or that is sent twice; nothing is created",
+    "idempotency_key_in_use": "the request with this `Idempotency-Key` is still being "
+                              "handled (by another replica); `Retry-After` says when to "
+                              "retry",
+    "idempotency_key_mismatch": "this `Idempotency-Key` was used before for another "
+                                "request (another path or other body bytes)",
+    "not_consistent_yet": "`wait_ms` passed before the invoice service had applied every "
+                          "event of the `consistent_with` tokens; `Retry-After` says when "
+                          "to retry",
     "not_found": "an unknown path, an unknown id, or an id that is not a positive integer",
     "method_not_allowed": "a known path with another method (the Allow header lists "
                           "the methods the path accepts)",
@@ -110,18 +133,26 @@ class Doc:
                            "headers": {}, "requestBodies": {}}
         self.paths = {}
 
-    def error_response(self, status, codes, extra_headers=()):
-        """A reference to the error answer of status with these codes."""
+    def error_response(self, status, codes, extra_headers=(), when_key=None):
+        """A reference to the error answer of status with these codes.
+        extra_headers: names of HEADERS components, or (name, component)
+        pairs when a header has another component than its name (an
+        optional variant); when_key: {code: key of ERROR_WHEN} where a
+        code's explanation is not ERROR_WHEN[code]."""
+        when_key = when_key or {}
         key = f"Error{status}_" + "_".join(codes)
+        if any(when_key.get(c, c) != c for c in codes):
+            key += "_" + "_".join(when_key.get(c, c) for c in codes if when_key.get(c, c) != c)
         if key not in self.components["responses"]:
-            lines = "\n".join(f"- `{c}`: {ERROR_WHEN[c]}" for c in codes)
+            lines = "\n".join(f"- `{c}`: {ERROR_WHEN[when_key.get(c, c)]}" for c in codes)
             schema = {"allOf": [ref("schemas", "Error"), {
                 "properties": {"error": {"properties": {
                     "status": {"const": status},
                     "code": {"enum": list(codes)}}}}}]}
             headers = common_headers()
             for h in extra_headers:
-                headers[h] = ref("headers", h)
+                name, component = h if isinstance(h, tuple) else (h, h)
+                headers[name] = ref("headers", component)
             self.components["responses"][key] = {
                 "description": f"{ERROR_TITLES[status]}:\n{lines}",
                 "headers": headers,
@@ -148,7 +179,7 @@ HEADERS = {
         "required": True, "schema": {"const": "*"}},
     "Access-Control-Expose-Headers": {
         "description": "CORS: the headers a browser script may read.",
-        "required": True, "schema": {"const": "Location, X-Request-Id"}},
+        "required": True, "schema": {"const": CORS_EXPOSE_HEADERS}},
     "Location": {
         "description": "The created object's path, on a create of one object (not on a batch).",
         "required": False,
@@ -163,7 +194,25 @@ HEADERS = {
         "schema": {"type": "string", "pattern": "^[A-Z]+(, [A-Z]+)*$"}},
     "Access-Control-Allow-Headers": {
         "description": "CORS preflight: the request headers a browser may send.",
-        "required": True, "schema": {"const": "Content-Type, X-Request-Id"}},
+        "required": True, "schema": {"const": CORS_ALLOW_HEADERS}},
+    "X-Consistency-Token": {
+        "description": "An opaque token standing for every event this create produced "
+                       "(a replay carries the first answer's). Pass it to the invoice "
+                       "service's reads as `consistent_with` to read this write.",
+        "required": True,
+        "schema": {"type": "string", "pattern": TOKEN_PATTERN}},
+    "Idempotent-Replayed": {
+        "description": "Present when this answer is the stored answer of an earlier request "
+                       "with the same `Idempotency-Key` and the same method, path and body; "
+                       "nothing was created this time.",
+        "required": False, "schema": {"const": "true"}},
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    "Retry-After-With-Code": {
+        "description": "Seconds to wait before retrying: present with the codes whose "
+                       "explanation above names `Retry-After`, absent with the others.",
+        "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
     "Access-Control-Max-Age": {
         "description": "CORS preflight: seconds a browser may keep this preflight.",
         "required": True, "schema": {"const": "86400"}},
@@ -175,6 +224,31 @@ PARAMETERS = {
         "description": "An id for the request, echoed in the answer; a value that is not "
                        "1 to 128 printable ASCII characters is replaced by a generated one.",
         "schema": {"type": "string"}},
+    "Idempotency-Key": {
+        "name": "Idempotency-Key", "in": "header", "required": False,
+        "description": "Makes the create safe to retry (the IETF draft "
+                       "draft-ietf-httpapi-idempotency-key-header): the first request with "
+                       "a key that answers 201 stores its answer with the rows it created; "
+                       "the same key with the same method, path and body bytes then gets "
+                       "that answer again, byte for byte, with `Idempotent-Replayed: true`, "
+                       "and creates nothing. Keys are kept at least `--idempotency-ttl` "
+                       "seconds (24 hours by default); an answer other than 201 is not kept.",
+        "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}},
+    "consistent_with": {
+        "name": "consistent_with", "in": "query", "required": False,
+        "style": "form", "explode": True,
+        "description": "A writer's `X-Consistency-Token`, repeated once per token (at most "
+                       f"{TOKENS_MAX}): the read waits until the invoice service has applied "
+                       "every event the tokens stand for, then answers as usual.",
+        "schema": {"type": "array", "minItems": 1, "maxItems": TOKENS_MAX,
+                   "items": {"type": "string", "pattern": TOKEN_PATTERN}}},
+    "wait_ms": {
+        "name": "wait_ms", "in": "query", "required": False,
+        "description": "Only with `consistent_with`: how long the read may wait, in "
+                       "milliseconds, before it answers 503 `not_consistent_yet`. A waiting "
+                       "read holds no HTTP worker and no database lock.",
+        "schema": {"type": "integer", "minimum": 0, "maximum": WAIT_MS_MAX,
+                   "default": WAIT_MS_DEFAULT}},
     "id": {
         "name": "id", "in": "path", "required": True,
         "description": "A positive integer of 64 bits in plain decimal digits; anything else "
@@ -340,14 +414,16 @@ def sort_param(columns, default_text):
 
 def operation(doc, op_id, summary, parameters, responses, error_codes, body=None, tags=()):
     """error_codes: {status: [codes]} this operation can answer, or
-    {status: ([codes], [header names of HEADERS])} when that error carries
-    headers of its own (a Retry-After, say)."""
+    {status: ([codes], [headers])} when that error carries headers of its
+    own (a Retry-After, say; see Doc.error_response), or
+    {status: ([codes], [headers], {code: ERROR_WHEN key})}."""
     resp = dict(responses)
     for status in sorted(error_codes):
-        codes, headers = error_codes[status], ()
+        codes, headers, when_key = error_codes[status], (), None
         if isinstance(codes, tuple):
-            codes, headers = codes
-        resp[str(status)] = doc.error_response(status, codes, headers)
+            codes, headers, *rest = codes
+            when_key = rest[0] if rest else None
+        resp[str(status)] = doc.error_response(status, codes, headers, when_key)
     op = {"operationId": op_id, "summary": summary, "parameters": parameters,
           "responses": resp}
     if tags:
@@ -406,50 +482,76 @@ def create_op(doc, op_id, summary, new_schema, schema, tag, extra_422=(), confli
                 {"type": "array", "minItems": 1, "maxItems": BATCH_MAX,
                  "items": ref("schemas", new_schema)}]})}
     errors = dict(SERVER_ERRORS)
-    errors[400] = ["malformed_json", "invalid_query"]
+    errors[400] = ["malformed_json", "invalid_query", "invalid_header"]
     errors[415] = ["unsupported_media_type"]
     errors[422] = ["invalid_body", "missing_field", "invalid_field", "unknown_field"] + \
-        list(extra_422)
+        list(extra_422) + ["idempotency_key_mismatch"]
+    # The Retry-After of idempotency_key_in_use is required only when no
+    # other code shares the status.
     if conflict:
-        errors[409] = ["conflict"]
+        errors[409] = (["conflict", "idempotency_key_in_use"],
+                       [("Retry-After", "Retry-After-With-Code")])
+    else:
+        errors[409] = (["idempotency_key_in_use"], ["Retry-After"])
     created = ok("Created: the object (with Location), or the array of objects of a batch "
-                 "in the order sent.",
+                 "in the order sent. With an `Idempotency-Key` already used for the same "
+                 "request, the first request's answer again, with `Idempotent-Replayed`.",
                  {"oneOf": [ref("schemas", schema),
                             {"type": "array", "minItems": 1, "maxItems": BATCH_MAX,
                              "items": ref("schemas", schema)}]},
-                 extra_headers=["Location"])
-    return operation(doc, op_id, summary, params("X-Request-Id"), {"201": created}, errors,
-                     body=body, tags=[tag])
+                 extra_headers=["Location", "X-Consistency-Token", "Idempotent-Replayed"])
+    return operation(doc, op_id, summary, params("X-Request-Id", "Idempotency-Key"),
+                     {"201": created}, errors, body=body, tags=[tag])
 
 
-def list_op(doc, op_id, summary, schema, query, tag):
+def consistent_errors(errors):
+    """The errors of a read that takes consistency tokens (the invoice
+    service's): its query may hold bad tokens, and it may time out."""
+    errors[400] = (["invalid_query"], [], {"invalid_query": "invalid_query_token"})
+    errors[503] = (["unavailable", "not_consistent_yet"],
+                   [("Retry-After", "Retry-After-With-Code")])
+    return errors
+
+
+def list_op(doc, op_id, summary, schema, query, tag, consistent=False):
     errors = dict(SERVER_ERRORS)
     errors[400] = ["invalid_query"]
+    if consistent:
+        consistent_errors(errors)
+        query = query + params("consistent_with", "wait_ms")
     page = ok("A page of items (possibly empty).",
               {"type": "array", "maxItems": LIST_MAX_LIMIT, "items": ref("schemas", schema)})
     return operation(doc, op_id, summary, params("X-Request-Id", "limit", "offset") + query,
                      {"200": page}, errors, tags=[tag])
 
 
-def get_op(doc, op_id, summary, schema, tag):
+def get_op(doc, op_id, summary, schema, tag, consistent=False):
     errors = dict(SERVER_ERRORS)
     errors[400] = ["invalid_query"]
     errors[404] = ["not_found"]
-    return operation(doc, op_id, summary, params("X-Request-Id", "id"),
+    query = []
+    if consistent:
+        consistent_errors(errors)
+        query = params("consistent_with", "wait_ms")
+    return operation(doc, op_id, summary, params("X-Request-Id", "id") + query,
                      {"200": ok("The object.", ref("schemas", schema))}, errors, tags=[tag])
 
 
-def add_collection(doc, name, singular, schema, new_schema, query, create_kw=None):
+def add_collection(doc, name, singular, schema, new_schema, query, create_kw=None,
+                   consistent=False):
+    """consistent: the reads take consistency tokens (consistent_with,
+    wait_ms)."""
     base = f"{doc.spec['prefix']}/{name}"
     cap = name[0].upper() + name[1:]
     ops = {}
     if new_schema:
         ops["post"] = create_op(doc, f"create{cap}", f"Create {name}", new_schema, schema,
                                 name, **(create_kw or {}))
-    ops["get"] = list_op(doc, f"list{cap}", f"List {name}", schema, query, name)
+    ops["get"] = list_op(doc, f"list{cap}", f"List {name}", schema, query, name, consistent)
     path_item(doc, base, ops)
     path_item(doc, base + "/{id}",
-              {"get": get_op(doc, f"get{singular}", f"One {singular.lower()}", schema, name)},
+              {"get": get_op(doc, f"get{singular}", f"One {singular.lower()}", schema, name,
+                             consistent)},
               has_id=True)
 
 
@@ -520,7 +622,7 @@ def invoice_service(doc):
          "schema": {"type": "integer", "minimum": 1, "maximum": 12}},
         {"name": "year", "in": "query", "required": False,
          "schema": {"type": "integer", "minimum": 1970, "maximum": 9999}},
-    ])
+    ], consistent=True)
 
 
 DESCRIPTION = """\
@@ -540,6 +642,10 @@ Rules every route follows:
   path with a method it does not list is 405 `method_not_allowed` with
   `Allow` (`MethodNotAllowed`). Every GET also answers HEAD, and every
   known path answers OPTIONS (CORS preflight).
+- Every `POST` takes an `Idempotency-Key` (safe retries), and every 201
+  carries an `X-Consistency-Token`, which the invoice service's reads take
+  as `consistent_with` to wait until they show that write (docs/api.md,
+  8.1 and 8.2).
 - Two answers come from the HTTP library before the service's code runs,
   so they are short HTML pages without these headers: 431 (or 414) for a
   request head over 32 KiB, and 400 for a `Content-Length` that is not a

@@ -24,7 +24,8 @@ SERVICES = {"user-service": ("user", "/system-api"),
             "invoice-service": ("invoice", "/invoice-service")}
 VALIDATOR = REPO / "tests" / "openapi" / "node_modules" / ".bin" / "validate-api"
 CORS = {"Access-Control-Allow-Origin": "*",
-        "Access-Control-Expose-Headers": "Location, X-Request-Id"}
+        "Access-Control-Expose-Headers": "Location, X-Request-Id, X-Consistency-Token, "
+                                         "Idempotent-Replayed, Retry-After"}
 HTTP_METHODS = ("get", "head", "post", "put", "patch", "delete", "options", "trace")
 
 
@@ -218,6 +219,28 @@ def test_checker_finds_answers_that_break_the_document():
                                json.dumps(unknown).encode())
     # a path no route matches (a bad id too) may only be 404
     assert openapi_check.check("GET", "/system-api/users/007", 200, ok_headers(), good)
+    # a 201 without its consistency token, or with a replay mark that is
+    # not "true", breaks the document; the token's characters are checked
+    created = ok_headers(Location="/system-api/users/1", **{"X-Consistency-Token": "1.u.1.AZ"})
+    assert openapi_check.check("POST", "/system-api/users", 201, created, good) == []
+    assert openapi_check.check("POST", "/system-api/users", 201, created[:-1], good)
+    assert openapi_check.check("POST", "/system-api/users", 201,
+                               created + [("Idempotent-Replayed", "yes")], good)
+    assert openapi_check.check("POST", "/system-api/users", 201,
+                               ok_headers(**{"X-Consistency-Token": "a b"}), good)
+    # 409 idempotency_key_in_use needs Retry-After where it is the only 409
+    in_use = json.dumps({"error": {"status": 409, "code": "idempotency_key_in_use",
+                                   "message": "m"}}).encode()
+    assert openapi_check.check("POST", "/order-service/orders", 409,
+                               ok_headers(**{"Retry-After": "1"}), in_use) == []
+    assert openapi_check.check("POST", "/order-service/orders", 409, ok_headers(), in_use)
+    # not_consistent_yet is an invoice read's, never a writer's
+    not_yet = json.dumps({"error": {"status": 503, "code": "not_consistent_yet",
+                                    "message": "m"}}).encode()
+    assert openapi_check.check("GET", "/invoice-service/invoices", 503,
+                               ok_headers(**{"Retry-After": "1"}), not_yet) == []
+    assert openapi_check.check("GET", "/order-service/orders", 503,
+                               ok_headers(**{"Retry-After": "1"}), not_yet)
     # money keeps two decimals at most
     order = {"id": 1, "user_id": 1, "amount": 19.999, "description": None,
              "created_at": "2025-04-03T10:15:00.000Z"}
@@ -270,4 +293,28 @@ def test_live_answers_of_every_route_conform(system):
     assert http("POST", f"{u}/system-api/users", raw=b"{}", headers={
         "Content-Type": "text/plain"}).status == 415
     assert http("DELETE", f"{i}/invoice-service/invoices").status == 405
+
+    # Idempotency-Key: a replay, a mismatch, a bad key.
+    key = {"Idempotency-Key": "oa-" + uuid.uuid4().hex}
+    body = {"user_id": uid, "amount": 1, "created_at": "2003-02-02T00:00:00Z"}
+    first = http("POST", f"{o}/order-service/orders", body=body, headers=key)
+    again = http("POST", f"{o}/order-service/orders", body=body, headers=key)
+    assert first.status == again.status == 201, (first, again)
+    assert again.headers["Idempotent-Replayed"] == "true" and again.body == first.body
+    other = http("POST", f"{o}/order-service/orders", body=dict(body, amount=2), headers=key)
+    assert other.status == 422 and other.json["error"]["code"] == "idempotency_key_mismatch"
+    bad = http("POST", f"{u}/system-api/users", body={"name": "X", "email": email},
+               headers={"Idempotency-Key": ""})
+    assert bad.status == 400 and bad.json["error"]["code"] == "invalid_header", bad
+
+    # Consistency tokens: a read that waits for the writes, a forged token.
+    tokens = "&".join(f"consistent_with={r.headers['X-Consistency-Token']}"
+                      for r in (user, batch, order, first))
+    fresh = http("GET", f"{i}/invoice-service/invoices?user_id={uid}&{tokens}&wait_ms=20000",
+                 timeout=30)
+    assert fresh.status == 200 and fresh.json[0]["total"] == 13.5, fresh
+    one = http("GET", f"{i}/invoice-service/invoices/{fresh.json[0]['id']}?{tokens}")
+    assert one.status == 200, one
+    forged = http("GET", f"{i}/invoice-service/invoices?consistent_with=1.x.1.AAAA")
+    assert forged.status == 400 and forged.json["error"]["code"] == "invalid_query", forged
     assert openapi_check.take() == []
