@@ -717,7 +717,7 @@ static void answer_413_now(http_request *req)
                      "Content-Length: %zu\r\n"
                      "Connection: close\r\n"
                      "Access-Control-Allow-Origin: *\r\n"
-                     "Access-Control-Expose-Headers: Location, X-Request-Id\r\n"
+                     "Access-Control-Expose-Headers: " CORS_EXPOSE_HEADERS "\r\n"
                      "X-Request-Id: %s\r\n\r\n",
                      body.len, req->request_id);
     if (info && n > 0 && (size_t)n < sizeof(head)) {
