@@ -18,7 +18,7 @@ set -euo pipefail
 RABBIT_BIN=/usr/lib/rabbitmq/bin/rabbitmq-server
 RABBIT_USER=rabbitmq
 RABBIT_HOME=/var/lib/rabbitmq
-START_TIMEOUT=${RABBITMQ_START_TIMEOUT:-60}
+START_TIMEOUT=${RABBITMQ_START_TIMEOUT:-180} # a loaded 2-core machine has needed over 60 s
 STOP_TIMEOUT=${RABBITMQ_STOP_TIMEOUT:-30}
 
 LIB_NAME=rabbitmq.sh

@@ -24,7 +24,7 @@ void projection_committed(void *ctx);
 extern const struct rows_list invoice_rows; /* GET list and GET {id} */
 
 /* GET list and GET {id}: the usual answers of invoice_rows, after waiting
- * for consistent_with tokens when the query has some (API.md). */
+ * for consistent_with tokens when the query has some (docs/api.md). */
 void invoices_handle_list(http_request *req, void *app);
 void invoices_handle_get(http_request *req, void *app);
 

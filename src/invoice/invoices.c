@@ -124,7 +124,7 @@ const struct rows_list invoice_rows = {
     .write = write_invoice,
 };
 
-/* ---- consistent reads (API.md "Read your writes") ---- */
+/* ---- consistent reads (docs/api.md "Read your writes") ---- */
 
 #define WAIT_MS_DEFAULT 5000
 #define WAIT_MS_MAX 30000

@@ -4,6 +4,7 @@
  * order events to them (projection.c).
  */
 #include "consumer.h"
+#include "deadletter.h"
 #include "invoice_service.h"
 #include "log.h"
 #include "service.h"
@@ -12,9 +13,14 @@
 static const struct http_document openapi = {openapi_json_start, openapi_json_end};
 
 static const struct http_route routes[] = {
-    {"GET", "/invoice-service/invoices", invoices_handle_list, &invoice_rows},
-    {"GET", "/invoice-service/invoices/{id}", invoices_handle_get, &invoice_rows},
-    {"GET", "/invoice-service/openapi.json", http_handle_document, &openapi},
+    {"GET", "/invoice-service/invoices", invoices_handle_list, &invoice_rows, 0},
+    {"GET", "/invoice-service/invoices/{id}", invoices_handle_get, &invoice_rows, 0},
+    /* Admin routes (admin.h): 404 unless the service has an admin token. */
+    {"GET", "/invoice-service/dead-letters", deadletter_handle_list, &deadletter_rows, 0},
+    {"GET", "/invoice-service/dead-letters/{id}", deadletter_handle_get, &deadletter_rows, 0},
+    {"POST", "/invoice-service/dead-letters/{id}/redrive", deadletter_handle_redrive, NULL, 1},
+    {"POST", "/invoice-service/dead-letters/redrive", deadletter_handle_redrive_all, NULL, 1},
+    {"GET", "/invoice-service/openapi.json", http_handle_document, &openapi, 0},
 };
 
 static const char *const consumed_queues[] = {"user", "account", "order", NULL};
@@ -39,6 +45,8 @@ static int start_consumer(struct service *s)
         .queues = consumed_queues,
         .prefetch = cfg->consumer_prefetch,
         .batch_size = cfg->consumer_batch,
+        .max_attempts = cfg->consumer_max_attempts,
+        .stall_s = cfg->consumer_stall_s,
         .apply = projection_apply,
         .committed = projection_committed,
         .ctx = s->readwait,
@@ -52,6 +60,11 @@ static int broker_connected(const struct service *s)
     return consumer_connected(s->consumer);
 }
 
+static int consumer_healthy(const struct service *s, char *problem, size_t len)
+{
+    return consumer_check(s->consumer, problem, len);
+}
+
 /* Deliveries not yet acked go back to their queues. HTTP has drained, so
  * no read waits any more. */
 static void stop_consumer(struct service *s)
@@ -63,6 +76,8 @@ static void stop_consumer(struct service *s)
 static const struct service_events consumer_events = {
     .start = start_consumer,
     .connected = broker_connected,
+    .check_name = "consumer",
+    .check = consumer_healthy,
     .stop = stop_consumer,
 };
 

@@ -150,6 +150,7 @@ int projection_apply(db *conn, const struct mq_delivery *d, struct consumer_resu
     }
     util_strlcpy(res->type, ev.type_name, sizeof(res->type));
     res->occurred_at_ms = ev.occurred_at_ms;
+    util_strlcpy(res->key, ev.id, sizeof(res->key)); /* "" lets the consumer pick one */
 
     /* An event with neither a body id nor a message_id is applied
      * without dedupe (the order line is still unique by order id). */

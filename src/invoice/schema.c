@@ -1,3 +1,4 @@
+#include "deadletter.h"
 #include "inbox.h"
 #include "invoice_service.h"
 
@@ -57,5 +58,7 @@ const struct db_migration invoice_migrations[] = {
     {1, "projection", projection_sqlite, projection_postgres},
     {2, "inbox", inbox_schema_sqlite, inbox_schema_postgres},
     {3, "inbox positions", inbox_positions_sqlite, inbox_positions_postgres},
+    {4, "delivery attempts", inbox_attempts_schema_sqlite, inbox_attempts_schema_postgres},
+    {5, "dead letters", deadletter_schema_sqlite, deadletter_schema_postgres},
 };
 const size_t invoice_migration_count = sizeof(invoice_migrations) / sizeof(invoice_migrations[0]);

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "util.h"
 
 #ifndef VERSION
@@ -18,6 +19,8 @@
 #define DEFAULT_BODY_LIMIT (1024 * 1024)
 #define DEFAULT_IDEMPOTENCY_TTL_S 86400 /* docs/api.md 8.1: keys live 24 hours at least */
 #define MAX_IDEMPOTENCY_TTL_S (366L * 86400)
+#define DEFAULT_MAX_ATTEMPTS 5
+#define DEFAULT_STALL_S 60
 
 enum opt_kind { OPT_INT, OPT_SIZE, OPT_STRING, OPT_LEVEL, OPT_QUEUE_TYPE };
 
@@ -64,15 +67,23 @@ static const struct option_def options[] = {
      MAX_IDEMPOTENCY_TTL_S, "seconds an Idempotency-Key is remembered at least (default 86400)"},
     {"consistency-key", "CONSISTENCY_KEY", OPT_STRING, FIELD(consistency_key), 0, 0,
      "secret signing X-Consistency-Token; the same on every service"},
+    {"consumer-max-attempts", "CONSUMER_MAX_ATTEMPTS", OPT_INT, FIELD(consumer_max_attempts), 1,
+     1000, "failed applications of one message before it is dead-lettered (default 5)"},
+    {"consumer-stall-timeout", "CONSUMER_STALL_TIMEOUT", OPT_INT, FIELD(consumer_stall_s), 1, 86400,
+     "seconds of failing batches before /readyz reports the consumer (default 60)"},
+    {"admin-token", "ADMIN_TOKEN", OPT_STRING, FIELD(admin_token), 0, 0,
+     "bearer token of the admin routes (none: they answer 404)"},
+    {"admin-token-file", "ADMIN_TOKEN_FILE", OPT_STRING, FIELD(admin_token_file), 0, 0,
+     "file whose first line is the admin token"},
 };
 
 static void usage(const struct config *cfg, FILE *out)
 {
     fprintf(out, "usage: %s [options]\n\noptions (flag / environment variable):\n", cfg->service);
     for (size_t i = 0; i < ARRAY_LEN(options); i++)
-        fprintf(out, "  --%-17s %-18s %s\n", options[i].flag, options[i].env, options[i].help);
-    fprintf(out, "  --%-17s %-18s %s\n", "help", "", "print this and exit");
-    fprintf(out, "  --%-17s %-18s %s\n", "version", "", "print the version and exit");
+        fprintf(out, "  --%-22s %-22s %s\n", options[i].flag, options[i].env, options[i].help);
+    fprintf(out, "  --%-22s %-22s %s\n", "help", "", "print this and exit");
+    fprintf(out, "  --%-22s %-22s %s\n", "version", "", "print the version and exit");
 }
 
 static void die(const struct config *cfg, const char *fmt, const char *a, const char *b)
@@ -120,6 +131,31 @@ static void set_option(struct config *cfg, const struct option_def *o, const cha
     }
 }
 
+/* The token from --admin-token or --admin-token-file, checked; exits 2
+ * without ever printing it. */
+static void load_admin_token(struct config *cfg)
+{
+    char line[ADMIN_TOKEN_MAX + 2];
+
+    if (cfg->admin_token && cfg->admin_token_file)
+        die(cfg, "give the admin token by %s or by %s, not both", "--admin-token / ADMIN_TOKEN",
+            "--admin-token-file / ADMIN_TOKEN_FILE");
+    if (cfg->admin_token_file) {
+        FILE *f = fopen(cfg->admin_token_file, "r");
+        if (!f)
+            die(cfg, "cannot read --admin-token-file '%s': %s", cfg->admin_token_file,
+                strerror(errno));
+        if (!fgets(line, sizeof(line), f))
+            line[0] = '\0';
+        fclose(f);
+        line[strcspn(line, "\r\n")] = '\0';
+        cfg->admin_token = xstrdup(line);
+    }
+    if (cfg->admin_token && !admin_token_valid(cfg->admin_token, strlen(cfg->admin_token)))
+        die(cfg, "the admin token must be 1..%s visible ASCII characters without spaces%s", "1024",
+            "");
+}
+
 static const struct option_def *find_flag(const char *name, size_t len)
 {
     for (size_t i = 0; i < ARRAY_LEN(options); i++)
@@ -154,6 +190,8 @@ void config_load(struct config *cfg, const char *service, int default_port, int 
     cfg->consumer_prefetch = 500;
     cfg->consumer_batch = 200;
     cfg->idempotency_ttl_s = DEFAULT_IDEMPOTENCY_TTL_S;
+    cfg->consumer_max_attempts = DEFAULT_MAX_ATTEMPTS;
+    cfg->consumer_stall_s = DEFAULT_STALL_S;
 
     /* Environment first, so that flags override it. */
     for (size_t i = 0; i < ARRAY_LEN(options); i++) {
@@ -192,6 +230,7 @@ void config_load(struct config *cfg, const char *service, int default_port, int 
     }
     if (cfg->db_pool_size == 0)
         cfg->db_pool_size = cfg->http_threads;
+    load_admin_token(cfg);
 }
 
 void config_free(struct config *cfg)
@@ -201,6 +240,9 @@ void config_free(struct config *cfg)
     free(cfg->amqp_url);
     free(cfg->queue_type);
     free(cfg->consistency_key);
-    cfg->consistency_key = NULL;
+    free(cfg->admin_token);
+    free(cfg->admin_token_file);
     cfg->bind = cfg->database_url = cfg->amqp_url = cfg->queue_type = NULL;
+    cfg->consistency_key = NULL;
+    cfg->admin_token = cfg->admin_token_file = NULL;
 }

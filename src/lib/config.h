@@ -35,6 +35,12 @@ struct config {
     int consumer_batch;      /* deliveries per transaction */
     int idempotency_ttl_s;   /* writers: Idempotency-Key kept at least this */
     char *consistency_key;   /* signs consistency tokens; NULL: built-in */
+    int consumer_max_attempts; /* failed applications before a dead letter */
+    int consumer_stall_s;      /* failing this long makes /readyz 503 */
+    /* The admin token (admin.h): from --admin-token, or the first line of
+     * --admin-token-file; NULL when neither is given. Never logged. */
+    char *admin_token;
+    char *admin_token_file;
 };
 
 /* default_port and service name differ per service. */

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "deadletter.h"
+#include "inbox.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -16,11 +18,16 @@
 #define FIRST_WAIT_MS 500      /* how long an idle consumer waits per turn */
 #define CONFIRM_TIMEOUT_MS 30000
 #define MAX_QUEUES 8
+/* Pause after a batch whose failed messages go back to their queue:
+ * RETRY_BASE_MS doubled per attempt already made, at most RETRY_MAX_MS. */
+#define RETRY_BASE_MS 100
+#define RETRY_MAX_MS 5000
+#define ERROR_TEXT_MAX 256
 
 struct consumer {
     char *database_url, *amqp_url, *service, *queue_type;
     char *queues[MAX_QUEUES + 1];
-    int prefetch, batch_size;
+    int prefetch, batch_size, max_attempts, stall_s;
     consumer_apply_fn apply;
     void (*committed)(void *ctx);
     void *ctx;
@@ -32,6 +39,11 @@ struct consumer {
     atomic_int stopping;
     atomic_int connected;
 
+    /* Health, written by the thread, read by consumer_check(). */
+    atomic_int failed_batches;          /* in a row; 0 after a commit */
+    _Atomic int64_t unapplied_since_ms; /* oldest delivery not applied; 0: none */
+    char last_error[ERROR_TEXT_MAX];    /* under mu */
+
     /* Owned by the thread. */
     db *conn;
     mq *in;  /* consuming */
@@ -39,9 +51,11 @@ struct consumer {
     struct mq_delivery *batch;
     struct consumer_result *results;
     int *outcomes;
+    int64_t batch_received_ms; /* when the batch's first delivery came */
+    int retry_pause_ms;        /* after a batch with retried messages */
 };
 
-static const char *const outcome_names[] = {"applied", "duplicate", "dead_lettered"};
+static const char *const outcome_names[] = {"applied", "duplicate", "dead_lettered", "retried"};
 
 /* Sleeps up to ms, returning early when the consumer is being stopped. */
 static void pause_ms(consumer *c, int ms)
@@ -107,7 +121,8 @@ static int collect(consumer *c, int *lost)
     while (n < c->batch_size) {
         int rc = mq_next_delivery(c->in, n == 0 ? FIRST_WAIT_MS : 0, &c->batch[n]);
         if (rc == MQ_OK) {
-            n++;
+            if (n++ == 0)
+                c->batch_received_ms = util_now_ms();
             continue;
         }
         if (rc != MQ_TIMEOUT)
@@ -176,30 +191,220 @@ static void record_metrics(consumer *c, int n)
     metrics_gauge_set("consumer_batch_size", NULL, n);
 }
 
+/* Publishes the health gauges (each turn of the loop). */
+static void update_health_metrics(consumer *c)
+{
+    int64_t since = atomic_load(&c->unapplied_since_ms);
+    metrics_gauge_set("consumer_failed_batches", NULL, atomic_load(&c->failed_batches));
+    metrics_gauge_set("consumer_oldest_unapplied_seconds", NULL,
+                      since ? (util_now_ms() - since) / 1000 : 0);
+}
+
+/* Something of this batch was not applied: its oldest delivery is the
+ * oldest waiting, unless an earlier one still is. */
+static void note_unapplied(consumer *c)
+{
+    int64_t none = 0;
+    atomic_compare_exchange_strong(&c->unapplied_since_ms, &none, c->batch_received_ms);
+}
+
+static void note_failed_batch(consumer *c, const char *why)
+{
+    atomic_fetch_add(&c->failed_batches, 1);
+    note_unapplied(c);
+    pthread_mutex_lock(&c->mu);
+    util_strlcpy(c->last_error, why, sizeof(c->last_error));
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* The key of delivery i: apply()'s, else message_id, else a hash of the
+ * body (FNV-1a, 64 bits), so that every message has one. */
+static void fill_key(consumer *c, int i)
+{
+    struct consumer_result *r = &c->results[i];
+    const struct mq_delivery *d = &c->batch[i];
+
+    if (r->key[0])
+        return;
+    if (d->message_id && d->message_id[0]) {
+        util_strlcpy(r->key, d->message_id, sizeof(r->key));
+        return;
+    }
+    uint64_t h = 14695981039346656037ULL;
+    const unsigned char *p = d->body;
+    for (size_t k = 0; k < d->body_len; k++)
+        h = (h ^ p[k]) * 1099511628211ULL;
+    snprintf(r->key, sizeof(r->key), "body:%016llx", (unsigned long long)h);
+}
+
+static int is_transient(int rc)
+{
+    return rc == DB_BUSY || rc == DB_UNAVAILABLE;
+}
+
+/* Adds delivery i to the dead_letters table (same transaction). */
+static int record_dead_letter(consumer *c, int i)
+{
+    const struct mq_delivery *d = &c->batch[i];
+    struct deadletter_entry e = {
+        .key = c->results[i].key,
+        .queue = d->queue ? d->queue : "",
+        .reason = c->results[i].reason,
+        .body = d->body,
+        .body_len = d->body_len,
+        .message_id = d->message_id,
+        .type = d->type,
+        .correlation_id = d->correlation_id,
+        .app_id = d->app_id,
+        .timestamp_s = d->timestamp_s,
+    };
+    return deadletter_record(c->conn, &e);
+}
+
+/* What follows a successful apply() of delivery i: a message that may
+ * have failed before forgets its attempts; a poison one is recorded. */
+static int settle_outcome(consumer *c, int i, int outcome)
+{
+    int rc = DB_OK;
+
+    c->outcomes[i] = outcome;
+    fill_key(c, i);
+    if (c->batch[i].redelivered)
+        rc = inbox_attempts_clear(c->conn, c->results[i].key);
+    if (rc == DB_OK && outcome == CONSUMER_POISON)
+        rc = record_dead_letter(c, i);
+    return rc;
+}
+
+/* Delivery i failed with error: counts the attempt and decides between
+ * a retry and a dead letter. The savepoint has been rolled back. */
+static int count_failure(consumer *c, int i, const char *error)
+{
+    struct consumer_result *r = &c->results[i];
+    const struct mq_delivery *d = &c->batch[i];
+    int attempts = 0;
+
+    fill_key(c, i);
+    int rc = inbox_attempt_failed(c->conn, r->key, d->queue ? d->queue : "", error, &attempts);
+    if (rc != DB_OK)
+        return rc;
+    if (attempts < c->max_attempts) {
+        log_warn(NULL, "a message from queue %s failed (attempt %d of %d), retrying later: %s",
+                 d->queue ? d->queue : "?", attempts, c->max_attempts, error);
+        c->outcomes[i] = CONSUMER_RETRY;
+        int pause = RETRY_BASE_MS << (attempts - 1 < 16 ? attempts - 1 : 16);
+        if (pause > RETRY_MAX_MS)
+            pause = RETRY_MAX_MS;
+        if (pause > c->retry_pause_ms)
+            c->retry_pause_ms = pause;
+        return DB_OK;
+    }
+    snprintf(r->reason, sizeof(r->reason), "failed %d times in the database: %s", attempts, error);
+    c->outcomes[i] = CONSUMER_POISON;
+    rc = inbox_attempts_clear(c->conn, r->key);
+    return rc == DB_OK ? record_dead_letter(c, i) : rc;
+}
+
+static void reset_result(consumer *c, int i)
+{
+    memset(&c->results[i], 0, sizeof(c->results[i]));
+    util_strlcpy(c->results[i].type, "unknown", sizeof(c->results[i].type));
+}
+
+/* Applies deliveries 0..n-1 in the open transaction. isolated: each in
+ * its own savepoint, a failing one counted instead of failing the batch.
+ * Returns DB_OK, or the error that fails the batch (*permanent set when
+ * it came from apply() and was not transient: worth an isolated run). */
+static int apply_all(consumer *c, int n, int isolated, int *permanent)
+{
+    char error[ERROR_TEXT_MAX];
+    int rc = DB_OK;
+
+    *permanent = 0;
+    for (int i = 0; i < n && rc == DB_OK; i++) {
+        reset_result(c, i);
+        if (isolated && (rc = db_exec(c->conn, "SAVEPOINT delivery")) != DB_OK)
+            break;
+        int outcome = c->apply(c->conn, &c->batch[i], &c->results[i], c->ctx);
+        if (outcome >= 0) {
+            rc = settle_outcome(c, i, outcome);
+            if (rc == DB_OK && isolated)
+                rc = db_exec(c->conn, "RELEASE SAVEPOINT delivery");
+            continue;
+        }
+        if (is_transient(outcome) || !isolated) {
+            *permanent = !is_transient(outcome);
+            rc = outcome;
+            break;
+        }
+        util_strlcpy(error, db_errmsg(c->conn), sizeof(error));
+        if ((rc = db_exec(c->conn, "ROLLBACK TO SAVEPOINT delivery")) == DB_OK &&
+            (rc = db_exec(c->conn, "RELEASE SAVEPOINT delivery")) == DB_OK)
+            rc = count_failure(c, i, error);
+    }
+    return rc;
+}
+
+/* Rolls the batch back and returns every delivery to its queue. */
+static void fail_batch(consumer *c, int n, int rc)
+{
+    /* /readyz says what kind of failure, not the database's own text
+     * (which may name hosts or files); the log has the whole of it. */
+    const char *kind = rc == DB_BUSY          ? "database busy"
+                       : rc == DB_UNAVAILABLE ? "database unavailable"
+                                              : "database error";
+
+    log_warn(NULL, "applying a batch of %d failed (%s); it will be redelivered", n,
+             db_errmsg(c->conn));
+    db_rollback(c->conn);
+    mq_nack(c->in, c->batch[n - 1].tag, 1, 1);
+    note_failed_batch(c, kind);
+    if (rc == DB_UNAVAILABLE) {
+        db_close(c->conn);
+        c->conn = NULL;
+    }
+}
+
+/* Acks the batch, but sends the messages to retry back to their queue
+ * first (so the multiple ack does not cover them). */
+static int ack_batch(consumer *c, int n)
+{
+    uint64_t last_done = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (c->outcomes[i] != CONSUMER_RETRY)
+            last_done = c->batch[i].tag;
+        else if (mq_nack(c->in, c->batch[i].tag, 0, 1) != MQ_OK)
+            return -1;
+    }
+    if (last_done && mq_ack(c->in, last_done, 1) != MQ_OK)
+        return -1;
+    return 0;
+}
+
 /* Applies a batch in one transaction; returns 0 when it is acked. */
 static int process(consumer *c, int n)
 {
+    int permanent = 0;
     int rc = db_begin(c->conn);
-    for (int i = 0; i < n && rc == DB_OK; i++) {
-        memset(&c->results[i], 0, sizeof(c->results[i]));
-        util_strlcpy(c->results[i].type, "unknown", sizeof(c->results[i].type));
-        int outcome = c->apply(c->conn, &c->batch[i], &c->results[i], c->ctx);
-        if (outcome < 0)
-            rc = outcome;
-        else
-            c->outcomes[i] = outcome;
+
+    c->retry_pause_ms = 0;
+    if (rc == DB_OK)
+        rc = apply_all(c, n, 0, &permanent);
+    if (rc != DB_OK && permanent) {
+        /* One message (at least) fails by itself: apply them one by one
+         * so that it does not take the others down with it. */
+        log_info(NULL, "a batch of %d failed (%s); applying its messages one by one", n,
+                 db_errmsg(c->conn));
+        db_rollback(c->conn);
+        rc = db_begin(c->conn);
+        if (rc == DB_OK)
+            rc = apply_all(c, n, 1, &permanent);
     }
     if (rc == DB_OK)
         rc = db_commit(c->conn);
     if (rc != DB_OK) {
-        log_warn(NULL, "applying a batch of %d failed (%s); it will be redelivered", n,
-                 db_errmsg(c->conn));
-        db_rollback(c->conn);
-        mq_nack(c->in, c->batch[n - 1].tag, 1, 1);
-        if (rc == DB_UNAVAILABLE) {
-            db_close(c->conn);
-            c->conn = NULL;
-        }
+        fail_batch(c, n, rc);
         return -1;
     }
     if (c->committed)
@@ -207,10 +412,16 @@ static int process(consumer *c, int n)
     if (dead_letter(c, n) != 0) {
         log_warn(NULL, "dead-lettering failed; the batch will be redelivered");
         mq_nack(c->in, c->batch[n - 1].tag, 1, 1);
+        note_failed_batch(c, "publishing to the dead-letter queue failed");
         return -1;
     }
-    if (mq_ack(c->in, c->batch[n - 1].tag, 1) != MQ_OK)
+    if (ack_batch(c, n) != 0)
         return -1; /* connection lost: the broker redelivers, the inbox dedupes */
+    atomic_store(&c->failed_batches, 0);
+    if (c->retry_pause_ms)
+        note_unapplied(c);
+    else
+        atomic_store(&c->unapplied_since_ms, 0);
     record_metrics(c, n);
     return 0;
 }
@@ -240,6 +451,11 @@ static void *run(void *arg)
         int n = collect(c, &lost);
         int failed = n > 0 ? process(c, n) : 0;
         free_batch(c, n);
+        update_health_metrics(c);
+        if (!failed && c->retry_pause_ms) {
+            pause_ms(c, c->retry_pause_ms);
+            c->retry_pause_ms = 0;
+        }
         if (!lost && mq_poll(c->out) != MQ_OK)
             lost = 1;
         if (lost || failed) {
@@ -272,6 +488,8 @@ consumer *consumer_start(const struct consumer_config *cfg)
         c->queues[q] = xstrdup(cfg->queues[q]);
     c->prefetch = cfg->prefetch;
     c->batch_size = cfg->batch_size < cfg->prefetch ? cfg->batch_size : cfg->prefetch;
+    c->max_attempts = cfg->max_attempts > 0 ? cfg->max_attempts : 1;
+    c->stall_s = cfg->stall_s;
     c->apply = cfg->apply;
     c->committed = cfg->committed;
     c->ctx = cfg->ctx;
@@ -284,6 +502,10 @@ consumer *consumer_start(const struct consumer_config *cfg)
     metrics_describe("consumer_batch_size", "gauge", "Deliveries in the last applied batch.");
     metrics_describe("event_lag_seconds", "histogram",
                      "Time from an event's occurred_at to its application.");
+    metrics_describe("consumer_failed_batches", "gauge",
+                     "Batches in a row whose transaction failed (0 after one commits).");
+    metrics_describe("consumer_oldest_unapplied_seconds", "gauge",
+                     "Age of the oldest delivery received but not applied yet.");
     if (pthread_create(&c->thread, NULL, run, c) != 0) {
         log_error(NULL, "cannot start the consumer thread");
         consumer_stop(c);
@@ -296,6 +518,22 @@ consumer *consumer_start(const struct consumer_config *cfg)
 int consumer_connected(consumer *c)
 {
     return c && atomic_load(&c->connected);
+}
+
+int consumer_check(consumer *c, char *problem, size_t len)
+{
+    if (!c)
+        return 1;
+    int failed = atomic_load(&c->failed_batches);
+    int64_t since = atomic_load(&c->unapplied_since_ms);
+    int64_t age_s = since ? (util_now_ms() - since) / 1000 : 0;
+    if (failed == 0 || age_s < c->stall_s)
+        return 1;
+    pthread_mutex_lock(&c->mu);
+    snprintf(problem, len, "failing: %d batches in a row, oldest delivery waiting %lld s (%s)",
+             failed, (long long)age_s, c->last_error);
+    pthread_mutex_unlock(&c->mu);
+    return 0;
 }
 
 void consumer_stop(consumer *c)

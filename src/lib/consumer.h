@@ -5,11 +5,26 @@
  * Deliveries are taken in batches (up to batch_size, bounded by prefetch)
  * and applied in ONE database transaction through the caller's apply
  * callback; after the commit, poison messages are published (confirmed)
- * to the dead-letter queue, and only then is the whole batch acked with
- * one multiple-ack. Nothing is acked before its effects are durable. On a
- * database error the transaction is rolled back and the batch is nacked
- * with requeue; on a lost connection the broker requeues it by itself.
- * Reconnects use capped exponential backoff.
+ * to the dead-letter queue, and only then is the batch acked. Nothing is
+ * acked before its effects are durable.
+ *
+ * One message cannot block the others. When apply() fails for a message
+ * with a database error that is not transient, the batch is rolled back
+ * and applied again with each delivery in its own savepoint: the failing
+ * one is rolled back to its savepoint, its failed attempt is counted in
+ * the inbox (inbox.h, same transaction, so the count survives
+ * redeliveries and restarts), and the rest commits. The failed message is
+ * nacked back to its queue and retried after a backoff, until it has
+ * failed max_attempts times; then it is dead-lettered with the database's
+ * error text as the reason. A dead-lettered message is recorded in the
+ * dead_letters table (deadletter.h) in the transaction that decided it.
+ *
+ * Transient failures (the database busy or unreachable, the broker gone,
+ * a commit that fails) roll the whole batch back and nack it with
+ * requeue, count no attempt and dead-letter nothing; reconnects use
+ * capped exponential backoff. They are visible: consecutive failed
+ * batches and the age of the oldest delivery not yet applied are metrics,
+ * and consumer_check() fails once that age passes stall_s.
  */
 #ifndef LIB_CONSUMER_H
 #define LIB_CONSUMER_H
@@ -20,12 +35,14 @@
 #include "db.h"
 #include "mq.h"
 
-#define CONSUMER_REASON_MAX 256
+#define CONSUMER_REASON_MAX 512
+#define CONSUMER_KEY_MAX 256
 
 enum consumer_outcome {
     CONSUMER_APPLIED = 0,
     CONSUMER_DUPLICATE = 1, /* seen before: no change */
     CONSUMER_POISON = 2,    /* can never be applied: dead-letter it */
+    CONSUMER_RETRY = 3,     /* the consumer's own: failed, to be retried */
 };
 
 /* What apply() tells about one delivery, for dead letters and metrics. */
@@ -33,11 +50,17 @@ struct consumer_result {
     char type[32];                      /* event type, or "unknown" */
     char reason[CONSUMER_REASON_MAX];   /* why it is poison */
     int64_t occurred_at_ms;             /* 0 when unknown */
+    /* The message's identity for attempts and dead letters: apply() sets
+     * the event id when it knows one; else the consumer uses the AMQP
+     * message_id, else a hash of the body. */
+    char key[CONSUMER_KEY_MAX];
 };
 
 /* Applies one delivery inside the open transaction. Returns an outcome
  * (for CONSUMER_POISON having written nothing and filled res->reason), or
- * a negative db_result to roll the batch back and retry it later. */
+ * a negative db_result: DB_BUSY and DB_UNAVAILABLE roll the batch back to
+ * retry it later; any other is this message's failure (see above). It may
+ * run twice for one delivery (the second time in a savepoint). */
 typedef int (*consumer_apply_fn)(db *conn, const struct mq_delivery *d,
                                  struct consumer_result *res, void *ctx);
 
@@ -49,6 +72,8 @@ struct consumer_config {
     const char *const *queues; /* NULL-terminated */
     int prefetch;
     int batch_size;
+    int max_attempts; /* failed applications before a dead letter, >= 1 */
+    int stall_s;      /* failing this long makes consumer_check() fail */
     consumer_apply_fn apply;
     /* Optional: runs on the consumer's thread after each commit of
      * applied events, so that whoever waits for them (readwait.h) looks
@@ -62,6 +87,10 @@ typedef struct consumer consumer;
 /* Starts the thread (strings are copied); NULL on failure (logged). */
 consumer *consumer_start(const struct consumer_config *cfg);
 int consumer_connected(consumer *c);
+/* For /readyz: 1 when the consumer is not stuck; else 0 with problem
+ * filled (how many batches failed in a row, how long the oldest delivery
+ * has waited, the last error). */
+int consumer_check(consumer *c, char *problem, size_t len);
 /* Stops after the batch in progress; unacked deliveries return to their
  * queues when the channel closes. */
 void consumer_stop(consumer *c);

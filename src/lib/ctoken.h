@@ -1,5 +1,5 @@
 /*
- * ctoken: consistency tokens (API.md "Read your writes").
+ * ctoken: consistency tokens (docs/api.md "Read your writes").
  *
  * A writer's 201 carries a token that names the writer (its service name,
  * the "source" of its events) and the outbox positions (seq) of every

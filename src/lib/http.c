@@ -30,7 +30,7 @@
 #define METRIC_TIMED_OUT "http_connections_timed_out_total"
 #define CONTENT_TYPE_JSON "application/json; charset=utf-8"
 #define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
-#define CORS_ALLOW_HEADERS "Content-Type, X-Request-Id, Idempotency-Key"
+#define CORS_ALLOW_HEADERS "Content-Type, X-Request-Id, Idempotency-Key, Authorization"
 #define CORS_EXPOSE_HEADERS                                                                \
     "Location, X-Request-Id, X-Consistency-Token, Idempotent-Replayed, Retry-After"
 #define CORS_MAX_AGE "86400"
@@ -437,14 +437,25 @@ static void handle_healthz(http_request *req, void *app)
 
 static void handle_readyz(http_request *req, void *app)
 {
-    int db_ok = 0, broker_ok = 0;
+    struct http_readiness r;
     struct jsonw w;
+    char message[HTTP_READY_PROBLEM_MAX + 64];
 
-    req->srv->ready(app, &db_ok, &broker_ok);
+    memset(&r, 0, sizeof(r));
+    req->srv->ready(app, &r);
+    int extra_ok = !r.extra_name || !r.extra_problem[0];
+    int ok = r.database_ok && r.broker_ok && extra_ok;
     jsonw_init(&w);
     jsonw_object_begin(&w);
-    if (!db_ok || !broker_ok) {
+    if (!ok) {
         /* The error object of docs/api.md, plus which dependency is down. */
+        if (!r.database_ok || !r.broker_ok)
+            snprintf(message, sizeof(message), "%s",
+                     !r.database_ok && !r.broker_ok ? "database and broker are not usable"
+                     : !r.database_ok               ? "database is not usable"
+                                                    : "broker is not usable");
+        else
+            snprintf(message, sizeof(message), "%s: %s", r.extra_name, r.extra_problem);
         jsonw_key(&w, "error");
         jsonw_object_begin(&w);
         jsonw_key(&w, "status");
@@ -452,22 +463,24 @@ static void handle_readyz(http_request *req, void *app)
         jsonw_key(&w, "code");
         jsonw_string(&w, "unavailable");
         jsonw_key(&w, "message");
-        jsonw_string(&w, !db_ok && !broker_ok ? "database and broker are not usable"
-                         : !db_ok             ? "database is not usable"
-                                              : "broker is not usable");
+        jsonw_string(&w, message);
         jsonw_object_end(&w);
     }
     jsonw_key(&w, "status");
-    jsonw_string(&w, db_ok && broker_ok ? "ok" : "unavailable");
+    jsonw_string(&w, ok ? "ok" : "unavailable");
     jsonw_key(&w, "checks");
     jsonw_object_begin(&w);
     jsonw_key(&w, "database");
-    jsonw_string(&w, db_ok ? "ok" : "down");
+    jsonw_string(&w, r.database_ok ? "ok" : "down");
     jsonw_key(&w, "broker");
-    jsonw_string(&w, broker_ok ? "ok" : "down");
+    jsonw_string(&w, r.broker_ok ? "ok" : "down");
+    if (r.extra_name) {
+        jsonw_key(&w, r.extra_name);
+        jsonw_string(&w, extra_ok ? "ok" : r.extra_problem);
+    }
     jsonw_object_end(&w);
     jsonw_object_end(&w);
-    http_reply(req, db_ok && broker_ok ? 200 : 503, &w);
+    http_reply(req, ok ? 200 : 503, &w);
     jsonw_free(&w);
 }
 
@@ -494,9 +507,9 @@ void http_handle_document(http_request *req, void *app)
 }
 
 static const struct http_route builtin_routes[] = {
-    {"GET", "/healthz", handle_healthz, NULL},
-    {"GET", "/readyz", handle_readyz, NULL},
-    {"GET", "/metrics", handle_metrics, NULL},
+    {"GET", "/healthz", handle_healthz, NULL, 0},
+    {"GET", "/readyz", handle_readyz, NULL, 0},
+    {"GET", "/metrics", handle_metrics, NULL, 0},
 };
 static const size_t builtin_route_count = ARRAY_LEN(builtin_routes);
 
@@ -776,7 +789,7 @@ static enum MHD_Result finish_request(http_request *req)
         return answer_error(req);
     if (req->next == NEXT_PREFLIGHT)
         return answer_preflight(req);
-    if (req->wants_body) {
+    if (req->wants_body && !(req->body_len == 0 && req->route->body_optional)) {
         if (body_parse(req->body ? req->body : "", req->body_len, &req->json, &req->error) != 0)
             return answer_error(req);
     }
@@ -1001,6 +1014,11 @@ void http_resume(http_request *req)
 const char *http_request_id(const http_request *req) { return req->request_id; }
 const char *http_method(const http_request *req) { return req->method_label; }
 const char *http_path(const http_request *req) { return req->path; }
+
+const char *http_request_header(const http_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
 const void *http_route_data(const http_request *req) { return req->route->data; }
 int64_t http_path_id(const http_request *req) { return req->path_id; }
 json_t *http_body(const http_request *req) { return req->json; }

@@ -43,6 +43,9 @@ struct http_route {
     const char *pattern; /* "/order-service/orders/{id}" */
     http_handler handler;
     const void *data;    /* for the handler: http_route_data(); may be NULL */
+    /* POST only: an empty body is accepted (http_body() is then NULL), as
+     * for an action that takes no input; a body sent is still checked. */
+    int body_optional;
 };
 
 /* A fixed JSON document served as is (a service's openapi.json): the
@@ -52,8 +55,20 @@ struct http_document {
     const char *end;
 };
 
-/* Fills whether the service's database and broker are usable. */
-typedef void (*http_ready_fn)(void *app, int *database_ok, int *broker_ok);
+#define HTTP_READY_PROBLEM_MAX 256
+
+/* What /readyz reports: the database and the broker, and optionally one
+ * more check of the service's own (its consumer, say) with, when it
+ * fails, why. */
+struct http_readiness {
+    int database_ok;
+    int broker_ok;
+    const char *extra_name;                     /* NULL: no third check */
+    char extra_problem[HTTP_READY_PROBLEM_MAX]; /* "" when it is fine */
+};
+
+/* Fills r (zeroed by the caller). */
+typedef void (*http_ready_fn)(void *app, struct http_readiness *r);
 
 struct http_server_config {
     const struct config *cfg;
@@ -89,6 +104,8 @@ const char *http_raw_body(const http_request *req, size_t *len);
 int http_header(const http_request *req, const char *name, const char **value, size_t *len);
 /* The data of the route that matched (struct http_route). */
 const void *http_route_data(const http_request *req);
+/* A request header's value (borrowed), or NULL when absent. */
+const char *http_request_header(const http_request *req, const char *name);
 /* The {id} of the path (0 when the route has none). */
 int64_t http_path_id(const http_request *req);
 /* The parsed JSON body of a POST (borrowed); NULL for other methods. */

@@ -9,6 +9,13 @@
  * so a reader can ask whether every event a consistency token names has
  * been applied (ctoken.h), whichever consumer of a shared database
  * applied it.
+ *
+ * It also remembers the messages whose application failed, and how
+ * often (delivery_attempts, keyed by the message's key: its event id, or
+ * what stands in for one, consumer.h): the count is written in the
+ * transaction of the batch that saw the failure, so it survives
+ * redeliveries and restarts, and a message is dead-lettered after a
+ * bounded number of attempts whatever happens to the process.
  */
 #ifndef LIB_INBOX_H
 #define LIB_INBOX_H
@@ -34,5 +41,16 @@ int inbox_record_at(db *conn, const char *event_id, const char *type, const char
 /* Sets *count to how many of the seqs first..last of source are recorded.
  * Returns DB_OK or a negative db_result. */
 int inbox_count_applied(db *conn, const char *source, int64_t first, int64_t last, int64_t *count);
+
+extern const char inbox_attempts_schema_sqlite[];
+extern const char inbox_attempts_schema_postgres[];
+
+/* Counts one more failed attempt of the message key (from queue, failing
+ * with error) inside the open transaction; *attempts is the count now.
+ * Returns DB_OK or a negative db_result. */
+int inbox_attempt_failed(db *conn, const char *key, const char *queue, const char *error,
+                         int *attempts);
+/* Forgets the attempts of key (applied, or dead-lettered at last). */
+int inbox_attempts_clear(db *conn, const char *key);
 
 #endif

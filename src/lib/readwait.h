@@ -1,6 +1,6 @@
 /*
  * readwait: reads that wait until the read model has applied the events
- * their consistency tokens name (API.md "Read your writes").
+ * their consistency tokens name (docs/api.md "Read your writes").
  *
  * A handler whose tokens are not satisfied yet suspends its request
  * (http_suspend) and hands it here; no HTTP worker thread and no database

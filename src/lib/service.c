@@ -89,13 +89,19 @@ static db_pool *open_database(const struct config *cfg, const struct db_migratio
     return pool;
 }
 
-static void readiness(void *app, int *database_ok, int *broker_ok)
+static void readiness(void *app, struct http_readiness *r)
 {
     struct service *s = app;
+    const struct service_events *events = s->spec->events;
     db *conn = db_pool_acquire(s->pool);
-    *database_ok = db_ping(conn) == DB_OK;
+    r->database_ok = db_ping(conn) == DB_OK;
     db_pool_release(s->pool, conn);
-    *broker_ok = s->spec->events->connected(s);
+    r->broker_ok = events->connected(s);
+    if (events->check) {
+        r->extra_name = events->check_name;
+        if (events->check(s, r->extra_problem, sizeof(r->extra_problem)))
+            r->extra_problem[0] = '\0';
+    }
 }
 
 int service_run(const struct service_spec *spec, int argc, char **argv)

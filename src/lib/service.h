@@ -44,6 +44,10 @@ struct service_events {
     int (*start)(struct service *s);
     /* For /readyz: whether the broker connection is up. */
     int (*connected)(const struct service *s);
+    /* Optional, for /readyz: a third check named check_name ("consumer")
+     * that fills problem with why it fails and returns 0, or returns 1. */
+    const char *check_name;
+    int (*check)(const struct service *s, char *problem, size_t len);
     /* Runs after HTTP has drained; also after a failed start-up, so it
      * stops what was started and passes over what was not. */
     void (*stop)(struct service *s);

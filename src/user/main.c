@@ -6,13 +6,13 @@
 static const struct http_document openapi = {openapi_json_start, openapi_json_end};
 
 static const struct http_route routes[] = {
-    {"POST", "/system-api/users", create_handle, &user_create},
-    {"GET", "/system-api/users", rows_handle_list, &user_rows},
-    {"GET", "/system-api/users/{id}", rows_handle_get, &user_rows},
-    {"POST", "/system-api/accounts", create_handle, &account_create},
-    {"GET", "/system-api/accounts", rows_handle_list, &account_rows},
-    {"GET", "/system-api/accounts/{id}", rows_handle_get, &account_rows},
-    {"GET", "/system-api/openapi.json", http_handle_document, &openapi},
+    {"POST", "/system-api/users", create_handle, &user_create, 0},
+    {"GET", "/system-api/users", rows_handle_list, &user_rows, 0},
+    {"GET", "/system-api/users/{id}", rows_handle_get, &user_rows, 0},
+    {"POST", "/system-api/accounts", create_handle, &account_create, 0},
+    {"GET", "/system-api/accounts", rows_handle_list, &account_rows, 0},
+    {"GET", "/system-api/accounts/{id}", rows_handle_get, &account_rows, 0},
+    {"GET", "/system-api/openapi.json", http_handle_document, &openapi, 0},
 };
 
 int main(int argc, char **argv)

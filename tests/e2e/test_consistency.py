@@ -1,4 +1,4 @@
-"""API.md "Read your writes: consistency tokens": every 201 of a writer
+"""docs/api.md "Read your writes: consistency tokens": every 201 of a writer
 carries X-Consistency-Token, and GET /invoice-service/invoices[/{id}]
 with consistent_with=TOKEN waits (suspended, no worker held) until the
 read model has applied the events it names, or answers 503
