@@ -43,7 +43,7 @@ TOKEN_PATTERN = "^[A-Za-z0-9._~-]+$"
 TOKENS_MAX = 16           # consistent_with parameters of one read (MAX_TOKENS)
 WAIT_MS_MAX = 30000       # WAIT_MS_MAX of invoices.c
 WAIT_MS_DEFAULT = 5000
-CORS_ALLOW_HEADERS = "Content-Type, X-Request-Id, Idempotency-Key"
+CORS_ALLOW_HEADERS = "Content-Type, X-Request-Id, Idempotency-Key, Authorization"
 CORS_EXPOSE_HEADERS = ("Location, X-Request-Id, X-Consistency-Token, Idempotent-Replayed, "
                        "Retry-After")
 # Output times: UTC with milliseconds.
@@ -63,7 +63,8 @@ SERVICES = {
     "order-service": {"prefix": "/order-service", "port": 8082,
                       "summary": "orders (write side)"},
     "invoice-service": {"prefix": "/invoice-service", "port": 8083,
-                        "summary": "monthly invoices built from events (read side)"},
+                        "summary": "monthly invoices built from events (read side)",
+                        "ready_checks": ["consumer"]},
 }
 
 
@@ -82,6 +83,7 @@ ERROR_TITLES = {
     405: "Method not allowed",
     409: "Conflict",
     413: "Payload too large",
+    401: "Unauthorized",
     415: "Unsupported media type",
     422: "Unprocessable content",
     500: "Internal error",
@@ -104,6 +106,17 @@ ERROR_WHEN = {
                               "retry",
     "idempotency_key_mismatch": "this `Idempotency-Key` was used before for another "
                                 "request (another path or other body bytes)",
+    "unauthorized": "an admin route without `Authorization: Bearer <token>`, or with "
+                    "another token than the service's (`WWW-Authenticate` says which)",
+    "not_found_admin": "an unknown path or id, an id that is not a positive integer; every "
+                       "admin route when the service has no admin token",
+    "not_found_dead_letter": "no dead letter with this id (or the id is not a positive "
+                             "integer); every admin route when the service has no admin "
+                             "token",
+    "malformed_json_optional": "a body was sent and is not JSON (an empty body is fine: "
+                               "the route takes no input)",
+    "unavailable_redrive": "the database cannot be used right now, or the broker did not "
+                           "confirm the re-drive; nothing was removed",
     "not_consistent_yet": "`wait_ms` passed before the invoice service had applied every "
                           "event of the `consistent_with` tokens; `Retry-After` says when "
                           "to retry",
@@ -213,6 +226,11 @@ HEADERS = {
         "description": "Seconds to wait before retrying: present with the codes whose "
                        "explanation above names `Retry-After`, absent with the others.",
         "required": False, "schema": {"type": "string", "pattern": "^[0-9]+$"}},
+    "WWW-Authenticate": {
+        "description": "RFC 6750: `Bearer` when no credentials came, with "
+                       "`error=\"invalid_token\"` when a wrong or malformed one did.",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^Bearer( error=\"invalid_token\")?$"}},
     "Access-Control-Max-Age": {
         "description": "CORS preflight: seconds a browser may keep this preflight.",
         "required": True, "schema": {"const": "86400"}},
@@ -378,12 +396,6 @@ del INVOICE_SCHEMAS["Invoice"]["properties"]["total"]["maximum"]
 
 PROBE_SCHEMAS = {
     "Health": obj({"status": {"const": "ok"}}),
-    "Ready": obj({
-        "error": ref("schemas", "ErrorDetail"),
-        "status": {"enum": ["ok", "unavailable"]},
-        "checks": obj({"database": {"enum": ["ok", "down"]},
-                       "broker": {"enum": ["ok", "down"]}}),
-    }, required=["status", "checks"]),
 }
 
 
@@ -563,6 +575,20 @@ def add_self(doc):
     path_item(doc, f"{doc.spec['prefix']}/openapi.json", {"get": op})
 
 
+def ready_schema(extra_checks=()):
+    """The /readyz body; extra_checks: names of the service's own checks
+    (besides database and broker), each "ok" or why it fails."""
+    checks = {"database": {"enum": ["ok", "down"]}, "broker": {"enum": ["ok", "down"]}}
+    for name in extra_checks:
+        checks[name] = {"type": "string", "minLength": 1,
+                        "description": "`ok`, or why this check fails (503)."}
+    return obj({
+        "error": ref("schemas", "ErrorDetail"),
+        "status": {"enum": ["ok", "unavailable"]},
+        "checks": obj(checks),
+    }, required=["status", "checks"])
+
+
 def add_probes(doc):
     too_large = {413: ["payload_too_large"]}
     note = " At the root, without the service's prefix; query parameters are ignored."
@@ -570,10 +596,12 @@ def add_probes(doc):
                        {"200": ok("The process runs." + note, ref("schemas", "Health"))},
                        too_large, tags=["probes"])
     ready_schema = ref("schemas", "Ready")
+    checks = ", and its consumer" if doc.spec.get("ready_checks") else ""
     ready = operation(doc, "getReadyz", "Readiness", params("X-Request-Id"),
-                      {"200": ok("Database and broker are usable." + note, ready_schema),
-                       "503": ok("The database or the broker is not usable; the body says "
-                                 "which, with the error object.", ready_schema)},
+                      {"200": ok(f"Database and broker{checks} are usable." + note,
+                                 ready_schema),
+                       "503": ok(f"The database or the broker{checks} is not usable; the body "
+                                 "says which, with the error object.", ready_schema)},
                       too_large, tags=["probes"])
     metrics = operation(doc, "getMetrics", "Prometheus metrics", params("X-Request-Id"), {
         "200": {"description": "Prometheus text format, version 0.0.4." + note,
@@ -623,6 +651,88 @@ def invoice_service(doc):
         {"name": "year", "in": "query", "required": False,
          "schema": {"type": "integer", "minimum": 1970, "maximum": 9999}},
     ], consistent=True)
+    add_dead_letters(doc)
+
+
+DEAD_LETTER_SCHEMAS = {
+    "DeadLetter": obj({
+        "id": ID,
+        "queue": {"enum": ["user", "account", "order"],
+                  "description": "The queue it came from, where a re-drive sends it."},
+        "reason": {"type": "string", "description": "Why it could not be applied."},
+        "dead_lettered_at": TIME_OUT,
+        "body": {"type": "string", "description": "The message as received; bytes that are "
+                                                  "not UTF-8 show as U+FFFD (a re-drive "
+                                                  "sends the original bytes)."},
+    }),
+    "Redriven": obj({"redriven": {"type": "integer", "minimum": 0,
+                                  "description": "How many messages were sent back."}}),
+}
+
+ADMIN_NOTE = ("An admin route: it needs `Authorization: Bearer <token>` with the service's "
+              "admin token (`--admin-token`); without a configured token it answers 404 like "
+              "an unknown path. A CORS preflight needs no token.")
+
+
+def admin(op):
+    """Marks an operation (and its HEAD) as an admin route."""
+    op["security"] = [{"adminToken": []}]
+    op["description"] = ADMIN_NOTE
+    return op
+
+
+def add_dead_letters(doc):
+    doc.components["schemas"].update(DEAD_LETTER_SCHEMAS)
+    doc.components.setdefault("securitySchemes", {})["adminToken"] = {
+        "type": "http", "scheme": "bearer",
+        "description": "The service's admin token (`--admin-token` / `ADMIN_TOKEN`, or the "
+                       "first line of `--admin-token-file`), compared in constant time."}
+    base = f"{doc.spec['prefix']}/dead-letters"
+    unauthorized = (["unauthorized"], ["WWW-Authenticate"])
+    not_found = (["not_found"], [], {"not_found": "not_found_admin"})
+    tag = ["dead-letters"]
+
+    errors = {**SERVER_ERRORS, 400: ["invalid_query"], 401: unauthorized, 404: not_found}
+    listing = admin(operation(
+        doc, "listDeadLetters", "List the dead letters (removes nothing)",
+        params("X-Request-Id", "limit", "offset") + [sort_param(["id"], "id")],
+        {"200": ok("A page of dead letters (possibly empty).",
+                   {"type": "array", "maxItems": LIST_MAX_LIMIT,
+                    "items": ref("schemas", "DeadLetter")})}, errors, tags=tag))
+    path_item(doc, base, {"get": listing})
+    one = admin(operation(
+        doc, "getDeadLetter", "One dead letter", params("X-Request-Id", "id"),
+        {"200": ok("The dead letter.", ref("schemas", "DeadLetter"))},
+        {**errors, 404: (["not_found"], [], {"not_found": "not_found_dead_letter"})},
+        tags=tag))
+    path_item(doc, base + "/{id}", {"get": one}, has_id=True)
+    for item in (doc.paths[base], doc.paths[base + "/{id}"]):
+        admin(item["head"])
+
+    body = {"required": False,
+            "description": "None: the route takes no input. A body that is sent must be JSON "
+                           "(`Content-Type: application/json`); its content is ignored.",
+            "content": json_content({})}
+    redrive_errors = {
+        **SERVER_ERRORS,
+        400: (["malformed_json", "invalid_query"], [],
+              {"malformed_json": "malformed_json_optional"}),
+        401: unauthorized, 404: not_found, 415: ["unsupported_media_type"],
+        503: (["unavailable"], [], {"unavailable": "unavailable_redrive"})}
+    sent = {"202": ok("Sent back to its original queue (confirmed by the broker) and removed "
+                      "from the list.", ref("schemas", "Redriven"))}
+    path_item(doc, base + "/{id}/redrive", {"post": admin(operation(
+        doc, "redriveDeadLetter", "Re-drive one dead letter", params("X-Request-Id", "id"),
+        sent, {**redrive_errors,
+               404: (["not_found"], [], {"not_found": "not_found_dead_letter"})},
+        body=body, tags=tag))}, has_id=True)
+    path_item(doc, base + "/redrive", {"post": admin(operation(
+        doc, "redriveDeadLetters", "Re-drive every dead letter listed now",
+        params("X-Request-Id"), {"202": ok(
+            "Every dead letter listed when the request began was sent back to its queue "
+            "and removed, in confirmed chunks; those dead-lettered meanwhile wait for the "
+            "next re-drive.", ref("schemas", "Redriven"))},
+        redrive_errors, body=body, tags=tag))})
 
 
 DESCRIPTION = """\
@@ -658,6 +768,7 @@ def build(name):
     doc.components["schemas"]["Error"] = ERROR_SCHEMA
     doc.components["schemas"]["ErrorDetail"] = ERROR_SCHEMA["properties"]["error"]
     doc.components["schemas"].update(PROBE_SCHEMAS)
+    doc.components["schemas"]["Ready"] = ready_schema(doc.spec.get("ready_checks", ()))
     doc.components["headers"].update(HEADERS)
     doc.components["parameters"].update(PARAMETERS)
     {"user-service": user_service, "order-service": order_service,

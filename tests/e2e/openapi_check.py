@@ -145,7 +145,8 @@ def _pick_document(path, port):
     prefixes = {"/system-api": "user-service", "/order-service": "order-service",
                 "/invoice-service": "invoice-service"}
     first = "/" + path.lstrip("/").split("/", 1)[0]
-    # The probes are the same in the three documents.
+    # The probes' paths are in the three documents (only the invoice
+    # service's /readyz has a consumer check: its answers come with a port).
     return document(prefixes.get(first, "user-service"))
 
 

@@ -241,6 +241,33 @@ def test_checker_finds_answers_that_break_the_document():
                                ok_headers(**{"Retry-After": "1"}), not_yet) == []
     assert openapi_check.check("GET", "/order-service/orders", 503,
                                ok_headers(**{"Retry-After": "1"}), not_yet)
+    # an admin route's 401 names its challenge; an unknown id is 404
+    unauthorized = json.dumps({"error": {"status": 401, "code": "unauthorized",
+                                         "message": "m"}}).encode()
+    dl = "/invoice-service/dead-letters"
+    assert openapi_check.check("GET", dl, 401, ok_headers(**{"WWW-Authenticate": "Bearer"}),
+                               unauthorized) == []
+    assert openapi_check.check("GET", dl, 401, ok_headers(), unauthorized)
+    assert openapi_check.check("POST", dl + "/7/redrive", 202, ok_headers(),
+                               b'{"redriven": 1}') == []
+    assert openapi_check.check("POST", dl + "/redrive", 200, ok_headers(), b'{"redriven": 1}')
+    # the invoice service's /readyz has a consumer check, the writers' not
+    ready = {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
+    port = 1  # no service listens there; the checker only needs a name for it
+    try:
+        openapi_check.serves(port, "invoice-service")
+        with_consumer = dict(ready, checks=dict(ready["checks"], consumer="ok"))
+        assert openapi_check.check("GET", "/readyz", 200, ok_headers(),
+                                   json.dumps(with_consumer).encode(), port) == []
+        assert openapi_check.check("GET", "/readyz", 200, ok_headers(),
+                                   json.dumps(ready).encode(), port)
+        openapi_check.serves(port, "order-service")
+        assert openapi_check.check("GET", "/readyz", 200, ok_headers(),
+                                   json.dumps(ready).encode(), port) == []
+        assert openapi_check.check("GET", "/readyz", 200, ok_headers(),
+                                   json.dumps(with_consumer).encode(), port)
+    finally:
+        openapi_check.gone(port)
     # money keeps two decimals at most
     order = {"id": 1, "user_id": 1, "amount": 19.999, "description": None,
              "created_at": "2025-04-03T10:15:00.000Z"}
@@ -293,6 +320,9 @@ def test_live_answers_of_every_route_conform(system):
     assert http("POST", f"{u}/system-api/users", raw=b"{}", headers={
         "Content-Type": "text/plain"}).status == 415
     assert http("DELETE", f"{i}/invoice-service/invoices").status == 405
+    # The admin routes of a service without an admin token.
+    assert http("GET", f"{i}/invoice-service/dead-letters").status == 404
+    assert http("POST", f"{i}/invoice-service/dead-letters/redrive").status == 404
 
     # Idempotency-Key: a replay, a mismatch, a bad key.
     key = {"Idempotency-Key": "oa-" + uuid.uuid4().hex}
