@@ -132,9 +132,14 @@ chaos: asan
 		PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -m pytest test_resources.py -q -p no:cacheprovider
 
 # Speed against the machine's own limits (bench/run.py); QUICK=1: < 2 min.
+# DB=postgres: the services on a private PostgreSQL cluster. SCALE=1: the
+# scale curve instead (SCALE_SIZES=10000,100000,1000000 orders by default).
+# docs/performance.md says what each prints and records.
 bench: release
 	@$(MAKE) --no-print-directory -C bench OUT=../build/release/bench
-	@/usr/bin/python3 bench/run.py --build build/release $(if $(filter 1,$(QUICK)),--quick)
+	@/usr/bin/python3 bench/run.py --build build/release $(if $(filter 1,$(QUICK)),--quick) \
+		$(if $(DB),--db $(DB)) $(if $(filter 1,$(SCALE)),--scale) \
+		$(if $(SCALE_SIZES),--scale-sizes $(SCALE_SIZES))
 
 # Fuzzing (tests/fuzz): libFuzzer harnesses built by clang with ASan and
 # UBSan into build/fuzz. `make fuzz FUZZ_SECONDS=N` runs each for N seconds

@@ -43,7 +43,8 @@ TOKEN_PATTERN = "^[A-Za-z0-9._~-]+$"
 TOKENS_MAX = 16           # consistent_with parameters of one read (MAX_TOKENS)
 WAIT_MS_MAX = 30000       # WAIT_MS_MAX of invoices.c
 WAIT_MS_DEFAULT = 5000
-CORS_ALLOW_HEADERS = "Content-Type, X-Request-Id, Idempotency-Key, Authorization"
+CORS_ALLOW_HEADERS = ("Content-Type, X-Request-Id, Idempotency-Key, Authorization, "
+                      "traceparent")
 CORS_EXPOSE_HEADERS = ("Location, X-Request-Id, X-Consistency-Token, Idempotent-Replayed, "
                        "Retry-After")
 # Output times: UTC with milliseconds.
@@ -252,6 +253,12 @@ PARAMETERS = {
                        "and creates nothing. Keys are kept at least `--idempotency-ttl` "
                        "seconds (24 hours by default); an answer other than 201 is not kept.",
         "schema": {"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN}},
+    "traceparent": {
+        "name": "traceparent", "in": "header", "required": False,
+        "description": "W3C Trace Context (lower-case hex): the trace the events of this "
+                       "request join; absent or invalid, the service starts a new one. It "
+                       "never makes a request fail.",
+        "schema": {"type": "string"}},
     "consistent_with": {
         "name": "consistent_with", "in": "query", "required": False,
         "style": "form", "explode": True,
@@ -512,7 +519,8 @@ def create_op(doc, op_id, summary, new_schema, schema, tag, extra_422=(), confli
                             {"type": "array", "minItems": 1, "maxItems": BATCH_MAX,
                              "items": ref("schemas", schema)}]},
                  extra_headers=["Location", "X-Consistency-Token", "Idempotent-Replayed"])
-    return operation(doc, op_id, summary, params("X-Request-Id", "Idempotency-Key"),
+    return operation(doc, op_id, summary,
+                     params("X-Request-Id", "Idempotency-Key", "traceparent"),
                      {"201": created}, errors, body=body, tags=[tag])
 
 
@@ -630,6 +638,7 @@ def user_service(doc):
         {"name": "status", "in": "query", "required": False,
          "schema": {"enum": ["open", "closed"]}},
     ], create_kw={"extra_422": ["unknown_user"]})
+    add_event_log(doc)
 
 
 def order_service(doc):
@@ -638,6 +647,7 @@ def order_service(doc):
         sort_param(["id", "user_id", "amount", "created_at"], "id"),
         ref("parameters", "user_id"),
     ])
+    add_event_log(doc)
 
 
 def invoice_service(doc):
@@ -681,12 +691,50 @@ def admin(op):
     return op
 
 
-def add_dead_letters(doc):
-    doc.components["schemas"].update(DEAD_LETTER_SCHEMAS)
+def admin_scheme(doc):
     doc.components.setdefault("securitySchemes", {})["adminToken"] = {
         "type": "http", "scheme": "bearer",
         "description": "The service's admin token (`--admin-token` / `ADMIN_TOKEN`, or the "
                        "first line of `--admin-token-file`), compared in constant time."}
+
+
+EVENT_LOG_SCHEMAS = {
+    "LoggedEvent": obj({
+        "position": dict(ID, description="Increases in commit order and never changes; "
+                                          "there may be gaps."),
+        "event": {"type": "object",
+                  "description": "The envelope exactly as the relay publishes it (docs/api.md "
+                                 "7.2)."},
+    }),
+}
+
+
+def add_event_log(doc):
+    """GET <prefix>/events of a writer: its outbox as a paged log."""
+    doc.components["schemas"].update(EVENT_LOG_SCHEMAS)
+    admin_scheme(doc)
+    errors = {**SERVER_ERRORS, 400: ["invalid_query"],
+              401: (["unauthorized"], ["WWW-Authenticate"]),
+              404: (["not_found"], [], {"not_found": "not_found_admin"})}
+    after = {"name": "after", "in": "query", "required": False,
+             "description": "A position: the answer starts after it (it need not be one of "
+                            "the log's).",
+             "schema": {"type": "integer", "minimum": 0, "maximum": 9223372036854775807,
+                        "default": 0}}
+    op = admin(operation(
+        doc, "listEvents", "The event log: every committed event, in commit order",
+        params("X-Request-Id", "limit") + [after],
+        {"200": ok("A page of the log in position order; shorter than `limit` (possibly "
+                   "empty) at its end for now. Pass the last position as `after` to read on.",
+                   {"type": "array", "maxItems": LIST_MAX_LIMIT,
+                    "items": ref("schemas", "LoggedEvent")})}, errors, tags=["events"]))
+    path_item(doc, f"{doc.spec['prefix']}/events", {"get": op})
+    admin(doc.paths[f"{doc.spec['prefix']}/events"]["head"])
+
+
+def add_dead_letters(doc):
+    doc.components["schemas"].update(DEAD_LETTER_SCHEMAS)
+    admin_scheme(doc)
     base = f"{doc.spec['prefix']}/dead-letters"
     unauthorized = (["unauthorized"], ["WWW-Authenticate"])
     not_found = (["not_found"], [], {"not_found": "not_found_admin"})

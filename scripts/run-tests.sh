@@ -18,7 +18,7 @@ UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}     # seconds per unit test binary
 E2E_TIMEOUT=${E2E_TIMEOUT:-2400}      # seconds for the whole e2e suite
 E2E_WORKERS=${E2E_WORKERS:-3}         # parallel pytest processes per e2e pass
 SLOWEST=${SLOWEST:-10}                # slowest tests listed at the end
-BROKER_TIMEOUT=${BROKER_TIMEOUT:-120} # seconds to start or stop the broker
+BROKER_TIMEOUT=${BROKER_TIMEOUT:-200} # seconds to start or stop the broker (rabbitmq.sh: 180 s)
 PG_TIMEOUT=${PG_TIMEOUT:-120}         # seconds to start or stop PostgreSQL
 
 usage() {

@@ -12,6 +12,7 @@
 #include "inbox.h"
 #include "log.h"
 #include "metrics.h"
+#include "trace.h"
 #include "util.h"
 
 #define HEARTBEAT_S 30
@@ -56,6 +57,21 @@ struct consumer {
 };
 
 static const char *const outcome_names[] = {"applied", "duplicate", "dead_lettered", "retried"};
+
+/* The consumer's span of a delivery (trace.h): a child of the span the
+ * message carries, or the start of a trace when it carries none or a bad
+ * one; *parent is the message's span id, or "-". */
+static void delivery_span(const struct mq_delivery *d, struct trace_context *span,
+                          char parent[TRACE_SPAN_HEX + 1])
+{
+    if (trace_parse(d->traceparent, span) == 0) {
+        memcpy(parent, span->span_id, TRACE_SPAN_HEX + 1);
+        trace_child(span, span);
+    } else {
+        trace_start(span);
+        util_strlcpy(parent, "-", TRACE_SPAN_HEX + 1);
+    }
+}
 
 /* Sleeps up to ms, returning early when the consumer is being stopped. */
 static void pause_ms(consumer *c, int ms)
@@ -164,8 +180,13 @@ static int dead_letter(consumer *c, int n)
             .headers = headers,
             .header_count = ARRAY_LEN(headers),
         };
-        log_warn(NULL, "dead-lettering a message from queue %s: %s", d->queue ? d->queue : "?",
-                 c->results[i].reason);
+        struct trace_context span;
+        char parent[TRACE_SPAN_HEX + 1];
+        delivery_span(d, &span, parent);
+        log_warn(d->correlation_id,
+                 "dead-lettering a message from queue %s: %s trace_id=%s span_id=%s parent_id=%s",
+                 d->queue ? d->queue : "?", c->results[i].reason, span.trace_id, span.span_id,
+                 parent);
         if (mq_publish(c->out, &msg) != MQ_OK)
             return -1;
         published++;
@@ -173,6 +194,24 @@ static int dead_letter(consumer *c, int n)
     if (published && mq_wait_confirms(c->out, CONFIRM_TIMEOUT_MS) != MQ_OK)
         return -1;
     return 0;
+}
+
+/* One debug line per delivery of a committed batch, with its trace; the
+ * rid is the writer's request id that the relay sent as correlation id. */
+static void log_deliveries(consumer *c, int n)
+{
+    struct trace_context span;
+    char parent[TRACE_SPAN_HEX + 1];
+
+    if (!log_enabled(LOG_LVL_DEBUG))
+        return;
+    for (int i = 0; i < n; i++) {
+        const struct mq_delivery *d = &c->batch[i];
+        delivery_span(d, &span, parent);
+        log_debug(d->correlation_id, "%s %s from %s: %s trace_id=%s span_id=%s parent_id=%s",
+                  c->results[i].type, c->results[i].key, d->queue ? d->queue : "?",
+                  outcome_names[c->outcomes[i]], span.trace_id, span.span_id, parent);
+    }
 }
 
 static void record_metrics(consumer *c, int n)
@@ -289,8 +328,14 @@ static int count_failure(consumer *c, int i, const char *error)
     if (rc != DB_OK)
         return rc;
     if (attempts < c->max_attempts) {
-        log_warn(NULL, "a message from queue %s failed (attempt %d of %d), retrying later: %s",
-                 d->queue ? d->queue : "?", attempts, c->max_attempts, error);
+        struct trace_context span;
+        char parent[TRACE_SPAN_HEX + 1];
+        delivery_span(d, &span, parent);
+        log_warn(d->correlation_id,
+                 "a message from queue %s failed (attempt %d of %d), retrying later: %s"
+                 " trace_id=%s span_id=%s parent_id=%s",
+                 d->queue ? d->queue : "?", attempts, c->max_attempts, error, span.trace_id,
+                 span.span_id, parent);
         c->outcomes[i] = CONSUMER_RETRY;
         int pause = RETRY_BASE_MS << (attempts - 1 < 16 ? attempts - 1 : 16);
         if (pause > RETRY_MAX_MS)
@@ -423,6 +468,7 @@ static int process(consumer *c, int n)
     else
         atomic_store(&c->unapplied_since_ms, 0);
     record_metrics(c, n);
+    log_deliveries(c, n);
     return 0;
 }
 

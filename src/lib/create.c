@@ -12,6 +12,7 @@
 #include "metrics.h"
 #include "outbox.h"
 #include "service.h"
+#include "trace.h"
 #include "util.h"
 
 /* One create request on its way through the group commit. */
@@ -70,12 +71,18 @@ static int write_items(db *conn, struct groupcommit_job *gc_job)
         jsonw_reset(&obj);
         rc = spec->insert(conn, job->items + i * spec->item_size, &obj, &id, &job->err);
         if (rc == DB_OK) {
+            /* Each event is a span of its own in the request's trace. */
+            struct trace_context span;
+            char traceparent[TRACE_PARENT_LEN + 1];
+            trace_child(http_trace(job->req), &span);
+            trace_format(&span, traceparent, sizeof(traceparent));
             struct outbox_event ev = {
                 .type = spec->event_type,
                 .data_json = obj.buf,
                 .data_len = obj.len,
                 .correlation_id = request_id,
                 .occurred_at_ms = util_now_ms(),
+                .traceparent = traceparent,
             };
             rc = outbox_append_seq(conn, job->service->cfg->service, &ev, &job->seqs[i]);
             if (rc != DB_OK)

@@ -425,6 +425,14 @@ int db_commit(db *conn)
     return rc;
 }
 
+int db_set_durable(db *conn, int durable)
+{
+    if (db_kind(conn) == DB_KIND_POSTGRES)
+        return db_exec(conn, durable ? "SET synchronous_commit = on"
+                                     : "SET synchronous_commit = off");
+    return db_exec(conn, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+}
+
 int db_rollback(db *conn)
 {
     int rc = conn->backend->rollback(conn);

@@ -117,6 +117,16 @@ size_t db_col_len(db_stmt *st, int col);
  * aborted transaction rolls it back and returns DB_ERROR. */
 int db_begin(db *conn);
 int db_commit(db *conn);
+/* With durable 0, the connection's later commits no longer wait for the
+ * disk: each is visible at once and consistent after a crash, but a power
+ * cut (SQLite) or a server crash (PostgreSQL) may undo it. Only for
+ * writes that are safe to lose, such as marking outbox rows published (a
+ * lost mark only means the events go out once more). durable 1 restores
+ * the default. Call it outside a transaction (SQLite refuses a change of
+ * its synchronous setting inside one). SQLite: synchronous=NORMAL (in WAL
+ * mode the next FULL commit of any connection syncs those commits along);
+ * PostgreSQL: synchronous_commit for the session. */
+int db_set_durable(db *conn, int durable);
 /* A no-op returning DB_OK when no transaction is open, so error paths
  * can call it unconditionally. */
 int db_rollback(db *conn);

@@ -22,6 +22,7 @@ struct groupcommit {
 
     struct groupcommit_chore chore; /* run is NULL when there is none */
     int64_t chore_due_ns;           /* util_monotonic_ns() time */
+    struct groupcommit_precommit precommit; /* run is NULL when there is none */
 };
 
 /* Makes sure the committer has a connection; DB_OK or DB_UNAVAILABLE. */
@@ -60,19 +61,36 @@ static void commit_group(groupcommit *gc, struct groupcommit_job *group, int cou
 {
     int rcs_local[64];
     int *rcs = count <= 64 ? rcs_local : xcalloc((size_t)count, sizeof(int));
-    int rc = open_conn(gc), i = 0;
+    int rc = open_conn(gc), i = 0, relaxed = 1;
     struct groupcommit_job *job, *next;
 
+    for (job = group; job; job = job->next)
+        relaxed = relaxed && job->relaxed;
+    /* No request waits on a relaxed group: it need not pay an fsync. */
+    if (rc == DB_OK && relaxed)
+        relaxed = db_set_durable(gc->conn, 0) == DB_OK;
     if (rc == DB_OK)
         rc = db_begin(gc->conn);
     if (rc == DB_OK) {
-        for (job = group, i = 0; job; job = job->next, i++)
+        int succeeded = 0;
+        for (job = group, i = 0; job; job = job->next, i++) {
             run_job(gc->conn, job, &rcs[i]);
-        rc = db_commit(gc->conn);
+            succeeded |= rcs[i] == DB_OK;
+        }
+        if (succeeded && gc->precommit.run)
+            rc = gc->precommit.run(gc->conn, gc->precommit.arg);
+        if (rc == DB_OK)
+            rc = db_commit(gc->conn);
         if (rc != DB_OK) {
             log_warn(NULL, "group commit of %d failed: %s", count, db_errmsg(gc->conn));
             db_rollback(gc->conn);
         }
+    }
+    /* A connection that cannot be made durable again is not used again
+     * (the group's own outcome stands: it was committed or not). */
+    if (relaxed && gc->conn && db_set_durable(gc->conn, 1) != DB_OK) {
+        db_close(gc->conn);
+        gc->conn = NULL;
     }
     if (rc == DB_UNAVAILABLE && gc->conn) {
         db_close(gc->conn); /* reopened for the next group */
@@ -197,6 +215,13 @@ void groupcommit_set_chore(groupcommit *gc, const struct groupcommit_chore *chor
         gc->chore.period_ms = 1;
     gc->chore_due_ns = util_monotonic_ns() + (int64_t)gc->chore.period_ms * 1000000;
     pthread_cond_signal(&gc->cv);
+    pthread_mutex_unlock(&gc->mu);
+}
+
+void groupcommit_set_precommit(groupcommit *gc, const struct groupcommit_precommit *step)
+{
+    pthread_mutex_lock(&gc->mu);
+    gc->precommit = *step;
     pthread_mutex_unlock(&gc->mu);
 }
 

@@ -29,6 +29,11 @@ struct groupcommit_job {
     groupcommit_run_fn run;
     groupcommit_done_fn done;
     void *arg;
+    /* 1: the job's writes may be lost in a power cut (they are redone
+     * anyway, like marking outbox rows published). A group made only of
+     * such jobs commits without waiting for the disk (db_set_durable);
+     * in a group with any other job they are as durable as it is. */
+    int relaxed;
     struct groupcommit_job *next; /* queue link, owned by groupcommit */
 };
 
@@ -51,6 +56,19 @@ struct groupcommit_chore {
 
 /* Sets the chore (one per committer; call before submitting jobs). */
 void groupcommit_set_chore(groupcommit *gc, const struct groupcommit_chore *chore);
+
+/* A step run once per group after its jobs, inside the same transaction,
+ * right before COMMIT, when at least one job succeeded (the writers
+ * give their events log positions in commit order there: outbox.h). A
+ * failure rolls the whole group back and is what every job hears. arg
+ * must outlive the committer. */
+struct groupcommit_precommit {
+    int (*run)(db *conn, void *arg);
+    void *arg;
+};
+
+/* Sets the precommit step (call before submitting jobs). */
+void groupcommit_set_precommit(groupcommit *gc, const struct groupcommit_precommit *step);
 
 /* Queues a job; its done() will be called exactly once. */
 void groupcommit_submit(groupcommit *gc, struct groupcommit_job *job);

@@ -17,6 +17,7 @@
 #include "body.h"
 #include "log.h"
 #include "metrics.h"
+#include "trace.h"
 #include "util.h"
 
 #define REQUEST_ID_MAX 128
@@ -30,7 +31,7 @@
 #define METRIC_TIMED_OUT "http_connections_timed_out_total"
 #define CONTENT_TYPE_JSON "application/json; charset=utf-8"
 #define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
-#define CORS_ALLOW_HEADERS "Content-Type, X-Request-Id, Idempotency-Key, Authorization"
+#define CORS_ALLOW_HEADERS "Content-Type, X-Request-Id, Idempotency-Key, Authorization, traceparent"
 #define CORS_EXPOSE_HEADERS                                                                \
     "Location, X-Request-Id, X-Consistency-Token, Idempotent-Replayed, Retry-After"
 #define CORS_MAX_AGE "86400"
@@ -92,6 +93,7 @@ struct http_request {
     int64_t path_id;
     int64_t start_ns;
     char request_id[REQUEST_ID_MAX + 1];
+    struct trace_context trace; /* this request's span (trace.h) */
 
     /* What to do at the end of the upload: run the handler, or answer
      * with an error or a preflight decided from the headers alone. */
@@ -669,6 +671,12 @@ static void begin_request(http_request *req, const char *url, const char *method
         util_strlcpy(req->request_id, rid, sizeof(req->request_id));
     else
         generate_request_id(req->request_id);
+    /* The request is a span of the caller's trace, or starts one. */
+    const char *parent = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, TRACE_HEADER);
+    if (trace_parse(parent, &req->trace) == 0)
+        trace_child(&req->trace, &req->trace);
+    else
+        trace_start(&req->trace);
 
     req->method_label = method_label(method);
     req->path = xstrdup(url);
@@ -864,8 +872,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         log_debug(req->request_id, "%s %s ended early (code %d)", req->method_label,
                   req->route_label, (int)toe);
     else
-        log_debug(req->request_id, "%s %s -> %d in %.3f ms", req->method_label, req->route_label,
-                  req->status, seconds * 1e3);
+        log_debug(req->request_id, "%s %s -> %d in %.3f ms trace_id=%s span_id=%s",
+                  req->method_label, req->route_label, req->status, seconds * 1e3,
+                  req->trace.trace_id, req->trace.span_id);
     json_decref(req->json);
     free(req->body);
     free(req->params);
@@ -1012,6 +1021,7 @@ void http_resume(http_request *req)
 /* ------------------------------------------------------ request access */
 
 const char *http_request_id(const http_request *req) { return req->request_id; }
+const struct trace_context *http_trace(const http_request *req) { return &req->trace; }
 const char *http_method(const http_request *req) { return req->method_label; }
 const char *http_path(const http_request *req) { return req->path; }
 

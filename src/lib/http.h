@@ -92,6 +92,10 @@ void http_handle_document(http_request *req, void *app);
 /* ---- for handlers ---- */
 
 const char *http_request_id(const http_request *req);
+/* The request's span of its trace (trace.h): the caller's trace from its
+ * traceparent header, or a new one. */
+struct trace_context;
+const struct trace_context *http_trace(const http_request *req);
 /* "GET", "POST", ... and the path as requested, %-escapes decoded. */
 const char *http_method(const http_request *req);
 const char *http_path(const http_request *req);

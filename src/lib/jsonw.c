@@ -167,10 +167,10 @@ void jsonw_string_or_null(struct jsonw *w, const char *s)
 
 void jsonw_int(struct jsonw *w, int64_t v)
 {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
+    char tmp[UTIL_INT_TEXT_MAX];
+    size_t n = util_format_i64(v, tmp);
     before_value(w);
-    put(w, tmp, (size_t)n);
+    put(w, tmp, n);
 }
 
 void jsonw_money(struct jsonw *w, int64_t cents)

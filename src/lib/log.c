@@ -77,6 +77,8 @@ static void write_all(const char *p, size_t len)
     }
 }
 
+int log_enabled(enum log_level level) { return (int)level >= atomic_load(&min_level); }
+
 void log_write(enum log_level level, const char *request_id, const char *fmt, ...)
 {
     char line[LOG_LINE_MAX];

@@ -29,6 +29,9 @@ int log_level_parse(const char *text, enum log_level *level);
 void log_write(enum log_level level, const char *request_id, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Whether lines of level are written: for a caller that would pay to
+ * prepare a line that is then dropped. */
+int log_enabled(enum log_level level);
 #define log_debug(rid, ...) log_write(LOG_LVL_DEBUG, rid, __VA_ARGS__)
 #define log_info(rid, ...) log_write(LOG_LVL_INFO, rid, __VA_ARGS__)
 #define log_warn(rid, ...) log_write(LOG_LVL_WARN, rid, __VA_ARGS__)

@@ -11,6 +11,8 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "util.h"
+
 #define CENTS_PER_UNIT 100
 
 int money_from_json(const json_t *value, int64_t *cents)
@@ -57,7 +59,14 @@ size_t money_format(int64_t cents, char buf[MONEY_TEXT_MAX])
     /* The magnitude goes through uint64_t so INT64_MIN needs no special
      * case (negating it as int64_t would overflow). */
     uint64_t magnitude = cents < 0 ? (uint64_t)0 - (uint64_t)cents : (uint64_t)cents;
-    int n = snprintf(buf, MONEY_TEXT_MAX, "%s%" PRIu64 ".%02u", cents < 0 ? "-" : "",
-                     magnitude / CENTS_PER_UNIT, (unsigned)(magnitude % CENTS_PER_UNIT));
-    return n < 0 ? 0 : (size_t)n;
+    size_t n = 0;
+
+    if (cents < 0)
+        buf[n++] = '-';
+    n += util_format_u64(magnitude / CENTS_PER_UNIT, buf + n);
+    buf[n++] = '.';
+    util_put_digits(buf + n, (unsigned)(magnitude % CENTS_PER_UNIT), 2);
+    n += 2;
+    buf[n] = '\0';
+    return n;
 }

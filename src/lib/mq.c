@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "trace.h"
 #include "util.h"
 
 #define MQ_CHANNEL 1
@@ -52,14 +53,17 @@ struct mq {
 
     /* Confirm window: the tags published since the last completed
      * mq_wait_confirms(), [win_first, next_tag). win_done[i] says whether
-     * tag win_first + i was settled; every tag below win_scan is. */
+     * tag win_first + i was settled; every tag below win_scan is. A
+     * publisher that waits with mq_wait_confirmed() keeps one window open
+     * for good: it slides forward over the settled tags as it grows. */
     uint64_t next_tag;
     uint64_t win_first;
     uint64_t win_scan;
     uint8_t *win_done;
     size_t win_cap;
     size_t win_pending;
-    int win_rejected;
+    /* The lowest tag that may have been nacked or returned; 0 for none. */
+    uint64_t win_rejected_from;
 
     /* Deliveries read while waiting for something else. */
     struct pending_delivery *queue_head;
@@ -508,6 +512,12 @@ static void copy_properties(struct mq_delivery *d,
             if (e->key.len == strlen(MQ_SEQ_HEADER) &&
                 memcmp(e->key.bytes, MQ_SEQ_HEADER, e->key.len) == 0)
                 d->outbox_seq = header_int(&e->value);
+            else if (e->key.len == strlen(TRACE_HEADER) &&
+                     memcmp(e->key.bytes, TRACE_HEADER, e->key.len) == 0 &&
+                     (e->value.kind == AMQP_FIELD_KIND_UTF8 ||
+                      e->value.kind == AMQP_FIELD_KIND_BYTES) &&
+                     !d->traceparent)
+                d->traceparent = bytes_dup(e->value.value.bytes);
         }
     }
 }
@@ -562,12 +572,25 @@ static void window_reset(mq *m)
     m->win_first = m->next_tag;
     m->win_scan = m->next_tag;
     m->win_pending = 0;
-    m->win_rejected = 0;
+    m->win_rejected_from = 0;
+}
+
+static void window_reject(mq *m, uint64_t tag)
+{
+    if (!m->win_rejected_from || tag < m->win_rejected_from)
+        m->win_rejected_from = tag;
 }
 
 static void window_add(mq *m)
 {
     size_t idx = (size_t)(m->next_tag - m->win_first);
+    if (idx >= m->win_cap && m->win_scan > m->win_first) {
+        /* Slide over the settled head instead of growing. */
+        size_t settled = (size_t)(m->win_scan - m->win_first);
+        memmove(m->win_done, m->win_done + settled, idx - settled);
+        m->win_first = m->win_scan;
+        idx -= settled;
+    }
     if (idx >= m->win_cap) {
         size_t cap = m->win_cap ? m->win_cap * 2 : 64;
         m->win_done = xrealloc(m->win_done, cap);
@@ -595,7 +618,7 @@ static void window_settle(mq *m, uint64_t tag, int multiple, int nack)
             *done = 1;
             m->win_pending--;
             if (nack)
-                m->win_rejected = 1;
+                window_reject(m, t);
         }
     }
     while (m->win_scan < m->next_tag && m->win_done[m->win_scan - m->win_first])
@@ -659,7 +682,7 @@ static int handle_frame(mq *m, const amqp_frame_t *f)
                   (const char *)r->exchange.bytes, (int)r->routing_key.len,
                   (const char *)r->routing_key.bytes);
         if (m->confirm)
-            m->win_rejected = 1;
+            window_reject(m, m->win_scan);
         return read_content(m, NULL);
     }
     case AMQP_BASIC_DELIVER_METHOD: {
@@ -814,9 +837,46 @@ int mq_wait_confirms(mq *m, int timeout_ms)
         if (rc != MQ_OK)
             return rc;
     }
-    rc = m->win_rejected ? MQ_ERR_REJECTED : MQ_OK;
+    rc = m->win_rejected_from ? MQ_ERR_REJECTED : MQ_OK;
     window_reset(m);
     return rc;
+}
+
+uint64_t mq_last_tag(const mq *m)
+{
+    return m->confirm ? m->next_tag - 1 : 0;
+}
+
+int mq_wait_confirmed(mq *m, uint64_t tag, int timeout_ms)
+{
+    int64_t deadline = deadline_after_ms(timeout_ms < 0 ? 0 : timeout_ms);
+    int rc;
+
+    if (!usable(m))
+        return MQ_ERR_CONNECTION;
+    if (!m->confirm) {
+        set_error(m, "mq_wait_confirmed without confirm mode");
+        return MQ_ERR_PROTOCOL;
+    }
+    for (;;) {
+        amqp_frame_t f;
+        if (m->win_rejected_from && m->win_rejected_from <= tag)
+            return MQ_ERR_REJECTED;
+        if (m->win_scan > tag)
+            return MQ_OK;
+        amqp_maybe_release_buffers(m->conn);
+        rc = wait_frame(m, &f, deadline);
+        if (rc == AMQP_STATUS_TIMEOUT) {
+            set_error(m, "publish confirms up to tag %llu still outstanding",
+                      (unsigned long long)tag);
+            return MQ_TIMEOUT;
+        }
+        if (rc != AMQP_STATUS_OK)
+            return lost(m, "waiting for confirms", rc);
+        rc = handle_frame(m, &f);
+        if (rc != MQ_OK)
+            return rc;
+    }
 }
 
 int mq_poll(mq *m)
@@ -934,6 +994,7 @@ void mq_delivery_free(struct mq_delivery *d)
     free(d->correlation_id);
     free(d->app_id);
     free(d->content_type);
+    free(d->traceparent);
     memset(d, 0, sizeof(*d));
 }
 

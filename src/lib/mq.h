@@ -93,6 +93,18 @@ int mq_publish(mq *conn, const struct mq_message *msg);
  * nacked or returned as unroutable, MQ_TIMEOUT, or MQ_ERR_CONNECTION. */
 int mq_wait_confirms(mq *conn, int timeout_ms);
 
+/* For a publisher that keeps publishing while earlier messages await
+ * their confirms (never mixed with mq_wait_confirms on one connection):
+ * mq_last_tag is the confirm tag of the latest publish (tags count from 1
+ * after mq_confirm_select, so they restart with every connection), and
+ * mq_wait_confirmed waits until every message up to tag is settled.
+ * MQ_OK when all of them were acked; MQ_ERR_REJECTED as soon as one of
+ * them may have been nacked or returned (a return carries no tag, so it
+ * counts against the oldest unsettled one; the caller starts over from
+ * there anyway); MQ_TIMEOUT; MQ_ERR_CONNECTION. */
+uint64_t mq_last_tag(const mq *conn);
+int mq_wait_confirmed(mq *conn, uint64_t tag, int timeout_ms);
+
 /* Lets the library answer heartbeats while idle; MQ_OK or an error. */
 int mq_poll(mq *conn);
 
@@ -119,6 +131,8 @@ struct mq_delivery {
     int delivery_mode;      /* 2 = persistent, 0 when absent */
     int64_t outbox_seq;     /* header MQ_SEQ_HEADER; 0 when absent or
                                not a positive integer */
+    char *traceparent;      /* header "traceparent" (trace.h) as sent, not
+                               yet checked; NULL when absent */
 };
 
 /* Waits up to timeout_ms for the next delivery: MQ_OK (fills *out, free

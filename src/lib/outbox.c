@@ -21,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mq.h"
+#include "trace.h"
 #include "util.h"
 
 #define OUTBOX_DEFAULT_BATCH 100
@@ -33,6 +34,13 @@
 #define OUTBOX_CONFIRM_TIMEOUT_MS 15000
 /* Confirms are awaited in slices so a stop request is noticed. */
 #define OUTBOX_CONFIRM_SLICE_MS 100
+/* Batches published and not yet marked, at most: the next batch goes out
+ * while earlier ones await their confirms (the broker's fsync) and their
+ * marks. Bounds the rows held in memory and sent again after a failure. */
+#define OUTBOX_MAX_IN_FLIGHT 4
+/* While a batch awaits its confirms and another could go, the wait for
+ * them is cut to this, so a wake-up is acted on within a few ms. */
+#define OUTBOX_WAKE_SLICE_MS 2
 /* After a stop request a batch in flight gets this long to be confirmed
  * before it is abandoned (unmarked, so it is sent again next start). */
 #define OUTBOX_STOP_GRACE_MS 2000
@@ -74,12 +82,16 @@ const char outbox_schema_postgres[] =
     "CREATE INDEX IF NOT EXISTS outbox_unpublished\n"
     "    ON outbox (seq) WHERE published_at IS NULL;\n";
 
+/* A later migration: the W3C traceparent of each event (trace.h). */
+const char outbox_trace_schema[] = "ALTER TABLE outbox ADD COLUMN traceparent TEXT;\n";
+
 static const char sql_insert[] =
-    "INSERT INTO outbox (event_id, type, body, correlation_id, occurred_at)"
-    " VALUES ($1, $2, $3, $4, $5) RETURNING seq";
+    "INSERT INTO outbox (event_id, type, body, correlation_id, occurred_at, traceparent)"
+    " VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq";
 static const char sql_select_batch[] =
-    "SELECT seq, event_id, type, body, correlation_id, occurred_at"
-    " FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1";
+    "SELECT seq, event_id, type, body, correlation_id, occurred_at, traceparent"
+    " FROM outbox WHERE published_at IS NULL AND (seq > $2 OR seq < $3)"
+    " ORDER BY seq LIMIT $1";
 static const char sql_mark_range[] =
     "UPDATE outbox SET published_at = $1"
     " WHERE seq BETWEEN $2 AND $3 AND published_at IS NULL";
@@ -142,6 +154,10 @@ int outbox_append_seq(db *conn, const char *source, const struct outbox_event *e
     else
         db_bind_null(st, 4);
     db_bind_int64(st, 5, ev->occurred_at_ms);
+    if (ev->traceparent)
+        db_bind_text(st, 6, ev->traceparent, strlen(ev->traceparent));
+    else
+        db_bind_null(st, 6);
     rc = db_step(st);
     if (rc == DB_ROW) {
         *seq = db_col_int64(st, 0);
@@ -155,6 +171,100 @@ out:
     return rc;
 }
 
+/* ---- event log positions (outbox.h, docs/eventlog.md) ---- */
+
+/* SQLite: one writer at a time. db_begin is BEGIN IMMEDIATE, so a write
+ * transaction holds the database's single write lock from its start to
+ * its COMMIT, and seq (AUTOINCREMENT, never reused once committed) is
+ * taken at INSERT under that lock: the next transaction's seqs are all
+ * taken after this one committed. WAL readers see a prefix of the
+ * commits, hence a prefix of the seqs. So seq is already a commit-order
+ * position, and the log is a view on it. */
+const char outbox_positions_schema_sqlite[] =
+    "CREATE VIEW event_log AS SELECT seq AS position, body FROM outbox;\n";
+
+/* PostgreSQL: rows already there (all committed) keep their seq as their
+ * position, in seq order; new rows get theirs from outbox_position_seq,
+ * which starts above them. The unique index makes a position that would
+ * repeat an error instead of a silent duplicate; the partial index finds
+ * a transaction's own unpositioned rows at commit. */
+const char outbox_positions_schema_postgres[] =
+    "ALTER TABLE outbox ADD COLUMN position BIGINT;\n"
+    "UPDATE outbox SET position = seq;\n"
+    "CREATE SEQUENCE outbox_position_seq;\n"
+    "SELECT setval('outbox_position_seq',"
+    " (SELECT coalesce(max(seq), 0) + 1 FROM outbox), false);\n"
+    "CREATE UNIQUE INDEX outbox_position ON outbox (position);\n"
+    "CREATE INDEX outbox_unpositioned ON outbox (seq) WHERE position IS NULL;\n"
+    "CREATE VIEW event_log AS\n"
+    "    SELECT position, body FROM outbox WHERE position IS NOT NULL;\n";
+
+/* Takes the position lock only when this transaction has rows to
+ * position: the rows of other transactions in flight are invisible to
+ * it, and every committed row already has its position. So a group that
+ * only marks rows published never waits for the lock. */
+static const char sql_position_lock[] =
+    "SELECT pg_advisory_xact_lock($1::bigint) FROM outbox"
+    " WHERE position IS NULL LIMIT 1";
+/* nextval in seq order within the transaction (the ordered subquery is
+ * not flattened, and a CTE with a volatile function is evaluated once).
+ * nextval is outside the snapshot, so this holds at any isolation level. */
+static const char sql_position_assign[] =
+    "WITH p AS MATERIALIZED ("
+    "SELECT seq, nextval('outbox_position_seq') AS position"
+    " FROM (SELECT seq FROM outbox WHERE position IS NULL ORDER BY seq) s)"
+    " UPDATE outbox o SET position = p.position FROM p WHERE o.seq = p.seq";
+
+/* FNV-1a of "outbox positions " and the service name: one lock per
+ * service's outbox, apart from the relay's lock (relay_lock_key). */
+static int64_t position_lock_key(const char *service)
+{
+    static const char salt[] = "outbox positions ";
+    uint64_t h = 1469598103934665603ULL;
+    for (const char *p = salt; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    for (const char *p = service; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return (int64_t)(h >> 1);
+}
+
+/*
+ * PostgreSQL: a transaction-level advisory lock, taken here and held to
+ * the end of COMMIT, orders the committing transactions of every replica
+ * of the service; positions are drawn from the sequence while holding it.
+ * A transaction holding positions p.. thus commits, and becomes visible,
+ * before the next one can draw any (PostgreSQL releases a transaction's
+ * locks only after its commit is visible to new snapshots), so any
+ * snapshot that sees a position sees every lower position that will ever
+ * exist: a reader paging with "after" can neither skip nor repeat one.
+ */
+int outbox_assign_positions(db *conn, const char *service)
+{
+    db_stmt *st;
+    int rc;
+
+    if (db_kind(conn) == DB_KIND_SQLITE)
+        return DB_OK;
+    st = db_prepare(conn, sql_position_lock);
+    if (!st)
+        return DB_ERROR;
+    db_bind_int64(st, 1, position_lock_key(service));
+    rc = db_step(st);
+    db_stmt_reset(st);
+    if (rc == DB_DONE)
+        return DB_OK; /* nothing appended: no lock, nothing to do */
+    if (rc != DB_ROW)
+        return rc;
+    /* A statement of its own, after the lock: nothing it reads or draws
+     * can predate the commit of the lock's previous holder. */
+    st = db_prepare(conn, sql_position_assign);
+    if (!st)
+        return DB_ERROR;
+    rc = db_step(st);
+    db_stmt_reset(st);
+    return rc == DB_DONE ? DB_OK : rc;
+}
+
 /* ---- the relay ---- */
 
 struct row {
@@ -165,6 +275,38 @@ struct row {
     size_t body_len;
     char *correlation_id;
     int64_t occurred_at;
+    char *traceparent; /* NULL for rows older than tracing */
+};
+
+/* Marking a confirmed batch published: through the service's group
+ * commit when there is one (the update rides in the next shared
+ * transaction instead of queueing for SQLite's write lock against it),
+ * else on the relay's own connection. Either way the relay does not wait
+ * for it, and the commit need not be durable (docs/design.md). */
+struct mark_job {
+    struct groupcommit_job job; /* first */
+    outbox_relay *relay;
+    const struct row *rows;
+    int n;
+    int rc;   /* guarded by relay->lock */
+    int done; /* guarded by relay->lock */
+};
+
+enum batch_state {
+    BATCH_FREE,
+    BATCH_SENT,    /* published, awaiting the broker's confirms */
+    BATCH_MARKING, /* confirmed, its mark not yet committed */
+};
+
+/* One batch in flight. Its rows stay loaded until the mark is committed,
+ * so that the next batch is read past them (see load_batch). */
+struct batch {
+    struct row *rows; /* batch_size of them */
+    int n;
+    enum batch_state state;
+    uint64_t last_tag; /* confirm tag of its last row */
+    int64_t sent_ns;
+    struct mark_job mark;
 };
 
 struct outbox_relay {
@@ -180,7 +322,17 @@ struct outbox_relay {
     /* Used by the relay thread only. */
     db *db;
     mq *mq;
-    struct row *rows;
+    /* Batches in flight, oldest first from batches[first]: confirmed ones
+     * (BATCH_MARKING) before published ones (BATCH_SENT), since confirms
+     * are settled and marks committed in publishing order. */
+    struct batch batches[OUTBOX_MAX_IN_FLIGHT];
+    int first;
+    int count;
+    /* Look for rows: after a wake-up, a confirm, a full batch or a
+     * poll interval; not again and again while confirms are awaited. */
+    int want_load;
+    int mq_attempt;
+    int db_attempt;
     int64_t pending_checked_ns;
     /* After a rejected batch, rows go one at a time until one is
      * confirmed: an event that cannot be routed then holds back the
@@ -228,6 +380,15 @@ static void take_wake(outbox_relay *r)
     pthread_mutex_lock(&r->lock);
     r->wake_pending = 0;
     pthread_mutex_unlock(&r->lock);
+}
+
+static int woken(outbox_relay *r)
+{
+    int w;
+    pthread_mutex_lock(&r->lock);
+    w = r->wake_pending;
+    pthread_mutex_unlock(&r->lock);
+    return w;
 }
 
 static void wait_for_work(outbox_relay *r)
@@ -285,13 +446,19 @@ static int connect_broker(outbox_relay *r, int attempt)
     return 0;
 }
 
-static int open_database(outbox_relay *r, int attempt)
+/* Opens the relay's connection. Its own commits only ever mark rows
+ * published, which need not be durable (a lost mark is a duplicate). */
+static int open_database(outbox_relay *r, int attempt, char *err, size_t errlen)
 {
-    char err[OUTBOX_ERR_TEXT];
-    int rc = db_open(r->database_url, &r->db, err, sizeof(err));
+    int rc = db_open(r->database_url, &r->db, err, errlen);
+    if (rc == DB_OK && db_set_durable(r->db, 0) != DB_OK) {
+        snprintf(err, errlen, "cannot relax its commits: %s", db_errmsg(r->db));
+        db_close(r->db);
+        rc = DB_UNAVAILABLE;
+    }
     if (rc != DB_OK) {
         log_write(should_log(attempt) ? LOG_LVL_WARN : LOG_LVL_DEBUG, NULL,
-                  "outbox relay: cannot reopen database: %s", err);
+                  "outbox relay: cannot open database: %s", err);
         r->db = NULL;
     }
     return rc;
@@ -348,24 +515,68 @@ static void free_rows(struct row *rows, int n)
         free(rows[i].type);
         free(rows[i].body);
         free(rows[i].correlation_id);
+        free(rows[i].traceparent);
         memset(&rows[i], 0, sizeof(rows[i]));
     }
 }
 
-/* Copies up to batch_size unpublished rows, oldest first, and lets go of
- * the statement before anything is sent, so no read transaction stays
- * open while the broker is slow. Returns the count or a db_result. */
-static int load_batch(outbox_relay *r)
+/* The i-th batch in flight, oldest first; i == count is the next free. */
+static struct batch *batch_at(outbox_relay *r, int i)
+{
+    return &r->batches[(r->first + i) % OUTBOX_MAX_IN_FLIGHT];
+}
+
+static struct batch *oldest_sent(outbox_relay *r)
+{
+    for (int i = 0; i < r->count; i++) {
+        struct batch *b = batch_at(r, i);
+        if (b->state == BATCH_SENT)
+            return b;
+    }
+    return NULL;
+}
+
+/* Forgets the published, unconfirmed batches (the newest ones): their
+ * rows are still unmarked, so they go out again. */
+static void abandon_sent(outbox_relay *r)
+{
+    while (r->count > 0 && batch_at(r, r->count - 1)->state == BATCH_SENT) {
+        struct batch *b = batch_at(r, r->count - 1);
+        free_rows(b->rows, b->n);
+        b->n = 0;
+        b->state = BATCH_FREE;
+        r->count--;
+    }
+}
+
+/* Copies up to batch_size unpublished rows, oldest first, into b, and
+ * lets go of the statement before anything is sent, so no read
+ * transaction stays open while the broker is slow. Rows of batches still
+ * in flight are unmarked too: the read skips the whole seq range they
+ * span. A row inside that range that was not in flight (on PostgreSQL a
+ * lower seq can commit after a higher one was read) is read once the
+ * batches around it are marked, as before pipelining it was read once
+ * the batch before it was. Returns the count or a db_result. */
+static int load_batch(outbox_relay *r, struct batch *b)
 {
     db_stmt *st = db_prepare(r->db, sql_select_batch);
     int limit = r->one_at_a_time ? 1 : r->batch_size;
+    int64_t lo = 0, hi = 0; /* nothing in flight: seq > 0 is every row */
     int n = 0, rc = DB_DONE;
 
     if (!st)
         return DB_ERROR;
+    for (int i = 0; i < r->count; i++) {
+        const struct batch *f = batch_at(r, i);
+        int64_t f_lo = f->rows[0].seq, f_hi = f->rows[f->n - 1].seq;
+        lo = i == 0 || f_lo < lo ? f_lo : lo;
+        hi = f_hi > hi ? f_hi : hi;
+    }
     db_bind_int64(st, 1, limit);
+    db_bind_int64(st, 2, hi);
+    db_bind_int64(st, 3, lo);
     while (n < limit && (rc = db_step(st)) == DB_ROW) {
-        struct row *row = &r->rows[n++];
+        struct row *row = &b->rows[n++];
         row->seq = db_col_int64(st, 0);
         row->event_id = xstrdup(db_col_text(st, 1));
         row->type = xstrdup(db_col_text(st, 2));
@@ -374,27 +585,24 @@ static int load_batch(outbox_relay *r)
         row->correlation_id =
             db_col_is_null(st, 4) ? NULL : xstrdup(db_col_text(st, 4));
         row->occurred_at = db_col_int64(st, 5);
+        row->traceparent = db_col_is_null(st, 6) ? NULL : xstrdup(db_col_text(st, 6));
     }
     db_stmt_reset(st);
     if (n < limit && rc != DB_DONE) {
-        free_rows(r->rows, n);
+        free_rows(b->rows, n);
         return rc < 0 ? rc : DB_ERROR;
     }
     return n;
 }
 
-/* Publishes the rows and waits for the broker to confirm all of them.
- * MQ_OK only when every one was acked and none came back. */
-static int publish_batch(outbox_relay *r, int n)
+/* Publishes the batch's rows without waiting for their confirms. */
+static int publish_batch(outbox_relay *r, struct batch *b)
 {
-    int64_t deadline;
-    int rc;
-
-    for (int i = 0; i < n; i++) {
-        const struct row *row = &r->rows[i];
+    for (int i = 0; i < b->n; i++) {
+        const struct row *row = &b->rows[i];
         char seq[24];
         snprintf(seq, sizeof(seq), "%lld", (long long)row->seq);
-        struct mq_header headers[] = {{MQ_SEQ_HEADER, seq}};
+        struct mq_header headers[] = {{MQ_SEQ_HEADER, seq}, {TRACE_HEADER, row->traceparent}};
         struct mq_message msg = {
             .exchange = MQ_EXCHANGE,
             .routing_key = row->type,
@@ -406,36 +614,22 @@ static int publish_batch(outbox_relay *r, int n)
             .correlation_id = row->correlation_id,
             .timestamp_s = row->occurred_at / 1000,
             .headers = headers,
-            .header_count = ARRAY_LEN(headers),
+            .header_count = row->traceparent ? 2 : 1,
         };
-        rc = mq_publish(r->mq, &msg);
+        int rc = mq_publish(r->mq, &msg);
         if (rc != MQ_OK)
             return rc;
     }
-
-    deadline = util_monotonic_ns() + (int64_t)OUTBOX_CONFIRM_TIMEOUT_MS * 1000000;
-    for (;;) {
-        rc = mq_wait_confirms(r->mq, OUTBOX_CONFIRM_SLICE_MS);
-        if (rc != MQ_TIMEOUT)
-            return rc;
-        if (stop_requested(r)) {
-            int64_t grace;
-            pthread_mutex_lock(&r->lock);
-            grace = r->stop_ns + (int64_t)OUTBOX_STOP_GRACE_MS * 1000000;
-            pthread_mutex_unlock(&r->lock);
-            if (grace < deadline)
-                deadline = grace;
-        }
-        if (util_monotonic_ns() >= deadline)
-            return MQ_TIMEOUT;
-    }
+    b->last_tag = mq_last_tag(r->mq);
+    b->sent_ns = util_monotonic_ns();
+    return MQ_OK;
 }
 
-/* Marks the confirmed rows. When their seqs are contiguous one range
- * update does it; with a gap (possible on PostgreSQL, where a lower seq
- * can commit later) a range could mark a row that was never sent, so
- * each row is marked by its own seq instead, in one transaction. */
-/* Marks the batch's rows published, inside the caller's transaction. */
+/* Marks the batch's rows published, inside the caller's transaction.
+ * When their seqs are contiguous one range update does it; with a gap
+ * (possible on PostgreSQL, where a lower seq can commit later) a range
+ * could mark a row that was never sent, so each row is marked by its own
+ * seq instead. */
 static int mark_rows(db *conn, const struct row *rows, int n)
 {
     int64_t now = util_now_ms();
@@ -467,62 +661,101 @@ static int mark_rows(db *conn, const struct row *rows, int n)
     return DB_OK;
 }
 
-/* Marking through the service's group commit: the update rides in the
- * next shared transaction instead of queueing for SQLite's write lock
- * against it. */
-struct mark_job {
-    struct groupcommit_job job; /* first */
-    const struct row *rows;
-    int n;
-    int rc;
-    int done;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-};
-
 static int mark_job_run(db *conn, struct groupcommit_job *job)
 {
     struct mark_job *m = (struct mark_job *)job;
     return mark_rows(conn, m->rows, m->n);
 }
 
+/* Runs on the committer's thread: records the outcome and wakes the
+ * relay, which frees the batch (and may read past it) on its thread. */
 static void mark_job_done(struct groupcommit_job *job, int rc)
 {
     struct mark_job *m = (struct mark_job *)job;
-    pthread_mutex_lock(&m->lock);
+    outbox_relay *r = m->relay;
+
+    pthread_mutex_lock(&r->lock);
     m->rc = rc;
     m->done = 1;
-    pthread_cond_signal(&m->cond);
-    pthread_mutex_unlock(&m->lock);
+    r->wake_pending = 1;
+    pthread_cond_broadcast(&r->cond);
+    pthread_mutex_unlock(&r->lock);
 }
 
-static int mark_published(outbox_relay *r, int n)
+/* On the relay's own connection, whose commits are not durable. */
+static int mark_here(outbox_relay *r, const struct row *rows, int n)
 {
-    int rc;
+    int rc = r->db ? db_begin(r->db) : DB_UNAVAILABLE;
 
-    if (r->gc) {
-        struct mark_job m = {.job = {.run = mark_job_run, .done = mark_job_done},
-                             .rows = r->rows,
-                             .n = n};
-        pthread_mutex_init(&m.lock, NULL);
-        pthread_cond_init(&m.cond, NULL);
-        groupcommit_submit(r->gc, &m.job);
-        pthread_mutex_lock(&m.lock);
-        while (!m.done)
-            pthread_cond_wait(&m.cond, &m.lock);
-        pthread_mutex_unlock(&m.lock);
-        pthread_mutex_destroy(&m.lock);
-        pthread_cond_destroy(&m.cond);
-        return m.rc;
-    }
-    rc = db_begin(r->db);
     if (rc == DB_OK)
-        rc = mark_rows(r->db, r->rows, n);
+        rc = mark_rows(r->db, rows, n);
     if (rc == DB_OK)
         rc = db_commit(r->db);
-    if (rc != DB_OK)
+    if (rc != DB_OK && r->db)
         db_rollback(r->db);
     return rc;
+}
+
+/* The broker confirmed b: count it, and have its rows marked. */
+static void confirmed(outbox_relay *r, struct batch *b)
+{
+    struct mark_job *m = &b->mark;
+
+    metrics_counter_add(METRIC_PUBLISHED, NULL, b->n);
+    log_debug(NULL, "outbox relay: published %d events (seq %lld..%lld)", b->n,
+              (long long)b->rows[0].seq, (long long)b->rows[b->n - 1].seq);
+    b->state = BATCH_MARKING;
+    memset(m, 0, sizeof(*m));
+    m->job.run = mark_job_run;
+    m->job.done = mark_job_done;
+    m->job.relaxed = 1;
+    m->relay = r;
+    m->rows = b->rows;
+    m->n = b->n;
+    if (r->gc) {
+        groupcommit_submit(r->gc, &m->job);
+        return;
+    }
+    int rc = mark_here(r, b->rows, b->n);
+    pthread_mutex_lock(&r->lock);
+    m->rc = rc;
+    m->done = 1;
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Frees the oldest batches whose marks are committed (or failed: their
+ * rows then go out once more). Returns how many marks failed. */
+static int reap_marked(outbox_relay *r)
+{
+    int failed = 0;
+
+    while (r->count > 0) {
+        struct batch *b = batch_at(r, 0);
+        int done, rc;
+
+        if (b->state != BATCH_MARKING)
+            break;
+        pthread_mutex_lock(&r->lock);
+        done = b->mark.done;
+        rc = b->mark.rc;
+        pthread_mutex_unlock(&r->lock);
+        if (!done)
+            break;
+        if (rc != DB_OK) {
+            log_write(should_log(r->db_attempt + failed) ? LOG_LVL_WARN : LOG_LVL_DEBUG, NULL,
+                      "outbox relay: marking published rows (seq %lld..%lld) failed (%d);"
+                      " they will be published again",
+                      (long long)b->rows[0].seq, (long long)b->rows[b->n - 1].seq, rc);
+            failed++;
+        }
+        free_rows(b->rows, b->n);
+        b->n = 0;
+        b->state = BATCH_FREE;
+        r->first = (r->first + 1) % OUTBOX_MAX_IN_FLIGHT;
+        r->count--;
+        r->want_load = 1; /* a row held back behind the batch may go now */
+    }
+    return failed;
 }
 
 /* Sets the pending gauge. known_zero skips the count; otherwise it runs
@@ -550,98 +783,185 @@ static void refresh_pending(outbox_relay *r, int known_zero)
     db_stmt_reset(st);
 }
 
+/* A batch was not confirmed (or not even sent): everything published and
+ * unconfirmed goes out again, in seq order, over a new connection. */
+static void broker_failed(outbox_relay *r, int rc)
+{
+    const struct batch *b = oldest_sent(r);
+
+    if (should_log(r->mq_attempt))
+        r->outage_logged = 1;
+    log_write(should_log(r->mq_attempt) ? LOG_LVL_WARN : LOG_LVL_DEBUG, NULL,
+              "outbox relay: batch from seq %lld not confirmed (%s): %s;"
+              " reconnecting",
+              b ? (long long)b->rows[0].seq : 0LL,
+              rc == MQ_ERR_REJECTED ? "rejected"
+              : rc == MQ_TIMEOUT    ? "timed out"
+                                    : "connection lost",
+              mq_last_error(r->mq));
+    if (rc == MQ_ERR_REJECTED)
+        r->one_at_a_time = 1;
+    drop_broker(r);
+    abandon_sent(r);
+    refresh_pending(r, 0);
+    sleep_stoppable(r, mq_backoff_ms(r->mq_attempt++));
+}
+
+/* Room for another batch: a free slot, and not while retrying one row at
+ * a time (that row must be confirmed before anything behind it goes). */
+static int can_send(const outbox_relay *r)
+{
+    return r->count < OUTBOX_MAX_IN_FLIGHT && !(r->one_at_a_time && r->count > 0);
+}
+
+/* One step of the publishing replica: read and publish a batch, or
+ * settle the oldest batch's confirms, or wait for work. Publishing goes
+ * on while earlier batches await their confirms and marks. */
+static void relay_step(outbox_relay *r)
+{
+    struct batch *b;
+    int rc;
+
+    if (reap_marked(r) > 0) {
+        sleep_stoppable(r, mq_backoff_ms(r->db_attempt++));
+        return;
+    }
+
+    if (r->want_load && can_send(r)) {
+        b = batch_at(r, r->count);
+        take_wake(r);
+        rc = load_batch(r, b);
+        if (rc < 0) {
+            database_failed(r, rc, "reading the outbox", r->db_attempt);
+            sleep_stoppable(r, mq_backoff_ms(r->db_attempt++));
+            return;
+        }
+        /* A full batch says there may be more: read again at once. */
+        r->want_load = rc == (r->one_at_a_time ? 1 : r->batch_size);
+        if (rc > 0) {
+            b->n = rc;
+            b->state = BATCH_SENT;
+            r->count++;
+            rc = publish_batch(r, b);
+            if (rc != MQ_OK)
+                broker_failed(r, rc);
+            return;
+        }
+        if (r->count == 0) {
+            refresh_pending(r, 1);
+            r->mq_attempt = 0;
+            r->db_attempt = 0;
+        }
+    }
+
+    b = oldest_sent(r);
+    if (b) {
+        /* Short waits while another batch could go, so a wake-up is
+         * acted on within a few ms rather than after this confirm. */
+        int slice = can_send(r) ? OUTBOX_WAKE_SLICE_MS : OUTBOX_CONFIRM_SLICE_MS;
+        rc = mq_wait_confirmed(r->mq, b->last_tag, slice);
+        if (rc == MQ_OK) {
+            confirmed(r, b);
+            r->mq_attempt = 0;
+            r->one_at_a_time = 0;
+            r->want_load = 1;
+        } else if (rc != MQ_TIMEOUT) {
+            broker_failed(r, rc);
+        } else if (util_monotonic_ns() - b->sent_ns >=
+                   (int64_t)OUTBOX_CONFIRM_TIMEOUT_MS * 1000000) {
+            broker_failed(r, MQ_TIMEOUT);
+        } else if (woken(r)) {
+            r->want_load = 1;
+        }
+        return;
+    }
+
+    /* Nothing to publish and nothing to confirm (marks may be pending:
+     * their completion wakes this wait). */
+    wait_for_work(r);
+    r->want_load = 1;
+    if (mq_poll(r->mq) != MQ_OK) {
+        log_warn(NULL, "outbox relay: broker connection lost: %s",
+                 mq_last_error(r->mq));
+        r->outage_logged = 1;
+        drop_broker(r);
+    }
+}
+
+/* On stop: the batches in flight get until OUTBOX_STOP_GRACE_MS after the
+ * stop request to be confirmed (the rest stay unmarked and go out at the
+ * next start), and every mark under way is waited for, since its job
+ * lives in the relay. */
+static void finish_in_flight(outbox_relay *r)
+{
+    int64_t grace;
+    struct batch *b;
+
+    pthread_mutex_lock(&r->lock);
+    grace = r->stop_ns + (int64_t)OUTBOX_STOP_GRACE_MS * 1000000;
+    pthread_mutex_unlock(&r->lock);
+    while (r->mq && (b = oldest_sent(r))) {
+        int64_t left_ms = (grace - util_monotonic_ns()) / 1000000;
+        if (left_ms <= 0)
+            break;
+        int rc = mq_wait_confirmed(r->mq, b->last_tag,
+                                   left_ms < OUTBOX_CONFIRM_SLICE_MS ? (int)left_ms
+                                                                     : OUTBOX_CONFIRM_SLICE_MS);
+        if (rc == MQ_OK)
+            confirmed(r, b);
+        else if (rc != MQ_TIMEOUT)
+            break;
+    }
+    abandon_sent(r);
+    for (int i = 0; i < r->count; i++) {
+        b = batch_at(r, i);
+        pthread_mutex_lock(&r->lock);
+        while (!b->mark.done)
+            pthread_cond_wait(&r->cond, &r->lock);
+        pthread_mutex_unlock(&r->lock);
+    }
+    reap_marked(r);
+    r->pending_checked_ns = 0; /* a last count, whenever the one before */
+    refresh_pending(r, 0);
+}
+
 static void *relay_main(void *arg)
 {
     outbox_relay *r = arg;
-    int mq_attempt = 0;
-    int db_attempt = 0;
+    char err[OUTBOX_ERR_TEXT];
 
     while (!stop_requested(r)) {
-        int n, rc;
-
         if (r->db && !db_alive(r->db)) {
             db_close(r->db); /* the server went away: so did the relay lock */
             r->db = NULL;
             r->leader = 0;
         }
-        if (!r->db && open_database(r, db_attempt) != DB_OK) {
-            sleep_stoppable(r, mq_backoff_ms(db_attempt++));
+        if (!r->db && open_database(r, r->db_attempt, err, sizeof(err)) != DB_OK) {
+            sleep_stoppable(r, mq_backoff_ms(r->db_attempt++));
             continue;
         }
-        if (!r->mq && connect_broker(r, mq_attempt) != 0) {
+        if (!r->mq && connect_broker(r, r->mq_attempt) != 0) {
             refresh_pending(r, 0);
-            sleep_stoppable(r, mq_backoff_ms(mq_attempt++));
+            sleep_stoppable(r, mq_backoff_ms(r->mq_attempt++));
             continue;
         }
 
         if (!lead(r)) {
-            /* A standby: keep the broker connection alive (readiness),
-             * and try for the lock again after a poll interval. */
+            /* A standby (or a leader that lost its lock with its
+             * session): what it had sent goes out again from the
+             * holder. Keep the broker connection alive (readiness), and
+             * try for the lock again after a poll interval. */
+            abandon_sent(r);
+            reap_marked(r);
             wait_for_work(r);
             if (mq_poll(r->mq) != MQ_OK)
                 drop_broker(r);
             continue;
         }
-
-        take_wake(r);
-        n = load_batch(r);
-        if (n < 0) {
-            database_failed(r, n, "reading the outbox", db_attempt);
-            sleep_stoppable(r, mq_backoff_ms(db_attempt++));
-            continue;
-        }
-        if (n == 0) {
-            refresh_pending(r, 1);
-            mq_attempt = 0;
-            db_attempt = 0;
-            wait_for_work(r);
-            if (mq_poll(r->mq) != MQ_OK) {
-                log_warn(NULL, "outbox relay: broker connection lost: %s",
-                         mq_last_error(r->mq));
-                r->outage_logged = 1;
-                drop_broker(r);
-            }
-            continue;
-        }
-
-        rc = publish_batch(r, n);
-        if (rc == MQ_OK) {
-            /* Confirmed: from here a failure to mark only means the rows
-             * go out once more, which consumers deduplicate. */
-            int mrc = mark_published(r, n);
-            metrics_counter_add(METRIC_PUBLISHED, NULL, n);
-            log_debug(NULL, "outbox relay: published %d events (seq %lld..%lld)",
-                      n, (long long)r->rows[0].seq, (long long)r->rows[n - 1].seq);
-            mq_attempt = 0;
-            r->one_at_a_time = 0;
-            if (mrc == DB_OK) {
-                db_attempt = 0;
-                refresh_pending(r, 0);
-            } else {
-                database_failed(r, mrc, "marking published rows", db_attempt);
-                sleep_stoppable(r, mq_backoff_ms(db_attempt++));
-            }
-        } else {
-            if (should_log(mq_attempt))
-                r->outage_logged = 1;
-            log_write(should_log(mq_attempt) ? LOG_LVL_WARN : LOG_LVL_DEBUG,
-                      NULL,
-                      "outbox relay: batch from seq %lld not confirmed (%s): %s;"
-                      " reconnecting",
-                      (long long)r->rows[0].seq,
-                      rc == MQ_ERR_REJECTED ? "rejected"
-                      : rc == MQ_TIMEOUT    ? "timed out"
-                                            : "connection lost",
-                      mq_last_error(r->mq));
-            if (rc == MQ_ERR_REJECTED)
-                r->one_at_a_time = 1;
-            drop_broker(r);
-            refresh_pending(r, 0);
-            sleep_stoppable(r, mq_backoff_ms(mq_attempt++));
-        }
-        free_rows(r->rows, n);
+        relay_step(r);
     }
 
+    finish_in_flight(r);
     if (r->mq)
         drop_broker(r);
     db_close(r->db);
@@ -657,7 +977,8 @@ static void relay_free(outbox_relay *r)
     free(r->queue_type);
     free(r->database_url);
     free(r->connection_name);
-    free(r->rows);
+    for (int i = 0; i < OUTBOX_MAX_IN_FLIGHT; i++)
+        free(r->batches[i].rows);
     free(r);
 }
 
@@ -690,10 +1011,12 @@ outbox_relay *outbox_relay_start(const struct outbox_relay_config *cfg)
         r->batch_size = OUTBOX_MAX_BATCH;
     r->poll_interval_ms =
         cfg->poll_interval_ms > 0 ? cfg->poll_interval_ms : OUTBOX_DEFAULT_POLL_MS;
-    r->rows = xcalloc((size_t)r->batch_size, sizeof(*r->rows));
+    for (int i = 0; i < OUTBOX_MAX_IN_FLIGHT; i++)
+        r->batches[i].rows = xcalloc((size_t)r->batch_size, sizeof(*r->batches[i].rows));
+    r->want_load = 1;
 
     /* Opened here, not in the thread, so a wrong URL fails start-up. */
-    rc = db_open(r->database_url, &r->db, err, sizeof(err));
+    rc = open_database(r, 0, err, sizeof(err));
     if (rc != DB_OK) {
         log_error(NULL, "outbox relay: cannot open database: %s", err);
         relay_free(r);

@@ -26,6 +26,32 @@
 /* Migration SQL creating the outbox table, for a service's list. */
 extern const char outbox_schema_sqlite[];
 extern const char outbox_schema_postgres[];
+/* The next migration, for both backends: the traceparent column. */
+extern const char outbox_trace_schema[];
+
+/*
+ * The event log (docs/eventlog.md): every committed row of the outbox,
+ * in commit order, under a position that never changes. The migration
+ * below (after outbox_schema_*) creates the view event_log(position,
+ * body), which the log route reads.
+ *
+ * SQLite: the position is seq. PostgreSQL: seq is taken at INSERT, not at
+ * COMMIT, so rows get a separate position just before their transaction
+ * commits, by outbox_assign_positions(), in the order of the commits.
+ * Every transaction that appends must therefore call it right before its
+ * COMMIT (the writers' group commit does, as its precommit step); a row
+ * committed without a position is not in the log until the next
+ * transaction that calls it.
+ */
+extern const char outbox_positions_schema_sqlite[];
+extern const char outbox_positions_schema_postgres[];
+
+/* Gives the rows this transaction appended their log positions (see
+ * above); service names the lock. Call last before COMMIT, in the same
+ * transaction. A no-op on SQLite, and on PostgreSQL when the transaction
+ * appended nothing; else it waits for the service's position lock, held
+ * until COMMIT. Returns DB_OK or a negative db_result. */
+int outbox_assign_positions(db *conn, const char *service);
 
 struct outbox_event {
     const char *type;           /* "order.created"; also the routing key */
@@ -33,6 +59,7 @@ struct outbox_event {
     size_t data_len;            /* 0: data_json is NUL-terminated */
     const char *correlation_id; /* request id, may be NULL */
     int64_t occurred_at_ms;
+    const char *traceparent;    /* the event's span (trace.h), may be NULL */
 };
 
 /* Appends one event row inside the caller's open transaction. source is

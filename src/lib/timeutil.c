@@ -12,12 +12,15 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "util.h"
+
 #define MS_PER_SECOND INT64_C(1000)
 #define MS_PER_MINUTE (60 * MS_PER_SECOND)
 #define MS_PER_HOUR (60 * MS_PER_MINUTE)
 #define MS_PER_DAY (24 * MS_PER_HOUR)
 #define MIN_YEAR 1970
 #define MAX_YEAR 9999
+#define MAX_FOUR_DIGIT_YEAR 9999 /* years printed without printf */
 #define DAYS_PER_400_YEARS INT64_C(146097)
 /* days_from_civil(1970, 1, 1) before the epoch shift below is applied. */
 #define EPOCH_SHIFT_DAYS INT64_C(719468)
@@ -174,6 +177,24 @@ size_t timeutil_format_rfc3339(int64_t ms, char buf[TIMEUTIL_TEXT_MAX])
     int month, day;
 
     split_ms(ms, &year, &month, &day, &rest);
+    if (year >= 0 && year <= MAX_FOUR_DIGIT_YEAR) { /* every real time: no printf */
+        char *p = util_put_digits(buf, (unsigned)year, 4);
+        *p++ = '-';
+        p = util_put_digits(p, (unsigned)month, 2);
+        *p++ = '-';
+        p = util_put_digits(p, (unsigned)day, 2);
+        *p++ = 'T';
+        p = util_put_digits(p, (unsigned)(rest / MS_PER_HOUR), 2);
+        *p++ = ':';
+        p = util_put_digits(p, (unsigned)(rest / MS_PER_MINUTE % 60), 2);
+        *p++ = ':';
+        p = util_put_digits(p, (unsigned)(rest / MS_PER_SECOND % 60), 2);
+        *p++ = '.';
+        p = util_put_digits(p, (unsigned)(rest % MS_PER_SECOND), 3);
+        *p++ = 'Z';
+        *p = '\0';
+        return (size_t)(p - buf);
+    }
     int n = snprintf(buf, TIMEUTIL_TEXT_MAX, "%04" PRId64 "-%02d-%02dT%02d:%02d:%02d.%03dZ", year,
                      month, day, (int)(rest / MS_PER_HOUR), (int)(rest / MS_PER_MINUTE % 60),
                      (int)(rest / MS_PER_SECOND % 60), (int)(rest % MS_PER_SECOND));
@@ -186,6 +207,15 @@ size_t timeutil_format_date(int64_t ms, char buf[TIMEUTIL_TEXT_MAX])
     int month, day;
 
     split_ms(ms, &year, &month, &day, &rest);
+    if (year >= 0 && year <= MAX_FOUR_DIGIT_YEAR) {
+        char *p = util_put_digits(buf, (unsigned)year, 4);
+        *p++ = '-';
+        p = util_put_digits(p, (unsigned)month, 2);
+        *p++ = '-';
+        p = util_put_digits(p, (unsigned)day, 2);
+        *p = '\0';
+        return (size_t)(p - buf);
+    }
     int n = snprintf(buf, TIMEUTIL_TEXT_MAX, "%04" PRId64 "-%02d-%02d", year, month, day);
     return n < 0 ? 0 : (size_t)n;
 }

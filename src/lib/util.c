@@ -115,3 +115,36 @@ void util_random_hex(char *out, size_t n)
     }
     out[2 * n] = '\0';
 }
+
+size_t util_format_u64(uint64_t v, char *buf)
+{
+    char tmp[UTIL_INT_TEXT_MAX];
+    size_t n = 0;
+
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    buf[n] = '\0';
+    return n;
+}
+
+size_t util_format_i64(int64_t v, char *buf)
+{
+    if (v >= 0)
+        return util_format_u64((uint64_t)v, buf);
+    /* Through uint64_t, so INT64_MIN needs no special case. */
+    buf[0] = '-';
+    return 1 + util_format_u64((uint64_t)0 - (uint64_t)v, buf + 1);
+}
+
+char *util_put_digits(char *p, unsigned v, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        p[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return p + width;
+}

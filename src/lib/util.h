@@ -38,6 +38,17 @@ void util_random_hex(char *out, size_t n);
 /* Copies at most size-1 bytes and always terminates; returns strlen(src). */
 size_t util_strlcpy(char *dst, const char *src, size_t size);
 
+/* Decimal text without printf, for the numbers of every answer (printf's
+ * format parsing was a tenth of a list request's CPU). */
+#define UTIL_INT_TEXT_MAX 24 /* "-9223372036854775808" + NUL fits */
+/* Writes v and a NUL into buf (UTIL_INT_TEXT_MAX bytes); returns the
+ * length. */
+size_t util_format_u64(uint64_t v, char *buf);
+size_t util_format_i64(int64_t v, char *buf);
+/* Writes v as exactly width digits, zero-padded, no NUL (v must fit);
+ * returns the position after them. */
+char *util_put_digits(char *p, unsigned v, int width);
+
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

@@ -3,6 +3,7 @@
 #include "idempotency.h"
 #include "log.h"
 #include "metrics.h"
+#include "outbox.h"
 
 #define RELAY_POLL_INTERVAL_MS 1000
 #define GROUP_COMMIT_MAX 256 /* requests sharing one commit, at most */
@@ -16,6 +17,14 @@ static int sweep_keys(db *conn, void *arg)
 {
     const struct config *cfg = arg;
     return idempotency_sweep(conn, cfg->service, cfg->idempotency_ttl_s, IDEMPOTENCY_SWEEP_BATCH);
+}
+
+/* The group commit's step before COMMIT: the events of the group get
+ * their event-log positions in commit order (outbox.h). */
+static int assign_positions(db *conn, void *arg)
+{
+    const struct config *cfg = arg;
+    return outbox_assign_positions(conn, cfg->service);
 }
 
 static int start(struct service *s)
@@ -39,6 +48,8 @@ static int start(struct service *s)
         .batch = IDEMPOTENCY_SWEEP_BATCH,
     };
     groupcommit_set_chore(s->gc, &sweep);
+    struct groupcommit_precommit positions = {.run = assign_positions, .arg = (void *)cfg};
+    groupcommit_set_precommit(s->gc, &positions);
 
     struct outbox_relay_config relay_cfg = {
         .database_url = cfg->database_url,

@@ -1,5 +1,6 @@
 /* order-service: orders, the second half of the write side. */
 #include "order_service.h"
+#include "eventlog.h"
 #include "util.h"
 #include "writer.h"
 
@@ -9,6 +10,7 @@ static const struct http_route routes[] = {
     {"POST", "/order-service/orders", create_handle, &order_create, 0},
     {"GET", "/order-service/orders", rows_handle_list, &order_rows, 0},
     {"GET", "/order-service/orders/{id}", rows_handle_get, &order_rows, 0},
+    {"GET", "/order-service/events", eventlog_handle_list, NULL, 0}, /* admin */
     {"GET", "/order-service/openapi.json", http_handle_document, &openapi, 0},
 };
 

@@ -25,5 +25,7 @@ const struct db_migration order_migrations[] = {
     {1, "orders", orders_sqlite, orders_postgres},
     {2, "outbox", outbox_schema_sqlite, outbox_schema_postgres},
     {3, "idempotency_keys", idempotency_schema_sqlite, idempotency_schema_postgres},
+    {4, "outbox traceparent", outbox_trace_schema, outbox_trace_schema},
+    {5, "event_log", outbox_positions_schema_sqlite, outbox_positions_schema_postgres},
 };
 const size_t order_migration_count = sizeof(order_migrations) / sizeof(order_migrations[0]);

@@ -1,5 +1,6 @@
 /* user-service: users and accounts, the first half of the write side. */
 #include "user_service.h"
+#include "eventlog.h"
 #include "util.h"
 #include "writer.h"
 
@@ -12,6 +13,7 @@ static const struct http_route routes[] = {
     {"POST", "/system-api/accounts", create_handle, &account_create, 0},
     {"GET", "/system-api/accounts", rows_handle_list, &account_rows, 0},
     {"GET", "/system-api/accounts/{id}", rows_handle_get, &account_rows, 0},
+    {"GET", "/system-api/events", eventlog_handle_list, NULL, 0}, /* admin */
     {"GET", "/system-api/openapi.json", http_handle_document, &openapi, 0},
 };
 

@@ -50,5 +50,7 @@ const struct db_migration user_migrations[] = {
     {2, "accounts", accounts_sqlite, accounts_postgres},
     {3, "outbox", outbox_schema_sqlite, outbox_schema_postgres},
     {4, "idempotency_keys", idempotency_schema_sqlite, idempotency_schema_postgres},
+    {5, "outbox traceparent", outbox_trace_schema, outbox_trace_schema},
+    {6, "event_log", outbox_positions_schema_sqlite, outbox_positions_schema_postgres},
 };
 const size_t user_migration_count = sizeof(user_migrations) / sizeof(user_migrations[0]);

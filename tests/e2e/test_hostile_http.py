@@ -145,14 +145,15 @@ def parse_responses(data):
 
 
 def healthz_probe(svc, stop, results):
-    """Another client: /healthz every 0.1 s, recording (status, seconds)."""
+    """Another client: /healthz every 0.1 s, recording (status, seconds,
+    monotonic start)."""
     while not stop.is_set() and len(results) < 1000:
         t0 = time.monotonic()
         try:
             r = http("GET", svc.base_url + "/healthz", timeout=5)
-            results.append((r.status, time.monotonic() - t0))
+            results.append((r.status, time.monotonic() - t0, t0))
         except OSError as e:
-            results.append((repr(e), time.monotonic() - t0))
+            results.append((repr(e), time.monotonic() - t0, t0))
         stop.wait(0.1)
 
 
@@ -198,6 +199,7 @@ def test_slow_header_clients_do_not_hold_up_others(svc):
     try:
         for t in threads + [prober]:
             t.start()
+        started = time.monotonic()
         # Probe for as long as the slow clients live: until the server has
         # closed every one of them at its deadline.
         wait_until(lambda: timed_out_total(svc, "head") >= closed + len(socks),
@@ -209,8 +211,13 @@ def test_slow_header_clients_do_not_hold_up_others(svc):
             t.join(timeout=10)
         for s in socks:
             s.close()
-    assert len(probes) >= 20, probes
-    slow = [p for p in probes if p[0] != 200 or p[1] > 1.0]
+    # The probes ran while the slow clients held their connections (how
+    # many fit in depends on the machine's load, not on the server).
+    during = [p for p in probes if p[2] < started + IDLE_TIMEOUT]
+    assert len(during) >= 3, probes
+    # A server held up by the slow clients would answer only when their
+    # deadline (IDLE_TIMEOUT) freed it.
+    slow = [p for p in probes if p[0] != 200 or p[1] > IDLE_TIMEOUT * 2 / 3]
     assert not slow, f"other clients affected: {slow[:5]}"
     assert_unharmed(svc)
 
@@ -289,22 +296,46 @@ def test_slow_body_client_is_closed_and_creates_nothing(svc):
     assert_unharmed(svc)
 
 
+def keep_alive_survives_pauses(svc):
+    """Three requests on one connection, 0.6 idle timeouts apart. True when
+    all are answered; False when the server closed the connection but this
+    client cannot tell that it was early (a loaded machine stalled it past
+    the timeout); fails when the server closed it early for certain. The
+    server's idle time when a request arrives is at most the time since the
+    previous request was sent (its answer came after that)."""
+    conn = httpclient.HTTPConnection("127.0.0.1", svc.port, timeout=10)
+    previous = None
+    try:
+        for _ in range(3):
+            sent = time.monotonic()
+            try:
+                conn.request("GET", "/healthz")
+                r = conn.getresponse()
+                r.read()
+            except (httpclient.RemoteDisconnected, ConnectionError) as e:
+                gap = sent - previous if previous is not None else 0.0
+                assert gap >= IDLE_TIMEOUT * 0.9, \
+                    f"closed {gap:.2f} s after the previous request: {e!r}"
+                return False
+            assert r.status == 200
+            previous = sent
+            time.sleep(IDLE_TIMEOUT * 0.6)
+    finally:
+        conn.close()
+    return True
+
+
 def test_keep_alive_and_slow_honest_clients_are_not_cut(svc):
     """The deadlines catch only clients that keep a request from arriving:
     a keep-alive connection that pauses between requests (under the idle
     timeout each time) keeps working across several idle timeouts, and a
     body sent in pieces at a pace an honest client may have (4 KiB/s, over
     more than the idle timeout) is accepted."""
-    conn = httpclient.HTTPConnection("127.0.0.1", svc.port, timeout=10)
-    try:
-        for _ in range(3):
-            conn.request("GET", "/healthz")
-            r = conn.getresponse()
-            r.read()
-            assert r.status == 200
-            time.sleep(IDLE_TIMEOUT * 0.6)
-    finally:
-        conn.close()
+    for _ in range(5):
+        if keep_alive_survives_pauses(svc):
+            break
+    else:
+        pytest.fail("the machine stalled this client past the idle timeout in every try")
 
     email = f"paced-{uuid.uuid4().hex}@x.test"
     pad = " " * (4096 * (IDLE_TIMEOUT + 2))

@@ -716,6 +716,43 @@ void test_transactions(void **state)
     db_close(conn);
 }
 
+/* db_set_durable switches the engine's own setting and back, and a
+ * commit made without waiting for the disk is still visible at once. */
+void test_relaxed_commits(void **state)
+{
+    db *conn = dbtest_open(state, 0, NULL);
+    int pg = dbtest_kind(state) == DB_KIND_POSTGRES;
+    const char *show = pg ? "SHOW synchronous_commit" : "PRAGMA synchronous";
+    char buf[DBTEST_NAME_MAX];
+
+    dbtest_exec(conn, "CREATE TABLE t (x BIGINT PRIMARY KEY)");
+    /* The default: durable (synchronous_commit on; synchronous FULL = 2). */
+    assert_string_equal(dbtest_query_text(conn, show, buf, sizeof(buf)), pg ? "on" : "2");
+
+    assert_int_equal(db_set_durable(conn, 0), DB_OK);
+    assert_string_equal(dbtest_query_text(conn, show, buf, sizeof(buf)), pg ? "off" : "1");
+    assert_int_equal(db_begin(conn), DB_OK);
+    dbtest_exec(conn, "INSERT INTO t VALUES (1)");
+    assert_int_equal(db_commit(conn), DB_OK);
+    {
+        db *other = dbtest_open(state, 0, NULL);
+        assert_int_equal(dbtest_query_int(other, "SELECT count(*) FROM t"), 1);
+        db_close(other);
+    }
+    assert_int_equal(db_set_durable(conn, 1), DB_OK);
+    assert_string_equal(dbtest_query_text(conn, show, buf, sizeof(buf)), pg ? "on" : "2");
+
+    /* SQLite cannot change it inside a transaction (hence "call it
+     * outside one"); it says so rather than going on. */
+    if (!pg) {
+        assert_int_equal(db_begin(conn), DB_OK);
+        assert_int_not_equal(db_set_durable(conn, 0), DB_OK);
+        assert_int_equal(db_rollback(conn), DB_OK);
+        assert_string_equal(dbtest_query_text(conn, show, buf, sizeof(buf)), "2");
+    }
+    db_close(conn);
+}
+
 /* ---- migrations --------------------------------------------------------- */
 
 static const struct db_migration migrations[] = {

@@ -86,6 +86,7 @@ void test_statement_cache(void **state);
 void test_constraints(void **state);
 void test_failed_bind_sticks(void **state);
 void test_transactions(void **state);
+void test_relaxed_commits(void **state);
 void test_migrate(void **state);
 void test_migrate_empty(void **state);
 void test_migrate_failure(void **state);
@@ -104,6 +105,7 @@ void test_pool_blocks_and_cleans_up(void **state);
     cmocka_unit_test_setup_teardown(test_failed_bind_sticks, setup,           \
                                     teardown),                                \
     cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),      \
+    cmocka_unit_test_setup_teardown(test_relaxed_commits, setup, teardown),   \
     cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),           \
     cmocka_unit_test_setup_teardown(test_migrate_empty, setup, teardown),     \
     cmocka_unit_test_setup_teardown(test_migrate_failure, setup, teardown),   \

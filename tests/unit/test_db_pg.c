@@ -726,6 +726,63 @@ static void test_service_sql(void **state)
     db_close(conn);
 }
 
+/* ---- event log positions ------------------------------------------------ */
+
+static int64_t append_event(db *conn)
+{
+    struct outbox_event ev = {.type = "order.created", .data_json = "{}", .occurred_at_ms = 1};
+    int64_t seq = 0;
+
+    assert_int_equal(outbox_append_seq(conn, "order-service", &ev, &seq), DB_OK);
+    return seq;
+}
+
+/* Two writers on one database (replicas): a takes the lower seq, b
+ * commits first. The log follows the commits, not the seqs; a
+ * transaction that appended nothing neither takes nor waits for the
+ * position lock (a holds it while c runs: waiting would end in DB_BUSY
+ * after the lock timeout). */
+static void test_event_log_positions_follow_commits(void **state)
+{
+    db *a = open_migrated(state, 0, order_migrations, order_migration_count);
+    db *b = open_migrated(state, 0, order_migrations, order_migration_count);
+    db *c = open_migrated(state, 0, order_migrations, order_migration_count);
+    int64_t seq_a, seq_b1, seq_b2;
+    db_stmt *st;
+
+    assert_int_equal(db_begin(a), DB_OK);
+    seq_a = append_event(a);
+    assert_int_equal(db_begin(b), DB_OK);
+    seq_b1 = append_event(b);
+    seq_b2 = append_event(b);
+    assert_true(seq_a < seq_b1 && seq_b1 < seq_b2);
+
+    assert_int_equal(outbox_assign_positions(b, "order-service"), DB_OK);
+    assert_int_equal(db_commit(b), DB_OK);
+    assert_int_equal(outbox_assign_positions(a, "order-service"), DB_OK); /* holds the lock */
+    assert_int_equal(db_begin(c), DB_OK);
+    assert_int_equal(outbox_assign_positions(c, "order-service"), DB_OK);
+    assert_int_equal(db_commit(c), DB_OK);
+    assert_int_equal(dbtest_query_int(c, "SELECT count(*) FROM event_log"), 2); /* a: not yet */
+    assert_int_equal(db_commit(a), DB_OK);
+
+    st = dbtest_prepare(c, "SELECT o.seq, l.position FROM event_log l"
+                           " JOIN outbox o ON o.position = l.position ORDER BY l.position");
+    int64_t want[] = {seq_b1, seq_b2, seq_a}, last = 0;
+    for (size_t i = 0; i < ARRAY_LEN(want); i++) {
+        assert_int_equal(db_step(st), DB_ROW);
+        assert_int_equal(db_col_int64(st, 0), want[i]);
+        assert_true(db_col_int64(st, 1) > last);
+        last = db_col_int64(st, 1);
+    }
+    assert_int_equal(db_step(st), DB_DONE);
+    db_stmt_reset(st);
+    assert_int_equal(dbtest_query_int(c, "SELECT count(*) FROM outbox WHERE position IS NULL"), 0);
+    db_close(c);
+    db_close(b);
+    db_close(a);
+}
+
 /* ---- advisory locks ----------------------------------------------------- */
 
 /* Session advisory locks pid holds on key (the one-key form). */
@@ -911,6 +968,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_busy, dbtest_setup_postgres,
                                         dbtest_teardown),
         cmocka_unit_test_setup_teardown(test_service_sql,
+                                        dbtest_setup_postgres,
+                                        dbtest_teardown),
+        cmocka_unit_test_setup_teardown(test_event_log_positions_follow_commits,
                                         dbtest_setup_postgres,
                                         dbtest_teardown),
         cmocka_unit_test_setup_teardown(test_advisory_locks,

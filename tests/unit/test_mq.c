@@ -296,6 +296,64 @@ static void test_unroutable_is_rejected(void **state)
     mq_close(m);
 }
 
+/* A pipelining publisher waits for one batch's confirms while later ones
+ * are out: each wait covers exactly the tags asked for, a return counts
+ * only against the batch it can belong to, and the window keeps sliding
+ * over many more publishes than its first allocation. */
+static void test_wait_confirmed_per_batch(void **state)
+{
+    const char *q = test_queue("pipelined");
+    char key[NAME_MAX_LEN], id[NAME_MAX_LEN];
+    uint64_t first, second, last = 0;
+    mq *m;
+
+    (void)state;
+    m = open_publisher();
+    snprintf(key, sizeof(key), "%s.no-such-queue", run_prefix);
+    assert_int_equal(mq_declare_queue(m, q, "classic"), MQ_OK);
+
+    /* Tags count from 1 after confirm.select. */
+    assert_int_equal(mq_last_tag(m), 0);
+    publish_text(m, "", q, "{}", "p-1");
+    publish_text(m, "", q, "{}", "p-2");
+    first = mq_last_tag(m);
+    assert_int_equal(first, 2);
+    publish_text(m, "", q, "{}", "p-3");
+    second = mq_last_tag(m);
+    assert_int_equal(mq_wait_confirmed(m, first, CONFIRM_TIMEOUT_MS), MQ_OK);
+    assert_int_equal(mq_wait_confirmed(m, second, CONFIRM_TIMEOUT_MS), MQ_OK);
+
+    /* Many batches in flight at once, settled oldest first. */
+    for (int batch = 0; batch < 50; batch++) {
+        for (int i = 0; i < 10; i++) {
+            snprintf(id, sizeof(id), "w-%d-%d", batch, i);
+            publish_text(m, "", q, "{}", id);
+        }
+        if (batch % 5 == 4) {
+            assert_int_equal(mq_wait_confirmed(m, mq_last_tag(m) - 25, CONFIRM_TIMEOUT_MS),
+                             MQ_OK);
+        }
+        last = mq_last_tag(m);
+    }
+    assert_int_equal(last, second + 500);
+    assert_int_equal(mq_wait_confirmed(m, last, CONFIRM_TIMEOUT_MS), MQ_OK);
+
+    /* A returned message spoils its batch, not one settled before it
+     * (a return carries no tag: one that arrives while an earlier batch
+     * is unsettled, as it may before that batch's acks, counts against
+     * that batch too). */
+    publish_text(m, "", q, "{}", "ok-before");
+    first = mq_last_tag(m);
+    assert_int_equal(mq_wait_confirmed(m, first, CONFIRM_TIMEOUT_MS), MQ_OK);
+    publish_text(m, "", key, "{}", "lost");
+    publish_text(m, "", q, "{}", "ok-after");
+    second = mq_last_tag(m);
+    assert_int_equal(mq_wait_confirmed(m, second, CONFIRM_TIMEOUT_MS), MQ_ERR_REJECTED);
+    assert_int_equal(mq_wait_confirmed(m, first, CONFIRM_TIMEOUT_MS), MQ_OK);
+    assert_non_null(strstr(mq_last_error(m), "NO_ROUTE"));
+    mq_close(m);
+}
+
 static void test_publish_to_missing_exchange(void **state)
 {
     char exchange[NAME_MAX_LEN];
@@ -560,6 +618,7 @@ int main(void)
         cmocka_unit_test(test_quorum_and_mismatch),
         cmocka_unit_test(test_confirmed_publish_to_exchange),
         cmocka_unit_test(test_unroutable_is_rejected),
+        cmocka_unit_test(test_wait_confirmed_per_batch),
         cmocka_unit_test(test_publish_to_missing_exchange),
         cmocka_unit_test(test_consume_and_ack),
         cmocka_unit_test(test_nack_requeue_redelivers),

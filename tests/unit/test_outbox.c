@@ -134,7 +134,8 @@ static int setup(void **state)
         fprintf(stderr, "db_open: %s\n", err);
         goto fail;
     }
-    if (db_exec(f->db, outbox_schema_sqlite) != DB_OK)
+    if (db_exec(f->db, outbox_schema_sqlite) != DB_OK ||
+        db_exec(f->db, outbox_trace_schema) != DB_OK)
         goto fail;
     f->sub = mq_open(amqp_url, "test_outbox-consumer", HEARTBEAT_S, err,
                      sizeof(err));
@@ -512,6 +513,41 @@ static void test_relay_publishes_in_order(void **state)
     }
 }
 
+/* One event per batch, so the batches in flight wrap around the relay's
+ * ring several times, and events committed while earlier ones are still
+ * in flight: every event goes out once, in seq order, and all are marked. */
+static void test_relay_pipelines_in_order(void **state)
+{
+    struct fixture *f = *state;
+    struct stored rows[MAX_EVENTS];
+    char data[TEXT_MAX];
+    const int first = 7, total = MAX_EVENTS - 1;
+    outbox_relay *r;
+
+    for (int i = 0; i < first; i++) {
+        snprintf(data, sizeof(data), "{\"n\":%d}", i);
+        append(f->db, type_created, data, NULL, OCCURRED_AT);
+    }
+    r = start_relay(f, amqp_url, 1, 60000);
+    for (int i = first; i < total; i++) {
+        snprintf(data, sizeof(data), "{\"n\":%d}", i);
+        append(f->db, type_created, data, NULL, OCCURRED_AT);
+        outbox_relay_wake(r);
+    }
+    assert_int_equal(read_rows(f->db, rows, MAX_EVENTS), (size_t)total);
+    for (int i = 0; i < total; i++)
+        expect_delivery(f, &rows[i], NULL);
+    wait_published(f->db, (size_t)total);
+
+    /* Nothing was sent twice: the next delivery is a later event. */
+    append(f->db, type_created, "{\"marker\":true}", NULL, OCCURRED_AT);
+    outbox_relay_wake(r);
+    assert_int_equal(read_rows(f->db, rows, MAX_EVENTS), (size_t)total + 1);
+    expect_delivery(f, &rows[total], NULL);
+    wait_published(f->db, (size_t)total + 1);
+    stop_relay_promptly(r);
+}
+
 static void test_relay_wakes_at_once(void **state)
 {
     struct fixture *f = *state;
@@ -670,6 +706,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_append_writes_envelope, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_relay_publishes_in_order, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_relay_pipelines_in_order, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_relay_wakes_at_once, setup,
                                         teardown),
