@@ -43,9 +43,23 @@ $(BUILD)/libcqrs.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-# Each service links its own folder's objects and the shared library.
+# Each service's OpenAPI document (README, "Describing itself"): written by
+# openapi/generate.py (rerun when it changes; the files are committed) and
+# built into the service's binary by embed_openapi.S, so the binary is
+# relinked whenever its document changes.
+OPENAPI_DOCS := $(SERVICES:%=openapi/%-service.json)
+$(OPENAPI_DOCS) &: openapi/generate.py VERSION
+	/usr/bin/python3 openapi/generate.py
+
+$(BUILD)/openapi/%.o: openapi/%.json src/lib/embed_openapi.S
+	@mkdir -p $(dir $@)
+	$(CC) -c -DOPENAPI_FILE='"$<"' -o $@ src/lib/embed_openapi.S
+
+# Each service links its own folder's objects, its OpenAPI document and the
+# shared library.
 define service_rule
-$(BUILD)/bin/$(1)-service: $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/$(1)/*.c)) $(BUILD)/libcqrs.a
+$(BUILD)/bin/$(1)-service: $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/$(1)/*.c)) \
+		$(BUILD)/openapi/$(1)-service.o $(BUILD)/libcqrs.a
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(OPT) -o $$@ $$^ $$(LDLIBS_ALL)
 endef

@@ -9,10 +9,16 @@ libmicrohttpd-dev libjansson-dev librabbitmq-dev libsqlite3-dev libpq-dev
 uuid-dev libcmocka-dev nettle-dev
 rabbitmq-server postgresql
 python3 python3-pytest python3-pytest-timeout python3-pytest-xdist python3-pika python3-requests
+python3-jsonschema nodejs
 curl jq sqlite3 procps wrk
 systemd
 chromium nodejs npm
 "
+# npm comes with nodejs from some sources (NodeSource) and is a package of
+# its own in Debian: ask for it only when the command is missing.
+if ! command -v npm >/dev/null 2>&1; then
+    PACKAGES="$PACKAGES npm"
+fi
 
 missing=""
 for p in $PACKAGES; do

@@ -220,7 +220,17 @@ if [ "$MODE" = all ] || [ "$MODE" = unit ]; then
     run_unit
     run_fuzz
 fi
+# The OpenAPI validator of tests/e2e/test_openapi.py (an npm package,
+# pinned by tests/openapi/package-lock.json), installed only when missing.
+install_openapi_validator() {
+    [ -x "$ROOT/tests/openapi/node_modules/.bin/validate-api" ] && return 0
+    echo "== npm ci in tests/openapi (the OpenAPI validator)"
+    (cd "$ROOT/tests/openapi" && timeout 300 npm ci --no-audit --no-fund --loglevel=error) ||
+        echo "run-tests.sh: could not install the OpenAPI validator; test_openapi.py will fail" >&2
+}
+
 if [ "$MODE" = all ] || [ "$MODE" = e2e ]; then
+    install_openapi_validator
     run_e2e sqlite
     run_e2e postgres --ignore=tests/e2e/test_scaleout.py
 fi

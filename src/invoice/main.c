@@ -12,6 +12,7 @@
 
 /* The consumer's listeners: reads waiting for it, and the event stream. */
 static struct invoice_live live;
+static const struct http_document openapi = {openapi_json_start, openapi_json_end};
 
 static const struct http_route routes[] = {
     {"GET", "/invoice-service/invoices", invoices_handle_list, &invoice_rows, 0},
@@ -28,6 +29,7 @@ static const struct http_route routes[] = {
     {"GET", "/invoice-service/ui/index.html", ui_handle_file, &ui_index, 0},
     {"GET", "/invoice-service/ui/app.js", ui_handle_file, &ui_script, 0},
     {"GET", "/invoice-service/ui/style.css", ui_handle_file, &ui_style, 0},
+    {"GET", "/invoice-service/openapi.json", http_handle_document, &openapi, 0},
 };
 
 static const char *const consumed_queues[] = {"user", "account", "order", NULL};

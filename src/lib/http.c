@@ -562,6 +562,20 @@ static void handle_metrics(http_request *req, void *app)
     set_reply(req, 200, text, len, CONTENT_TYPE_METRICS);
 }
 
+void http_handle_document(http_request *req, void *app)
+{
+    const struct http_document *doc = http_route_data(req);
+    size_t len = (size_t)(doc->end - doc->start);
+    char *copy;
+    (void)app;
+
+    if (http_refuse_query(req))
+        return;
+    copy = xmalloc(len ? len : 1); /* MHD frees the answer it sends */
+    memcpy(copy, doc->start, len);
+    set_reply(req, 200, copy, len, CONTENT_TYPE_JSON);
+}
+
 static const struct http_route builtin_routes[] = {
     {"GET", "/healthz", handle_healthz, NULL, 0},
     {"GET", "/readyz", handle_readyz, NULL, 0},
@@ -792,6 +806,7 @@ static void answer_413_now(http_request *req)
                      "Content-Length: %zu\r\n"
                      "Connection: close\r\n"
                      "Access-Control-Allow-Origin: *\r\n"
+                     "Access-Control-Expose-Headers: " CORS_EXPOSE_HEADERS "\r\n"
                      "X-Request-Id: %s\r\n\r\n",
                      body.len, req->request_id);
     if (info && n > 0 && (size_t)n < sizeof(head)) {

@@ -48,6 +48,13 @@ struct http_route {
     int body_optional;
 };
 
+/* A fixed JSON document served as is (a service's openapi.json): the
+ * bytes from start to end, static and never freed. */
+struct http_document {
+    const char *start;
+    const char *end;
+};
+
 #define HTTP_READY_PROBLEM_MAX 256
 
 /* What /readyz reports: the database and the broker, and optionally one
@@ -77,6 +84,10 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
 /* Graceful stop: stops accepting, lets in-flight requests finish (at most
  * cfg->shutdown_timeout_s), then closes every connection and frees. */
 void http_server_stop(http_server *srv);
+
+/* The handler of a route whose data is a struct http_document: answers
+ * 200 with the document (400 invalid_query to any query parameter). */
+void http_handle_document(http_request *req, void *app);
 
 /* ---- for handlers ---- */
 

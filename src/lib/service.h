@@ -65,6 +65,12 @@ struct service_spec {
     const struct service_events *events;
 };
 
+/* The service's own OpenAPI document, openapi/<service>.json, which the
+ * Makefile links into each service binary (embed_openapi.S); each main.c
+ * serves it at <prefix>/openapi.json with http_handle_document(). */
+extern const char openapi_json_start[];
+extern const char openapi_json_end[];
+
 /* Runs the service until SIGTERM/SIGINT; returns the exit status. */
 int service_run(const struct service_spec *spec, int argc, char **argv);
 

@@ -75,6 +75,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from harness import ServiceExitError, System  # noqa: E402
 from helpers import queue_depth  # noqa: E402
+import openapi_check  # noqa: E402
 
 USERS = "/system-api/users"
 ACCOUNTS = "/system-api/accounts"
@@ -131,7 +132,9 @@ def call(port, method, path, body=None, timeout=10.0):
             headers = {"Content-Type": "application/json"} if body is not None else {}
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
-            return "answered", resp.status, resp.read()
+            data = resp.read()
+            openapi_check.observe_response(conn, method, path, resp, data)
+            return "answered", resp.status, data
         except (OSError, http.client.HTTPException):
             return "unanswered", None, None
     finally:

@@ -6,6 +6,9 @@ fresh_system  -- a factory: fresh_system(**kw) returns a new System that is
                  closed (services stopped gracefully and checked) at the end
                  of the test; for tests that kill or restart things.
 
+Every test also checks, when it ends, that each answer it received
+conforms to the service's OpenAPI document (openapi_check.py).
+
 With TEST_DB=postgres every service runs on a fresh database of one
 private PostgreSQL cluster that the session starts on first use and stops
 at its end (harness.shared_postgres); the default is SQLite files.
@@ -20,6 +23,7 @@ import signal
 
 import pytest
 
+import openapi_check
 from harness import System, bin_dir, close_shared_postgres, db_mode
 from helpers import http, wait_until
 
@@ -70,6 +74,19 @@ def _session_postgres():
     # the services are stopped before their cluster is.
     yield
     close_shared_postgres()
+
+
+@pytest.fixture(autouse=True)
+def _answers_match_openapi():
+    """Fails the test if an answer it received breaks its service's
+    OpenAPI document (openapi_check: every HTTP client of the tests reports
+    the answers it gets). A fixture's own requests count for the test that
+    uses it."""
+    yield
+    problems = openapi_check.take()
+    if problems:
+        pytest.fail("answers that do not conform to openapi/*.json:\n  "
+                    + "\n  ".join(problems), pytrace=False)
 
 
 def _require_binaries():

@@ -30,6 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 import ports  # noqa: E402  (scripts/ports.py: the port registry)
+import openapi_check  # noqa: E402  (answers checked against openapi/*.json)
 RABBITMQ_SH = REPO / "scripts" / "rabbitmq.sh"
 POSTGRES_SH = REPO / "scripts" / "postgres.sh"
 PSQL = Path(os.environ.get("PG_BIN") or "/usr/lib/postgresql/15/bin") / "psql"
@@ -483,11 +484,12 @@ class Service:
                                          stdout=log, stderr=log, env=env,
                                          cwd=str(self.workdir))
         _track(self, True)
+        openapi_check.serves(self.port, f"{self.name}-service")
         deadline = time.monotonic() + timeout
         while True:
             rc = self.proc.poll()
             if rc is not None:
-                _track(self, False)
+                self._exited()
                 raise ServiceExitError(
                     f"{self.name}-service exited with {rc} during start-up:\n"
                     f"{self.log_tail(since=log_start)}")
@@ -500,6 +502,10 @@ class Service:
                     f"{self.log_tail()}")
             time.sleep(0.05)
 
+    def _exited(self):
+        _track(self, False)
+        openapi_check.gone(self.port)  # another server may get the port
+
     def release_port(self):
         """Release the port once the service will not be started again."""
         if self._port_res is not None:
@@ -509,7 +515,9 @@ class Service:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
         try:
             conn.request("GET", "/healthz")
-            return conn.getresponse().status == 200
+            resp = conn.getresponse()
+            openapi_check.observe_response(conn, "GET", "/healthz", resp, resp.read())
+            return resp.status == 200
         except (OSError, http.client.HTTPException):
             return False
         finally:
@@ -534,11 +542,11 @@ class Service:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=10)
-            _track(self, False)
+            self._exited()
             raise ServiceExitError(
                 f"{self.name}-service did not exit within {timeout}s of "
                 f"{signal.Signals(sig).name}; killed:\n{self.log_tail()}")
-        _track(self, False)
+        self._exited()
         if check:
             if rc != 0:
                 raise ServiceExitError(

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import pika
 from pika.exceptions import AMQPError
 
+import openapi_check
+
 logging.getLogger("pika").setLevel(logging.CRITICAL)
 
 EXCHANGE = "cqrs.events"
@@ -65,7 +67,8 @@ class Response:
 def http(method, url, body=None, headers=None, raw=None, timeout=10):
     """One request on a new connection. body is encoded as JSON (with
     Content-Type: application/json unless headers say otherwise); raw is
-    sent as given (bytes or str)."""
+    sent as given (bytes or str). The answer is checked against the
+    service's OpenAPI document (openapi_check)."""
     parts = urlsplit(url)
     if parts.hostname != "127.0.0.1" and parts.hostname != "localhost":
         raise ValueError(f"tests only talk to loopback, not {parts.hostname}")
@@ -85,6 +88,7 @@ def http(method, url, body=None, headers=None, raw=None, timeout=10):
         conn.request(method, path, body=data, headers=hdrs)
         resp = conn.getresponse()
         payload = resp.read()
+        openapi_check.observe_response(conn, method, path, resp, payload)
         return Response(resp.status, Headers(resp.getheaders()), payload)
     finally:
         conn.close()

@@ -16,6 +16,7 @@ from contract import (ACCOUNTS, ANY, ORDERS, USERS,
                       describe, get, hexid, list_ok, make_account,
                       make_order, make_user, max_id, media_type, post,
                       post_raw, uemail, user_body, uuser_id)
+import openapi_check
 from helpers import http, wait_until
 
 MIB = 1024 * 1024
@@ -60,6 +61,7 @@ class RawConn:
         self.sock = socket.create_connection(("127.0.0.1", u.port),
                                              timeout=timeout)
         self.buf = b""
+        self.made = []  # (method, path) of request_bytes() not yet answered
 
     def close(self):
         self.sock.close()
@@ -72,6 +74,10 @@ class RawConn:
 
     def request_bytes(self, method, path, headers=(), body=None,
                       content_length=True):
+        """The bytes of a request. Its answer, when read_response() reads
+        it, is checked against the service's OpenAPI document; answers to
+        requests written byte by byte without this are not."""
+        self.made.append((method, path))
         lines = [f"{method} {path} HTTP/1.1".encode(),
                  f"Host: 127.0.0.1:{self.port}".encode()]
         for k, v in headers:
@@ -145,6 +151,10 @@ class RawConn:
                 except EOFError:
                     break
             body, self.buf = self.buf, b""
+        if self.made:
+            made_method, path = self.made.pop(0)
+            openapi_check.observe(made_method, path, status, headers.items(), body,
+                                  self.port)
         return RawResponse(status, headers, body)
 
 

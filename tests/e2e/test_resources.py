@@ -34,6 +34,7 @@ import pytest
 import harness
 from conftest import _require_binaries
 from harness import Service, System, TcpProxy, free_port
+import openapi_check
 from helpers import http, wait_until
 
 RECONNECTS = int(os.environ.get("E2E_RECONNECTS", "100"))
@@ -166,7 +167,7 @@ def hammer(svc, total, seed):
                 headers = {"Content-Type": "application/json"} if body is not None else {}
                 conn.request(method, path, body=body, headers=headers)
                 resp = conn.getresponse()
-                resp.read()
+                openapi_check.observe_response(conn, method, path, resp, resp.read())
                 with lock:
                     counts[resp.status] = counts.get(resp.status, 0) + 1
                 if resp.getheader("Connection", "").lower() == "close":

@@ -35,6 +35,7 @@ import pytest
 
 from harness import Service, System, free_port
 from conftest import _require_binaries
+import openapi_check
 from helpers import http, server_has_read, wait_until
 
 USERS = "/system-api/users"
@@ -120,6 +121,7 @@ class Client:
             self.conn.request(method, path, body=body, headers=headers)
             resp = self.conn.getresponse()
             data = resp.read()
+            openapi_check.observe_response(self.conn, method, path, resp, data)
             if resp.getheader("Connection", "").lower() == "close":
                 self.conn.close()
                 self.conn = None
