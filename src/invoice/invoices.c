@@ -122,6 +122,7 @@ const struct rows_list invoice_rows = {
     .filter_sql = invoice_filter_sql,
     .filter_count = ARRAY_LEN(invoice_filters),
     .write = write_invoice,
+    .nested_reads = 1,
 };
 
 /* ---- consistent reads (docs/api.md "Read your writes") ---- */

@@ -29,6 +29,32 @@ static int write_rows(db *conn, db_stmt *st, int single, rows_writer write, stru
     return single && rows == 0 ? DB_DONE : DB_OK;
 }
 
+/* Runs the query of st and writes its rows (write_rows), in one snapshot
+ * when the list's writer reads more: on PostgreSQL every statement outside
+ * a transaction sees the commits made before it started, so an invoice
+ * read first and its lines read next could disagree (a line counted in
+ * one and not the other). REPEATABLE READ gives both the same snapshot.
+ * On SQLite the outer statement, still open, holds one read transaction;
+ * the BEGIN makes that explicit. */
+static int write_snapshot(db *conn, db_stmt *st, int single, const struct rows_list *list,
+                          struct jsonw *w)
+{
+    if (!list->nested_reads)
+        return write_rows(conn, st, single, list->write, w);
+    int rc = db_exec(conn, db_kind(conn) == DB_KIND_POSTGRES
+                               ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+                               : "BEGIN");
+    if (rc != DB_OK)
+        return rc;
+    rc = write_rows(conn, st, single, list->write, w);
+    if (rc == DB_OK || rc == DB_DONE) {
+        int end = db_exec(conn, "COMMIT");
+        return end == DB_OK ? rc : end;
+    }
+    db_exec(conn, "ROLLBACK");
+    return rc;
+}
+
 /* Answers 200 with w, 404 for a missing single row, or the db error. */
 static void reply(http_request *req, db *conn, int rc, struct jsonw *w)
 {
@@ -64,7 +90,7 @@ void rows_handle_get(http_request *req, void *app)
     jsonw_init(&w);
     if (st) {
         db_bind_int64(st, 1, http_path_id(req));
-        rc = write_rows(conn, st, 1, list->write, &w);
+        rc = write_snapshot(conn, st, 1, list, &w);
     }
     reply(req, conn, rc, &w);
     db_pool_release(s->pool, conn);
@@ -142,7 +168,7 @@ void rows_handle_list(http_request *req, void *app)
         bind_filters(st, list, &q);
         db_bind_int64(st, limit_param, q.limit);
         db_bind_int64(st, limit_param + 1, q.offset);
-        rc = write_rows(conn, st, 0, list->write, &w);
+        rc = write_snapshot(conn, st, 0, list, &w);
     }
     reply(req, conn, rc, &w);
     db_pool_release(s->pool, conn);

@@ -38,6 +38,10 @@ struct rows_list {
      * bind the text as given). */
     char *(*text_value)(size_t filter, const char *text);
     rows_writer write;
+    /* Set when write() runs queries of its own (an invoice's lines): the
+     * row and what write() reads must come from one snapshot, so the
+     * whole answer is read in one read-only transaction. */
+    int nested_reads;
 };
 
 /* GET on a collection: validates the query string, runs the list query
