@@ -425,7 +425,7 @@ def test_kill_9_mid_burst_loses_and_repeats_nothing(fresh_system):
         # Second kill: while the backlog of the downtime is being consumed.
         before = len(_lines(list_invoices(s, {"limit": 1000})))
         wait_until(lambda: len(_lines(list_invoices(s, {"limit": 1000}))) > before,
-                   timeout=30, interval=0.02, message="consumer back at work")
+                   timeout=120, interval=0.02, message="consumer back at work")
         s.invoice.kill()
         s.invoice.start()
     finally:
