@@ -12,7 +12,7 @@ python3 python3-pytest python3-pytest-timeout python3-pytest-xdist python3-pika 
 python3-jsonschema nodejs
 curl jq sqlite3 procps wrk
 systemd
-chromium nodejs npm
+chromium
 "
 # npm comes with nodejs from some sources (NodeSource) and is a package of
 # its own in Debian: ask for it only when the command is missing.
