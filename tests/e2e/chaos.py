@@ -439,6 +439,21 @@ class Faults:
                 self.problems.append(f"fault {kind} failed: {e!r}")
                 self.log(f"fault {kind} failed: {e!r}")
 
+    def _broker_connected(self, svc, bound):
+        """Wait, at most `bound` seconds, until the service's /readyz says
+        its broker connection is up. True when it did."""
+        deadline = time.monotonic() + bound
+        while True:
+            outcome, status, data = call(svc.port, "GET", "/readyz", timeout=5.0)
+            if outcome == "answered" and data:
+                try:
+                    if parse(data).get("checks", {}).get("broker") == "ok":
+                        return True
+                except ValueError:
+                    pass
+            if time.monotonic() >= deadline or self._sleep(0.2):
+                return False
+
     def _inject(self, kind):
         svc = self.rng.choice(self.s.services)
         t0 = time.monotonic()
@@ -466,6 +481,11 @@ class Faults:
             # Frozen until the broker gives up on one of its connections
             # (a new "missed heartbeats" line), at least opts.pause and at
             # most three times that: the fault is the expiry, not a time.
+            # Only a service that holds its broker connection can have it
+            # expire: after a broker restart a writer may still be in its
+            # reconnect backoff, and a frozen process never reconnects.
+            connected = self._broker_connected(svc, bound=60.0)
+            what += "" if connected else " (not connected to the broker)"
             expired = self.s.broker.log_text().count(HB_MISSED)
             svc.pause()
             try:
