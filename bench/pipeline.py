@@ -453,6 +453,9 @@ def main():
     result = pipe.sustained()
     half = result["sustained_per_s"] / 2 if result["sustained_per_s"] else None
     result["freshness"] = pipe.freshness(half)
+    # One order at a time on an otherwise idle pipeline: what a lone client
+    # waits between its 201 and the invoice.
+    result["freshness_idle"] = pipe.freshness(0)
     result["max_batch"] = args.max_batch
     result["requests_per_s"] = REQUESTS_PER_S
     result["connections"] = args.connections
