@@ -19,50 +19,52 @@
     " c.address1, c.address2, c.city, c.state, c.zip, i.order_count, i.total_cents," \
     " i.updated_at FROM invoices i LEFT JOIN customers c ON c.user_id = i.user_id"
 
+/* The columns of INVOICE_SELECT, then those of its lines (rows.h). */
 enum {
     COL_ID, COL_USER_ID, COL_YEAR, COL_MONTH, COL_NAME, COL_EMAIL, COL_ACCOUNT_ID,
     COL_ADDRESS1, COL_ADDRESS2, COL_CITY, COL_STATE, COL_ZIP, COL_ORDER_COUNT, COL_TOTAL,
-    COL_UPDATED_AT,
+    COL_UPDATED_AT, COL_LINE_ORDER_ID, COL_LINE_DESCRIPTION, COL_LINE_AMOUNT, COL_LINE_PURCHASED,
 };
 
-static int write_lines(db *conn, int64_t invoice_id, struct jsonw *w)
+/* Writes the lines of the invoice whose first row st is on, stepping past
+ * them; returns what the step after the last one returned. */
+static int write_lines(db_stmt *st, int64_t invoice_id, struct jsonw *w)
 {
-    db_stmt *st = db_prepare(conn, "SELECT order_id, description, amount_cents, purchased_at"
-                                   " FROM invoice_lines WHERE invoice_id = $1"
-                                   " ORDER BY purchased_at, order_id");
     int rc;
 
-    if (!st)
-        return DB_ERROR;
-    db_bind_int64(st, 1, invoice_id);
     jsonw_array_begin(w);
-    while ((rc = db_step(st)) == DB_ROW) {
-        jsonw_object_begin(w);
-        jsonw_key(w, "order_id");
-        jsonw_int(w, db_col_int64(st, 0));
-        jsonw_key(w, "description");
-        jsonw_string_or_null(w, db_col_text(st, 1));
-        jsonw_key(w, "amount");
-        jsonw_money(w, db_col_int64(st, 2));
-        jsonw_key(w, "purchase_dt");
-        jsonw_time(w, db_col_int64(st, 3));
-        jsonw_object_end(w);
-    }
+    do {
+        if (!db_col_is_null(st, COL_LINE_ORDER_ID)) { /* NULL: an invoice without lines */
+            jsonw_object_begin(w);
+            jsonw_key(w, "order_id");
+            jsonw_int(w, db_col_int64(st, COL_LINE_ORDER_ID));
+            jsonw_key(w, "description");
+            jsonw_string_or_null(w, db_col_text(st, COL_LINE_DESCRIPTION));
+            jsonw_key(w, "amount");
+            jsonw_money(w, db_col_int64(st, COL_LINE_AMOUNT));
+            jsonw_key(w, "purchase_dt");
+            jsonw_time(w, db_col_int64(st, COL_LINE_PURCHASED));
+            jsonw_object_end(w);
+        }
+        rc = db_step(st);
+    } while (rc == DB_ROW && db_col_int64(st, COL_ID) == invoice_id);
     jsonw_array_end(w);
-    db_stmt_reset(st);
-    return rc == DB_DONE ? DB_OK : rc;
+    return rc;
 }
 
-/* Writes the invoice of the current row of st, with its lines. */
+/* Writes the invoice whose first row st is on, with its lines (rows.h). */
 static int write_invoice(db *conn, db_stmt *st, struct jsonw *w)
 {
     char date[TIMEUTIL_TEXT_MAX];
     int year = (int)db_col_int64(st, COL_YEAR), month = (int)db_col_int64(st, COL_MONTH);
+    int64_t id = db_col_int64(st, COL_ID), order_count = db_col_int64(st, COL_ORDER_COUNT),
+            total = db_col_int64(st, COL_TOTAL), updated_at = db_col_int64(st, COL_UPDATED_AT);
 
+    (void)conn;
     timeutil_format_date(timeutil_month_start(year, month), date);
     jsonw_object_begin(w);
     jsonw_key(w, "id");
-    jsonw_int(w, db_col_int64(st, COL_ID));
+    jsonw_int(w, id);
     jsonw_key(w, "user_id");
     jsonw_int(w, db_col_int64(st, COL_USER_ID));
     jsonw_key(w, "year");
@@ -88,13 +90,13 @@ static int write_invoice(db *conn, db_stmt *st, struct jsonw *w)
         jsonw_object_end(w);
     }
     jsonw_key(w, "orders");
-    int rc = write_lines(conn, db_col_int64(st, COL_ID), w);
+    int rc = write_lines(st, id, w); /* the row's values are gone after this */
     jsonw_key(w, "order_count");
-    jsonw_int(w, db_col_int64(st, COL_ORDER_COUNT));
+    jsonw_int(w, order_count);
     jsonw_key(w, "total");
-    jsonw_money(w, db_col_int64(st, COL_TOTAL));
+    jsonw_money(w, total);
     jsonw_key(w, "updated_at");
-    jsonw_time(w, db_col_int64(st, COL_UPDATED_AT));
+    jsonw_time(w, updated_at);
     jsonw_object_end(w);
     return rc;
 }
@@ -103,6 +105,8 @@ static const char *const invoice_columns[] = {"id",    "user_id",    "year", "mo
                                               "total", "updated_at", NULL};
 static const char *const invoice_exprs[] = {"i.id",          "i.user_id",   "i.year", "i.month",
                                             "i.total_cents", "i.updated_at"};
+static const char *const invoice_outer_exprs[] = {"b.id",          "b.user_id",   "b.year",
+                                                  "b.month",       "b.total_cents", "b.updated_at"};
 static const struct listq_filter invoice_filters[] = {
     {.name = "user_id", .kind = LISTQ_ID},
     {.name = "month", .kind = LISTQ_INT_RANGE, .min = 1, .max = 12},
@@ -122,7 +126,11 @@ const struct rows_list invoice_rows = {
     .filter_sql = invoice_filter_sql,
     .filter_count = ARRAY_LEN(invoice_filters),
     .write = write_invoice,
-    .nested_reads = 1,
+    .child_columns = "l.order_id, l.description, l.amount_cents, l.purchased_at",
+    .child_join = "LEFT JOIN invoice_lines l ON l.invoice_id = b.id",
+    .child_order = "l.purchased_at, l.order_id",
+    .outer_exprs = invoice_outer_exprs,
+    .outer_default_order = "b.year, b.month, b.user_id",
 };
 
 /* ---- consistent reads (docs/api.md "Read your writes") ---- */

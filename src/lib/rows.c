@@ -10,16 +10,23 @@
 
 /* Steps st, writing each row (an array, or the one object); returns
  * DB_OK, DB_DONE when single and there was no row, or an error. */
-static int write_rows(db *conn, db_stmt *st, int single, rows_writer write, struct jsonw *w)
+static int write_rows(db *conn, db_stmt *st, int single, const struct rows_list *list,
+                      struct jsonw *w)
 {
     int rc, rows = 0;
 
     if (!single)
         jsonw_array_begin(w);
-    while ((rc = db_step(st)) == DB_ROW) {
+    rc = db_step(st);
+    while (rc == DB_ROW) {
         rows++;
-        if ((rc = write(conn, st, w)) != DB_OK)
-            break;
+        if (list->child_join) {
+            rc = list->write(conn, st, w); /* steps past the object's rows */
+        } else {
+            if ((rc = list->write(conn, st, w)) != DB_OK)
+                break;
+            rc = db_step(st);
+        }
     }
     if (!single)
         jsonw_array_end(w);
@@ -29,30 +36,16 @@ static int write_rows(db *conn, db_stmt *st, int single, rows_writer write, stru
     return single && rows == 0 ? DB_DONE : DB_OK;
 }
 
-/* Runs the query of st and writes its rows (write_rows), in one snapshot
- * when the list's writer reads more: on PostgreSQL every statement outside
- * a transaction sees the commits made before it started, so an invoice
- * read first and its lines read next could disagree (a line counted in
- * one and not the other). REPEATABLE READ gives both the same snapshot.
- * On SQLite the outer statement, still open, holds one read transaction;
- * the BEGIN makes that explicit. */
-static int write_snapshot(db *conn, db_stmt *st, int single, const struct rows_list *list,
-                          struct jsonw *w)
+/* sql = inner wrapped with the list's children, or inner itself. */
+static void with_children(const struct rows_list *list, const char *inner, const char *order,
+                          char *sql, size_t size)
 {
-    if (!list->nested_reads)
-        return write_rows(conn, st, single, list->write, w);
-    int rc = db_exec(conn, db_kind(conn) == DB_KIND_POSTGRES
-                               ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
-                               : "BEGIN");
-    if (rc != DB_OK)
-        return rc;
-    rc = write_rows(conn, st, single, list->write, w);
-    if (rc == DB_OK || rc == DB_DONE) {
-        int end = db_exec(conn, "COMMIT");
-        return end == DB_OK ? rc : end;
-    }
-    db_exec(conn, "ROLLBACK");
-    return rc;
+    if (!list->child_join)
+        snprintf(sql, size, "%s", inner);
+    else
+        snprintf(sql, size, "SELECT b.*, %s FROM (%s) b %s ORDER BY %s%s%s", list->child_columns,
+                 inner, list->child_join, order ? order : "", order ? ", " : "",
+                 list->child_order);
 }
 
 /* Answers 200 with w, 404 for a missing single row, or the db error. */
@@ -77,12 +70,13 @@ void rows_handle_get(http_request *req, void *app)
 {
     const struct service *s = app;
     const struct rows_list *list = http_route_data(req);
-    char sql[SQL_MAX];
+    char inner[SQL_MAX], sql[SQL_MAX];
     struct jsonw w;
 
     if (http_refuse_query(req))
         return;
-    snprintf(sql, sizeof(sql), "%s WHERE %s = $1", list->select, list->id_expr);
+    snprintf(inner, sizeof(inner), "%s WHERE %s = $1", list->select, list->id_expr);
+    with_children(list, inner, NULL, sql, sizeof(sql));
     db *conn = db_pool_acquire(s->pool);
     db_stmt *st = db_prepare(conn, sql);
     int rc = DB_ERROR;
@@ -90,7 +84,7 @@ void rows_handle_get(http_request *req, void *app)
     jsonw_init(&w);
     if (st) {
         db_bind_int64(st, 1, http_path_id(req));
-        rc = write_snapshot(conn, st, 1, list, &w);
+        rc = write_rows(conn, st, 1, list, &w);
     }
     reply(req, conn, rc, &w);
     db_pool_release(s->pool, conn);
@@ -147,7 +141,7 @@ void rows_handle_list(http_request *req, void *app)
     size_t count;
     struct api_error err;
     struct listq q;
-    char sql[SQL_MAX];
+    char inner[SQL_MAX], sql[SQL_MAX], order[128];
     struct jsonw w;
 
     api_error_clear(&err);
@@ -157,7 +151,10 @@ void rows_handle_list(http_request *req, void *app)
         http_reply_error(req, &err);
         return;
     }
-    int limit_param = build_list_sql(list, &q, sql, sizeof(sql));
+    int limit_param = build_list_sql(list, &q, inner, sizeof(inner));
+    if (list->child_join)
+        listq_order_sql(&q, list->outer_exprs, list->outer_default_order, order, sizeof(order));
+    with_children(list, inner, order, sql, sizeof(sql));
 
     db *conn = db_pool_acquire(s->pool);
     db_stmt *st = db_prepare(conn, sql);
@@ -168,7 +165,7 @@ void rows_handle_list(http_request *req, void *app)
         bind_filters(st, list, &q);
         db_bind_int64(st, limit_param, q.limit);
         db_bind_int64(st, limit_param + 1, q.offset);
-        rc = write_snapshot(conn, st, 0, list, &w);
+        rc = write_rows(conn, st, 0, list, &w);
     }
     reply(req, conn, rc, &w);
     db_pool_release(s->pool, conn);

@@ -1,8 +1,7 @@
 /*
  * rows: answering GET endpoints from query results. A service describes
  * each collection in a struct rows_list: its SELECT, a writer that turns
- * the current row into its JSON object (it may run further queries on the
- * same connection, as invoices do for their lines) and, for lists, the
+ * the current row into its JSON object and, for lists, the
  * sortable columns and the SQL of each filter. Its two GET routes carry
  * that table as their data (http.h) and have the handlers below, which
  * run the query on a pooled connection of the service (struct service,
@@ -18,7 +17,11 @@
 #include "jsonw.h"
 #include "listq.h"
 
-/* Writes the current row of st; returns DB_OK or an error. */
+/* Writes the current row of st; returns DB_OK or an error. For a list with
+ * children (below), st is on the first row of an object and the writer
+ * steps through all of that object's rows: it returns what the step after
+ * them returned (DB_ROW: st is on the next object's first row; DB_DONE;
+ * or an error). */
 typedef int (*rows_writer)(db *conn, db_stmt *st, struct jsonw *w);
 
 struct rows_list {
@@ -38,10 +41,19 @@ struct rows_list {
      * bind the text as given). */
     char *(*text_value)(size_t filter, const char *text);
     rows_writer write;
-    /* Set when write() runs queries of its own (an invoice's lines): the
-     * row and what write() reads must come from one snapshot, so the
-     * whole answer is read in one read-only transaction. */
-    int nested_reads;
+    /* Optional: a list inside each object (an invoice's lines), read by
+     * the same statement so that an object and its children come from one
+     * snapshot in one round trip, however many objects a page holds:
+     *   SELECT b.*, <child_columns> FROM (<the query above>) b <child_join>
+     *   ORDER BY <the order, over outer_exprs>, id, <child_order>
+     * Each object's rows come together (ordered by the object's order,
+     * then its id), the columns of the query first, the children's after
+     * them (NULL for an object without children, with a LEFT JOIN). */
+    const char *child_columns;    /* "l.a, l.b" */
+    const char *child_join;       /* "LEFT JOIN t l ON l.parent = b.id" */
+    const char *child_order;      /* "l.a, l.b" */
+    const char *const *outer_exprs; /* column_exprs as named outside: "b.total" */
+    const char *outer_default_order;
 };
 
 /* GET on a collection: validates the query string, runs the list query

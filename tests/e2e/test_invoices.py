@@ -297,3 +297,48 @@ def test_unknown_routes_are_404(system):
     for path in ("/invoice-service/invoice", "/invoice-service/invoices/1/lines",
                  "/invoice-service/", "/invoice-service/orders"):
         assert_error(http("GET", system.invoice.base_url + path), 404, "not_found")
+
+
+def test_pages_of_invoices_with_many_lines(system):
+    """A page of several invoices, each with several lines that arrived out
+    of order: every invoice on every page, in every order, carries exactly
+    its own lines, sorted by purchase time then order id, and equals its
+    GET by id (the lines are read with their invoices, page by page)."""
+    year = rare_year()
+    users = sorted(big_id() for _ in range(3))
+    plan = {}  # (user, month) -> [(order id, cents, day)]
+    for n, user in enumerate(users):
+        for month in (2, 7):
+            # Days out of order, and two lines on one instant (then by id).
+            days = [20, 3, 11, 3][: 2 + n]
+            plan[(user, month)] = [(big_id(), 100 * (n + 1) + d, d) for d in days]
+    for (user, month), lines in plan.items():
+        for oid, cents, day in reversed(lines):
+            send_order(system, oid, user, cents / 100,
+                       created_at=f"{year}-{month:02d}-{day:02d}T08:00:00Z")
+    for (user, month), lines in plan.items():
+        wait_invoice(system, user, year, month, has_orders(*[oid for oid, _, _ in lines]))
+
+    def expected_lines(user, month):
+        lines = sorted(plan[(user, month)], key=lambda l: (l[2], l[0]))
+        return [oid for oid, _, _ in lines], Decimal(sum(c for _, c, _ in lines)) / 100
+
+    for key in ("id", "-id", "total", "-total", "user_id", "-month", None):
+        for limit in (1, 2, 4):
+            got = []
+            for offset in range(0, len(plan), limit):
+                query = {"year": year, "limit": limit, "offset": offset}
+                if key:
+                    query["order_by"] = key
+                got.extend(list_invoices(system, query))
+            assert len(got) == len(plan) and len({r["id"] for r in got}) == len(plan), got
+            for row in got:
+                ids, total = expected_lines(row["user_id"], row["month"])
+                assert [l["order_id"] for l in row["orders"]] == ids, (key, limit, row)
+                assert row["order_count"] == len(ids) and row["total"] == total, row
+            if key is None:
+                assert [(r["month"], r["user_id"]) for r in got] == \
+                    [(m, u) for m in (2, 7) for u in users]
+    for row in list_invoices(system, {"year": year}):
+        one = get_invoice(system, row["id"])
+        assert one.status == 200 and one.exact == row, describe(one)
