@@ -55,11 +55,16 @@ $(BUILD)/openapi/%.o: openapi/%.json src/lib/embed_openapi.S
 	@mkdir -p $(dir $@)
 	$(CC) -c -DOPENAPI_FILE='"$<"' -o $@ src/lib/embed_openapi.S
 
-# Each service links its own folder's objects, its OpenAPI document and the
-# shared library.
+# What the services agree on (topology, event types, field limits) is in
+# src/contract, which only they see: src/lib gets it as parameters.
+CONTRACT_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/contract/*.c))
+$(BUILD)/src/contract/%.o $(foreach s,$(SERVICES),$(BUILD)/src/$(s)/%.o): CFLAGS_ALL += -Isrc/contract
+
+# Each service links its own folder's objects, the contract, its OpenAPI
+# document and the shared library.
 define service_rule
 $(BUILD)/bin/$(1)-service: $(patsubst %.c,$(BUILD)/%.o,$(wildcard src/$(1)/*.c)) \
-		$(BUILD)/openapi/$(1)-service.o $(BUILD)/libcqrs.a
+		$(CONTRACT_OBJ) $(BUILD)/openapi/$(1)-service.o $(BUILD)/libcqrs.a
 	@mkdir -p $$(dir $$@)
 	$$(CC) $(OPT) -o $$@ $$^ $$(LDLIBS_ALL)
 endef
@@ -71,15 +76,17 @@ $(foreach s,$(SERVICES),$(eval $(call service_rule,$(s))))
 # %.o rule above) links theirs: both named in UNIT_EXTRA_<test>.
 # dbtest.o holds the db tests that run on both backends: test_db runs them
 # on SQLite, test_db_pg on PostgreSQL (with the services' real schemas).
-UNIT_EXTRA_test_event := $(BUILD)/src/invoice/event.o
-UNIT_EXTRA_test_outbox := $(BUILD)/tests/unit/testutil.o
+UNIT_EXTRA_test_event := $(BUILD)/src/invoice/event.o $(CONTRACT_OBJ)
+UNIT_EXTRA_test_outbox := $(BUILD)/tests/unit/testutil.o $(CONTRACT_OBJ)
+UNIT_EXTRA_test_mq := $(CONTRACT_OBJ)
+UNIT_EXTRA_test_field := $(CONTRACT_OBJ)
 UNIT_EXTRA_test_db := $(BUILD)/tests/unit/dbtest.o $(BUILD)/tests/unit/testutil.o
 UNIT_EXTRA_test_idempotency := $(UNIT_EXTRA_test_db)
 UNIT_EXTRA_test_db_pg := $(UNIT_EXTRA_test_db) \
 	$(SERVICES:%=$(BUILD)/src/%/schema.o)
 # test_users: the user insert's error answers, on both backends.
 UNIT_EXTRA_test_users := $(UNIT_EXTRA_test_db) $(BUILD)/src/user/users.o \
-	$(BUILD)/src/user/schema.o
+	$(BUILD)/src/user/schema.o $(CONTRACT_OBJ)
 $(foreach t,$(UNIT_BINS),$(eval $(t): $(UNIT_EXTRA_$(notdir $(t)))))
 
 # Each test's .d file records the headers it includes (dbtest.h too).
@@ -149,9 +156,11 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=undefined
-FUZZ_CFLAGS = $(CSTD) $(WARN) $(FUZZ_OPT) -Isrc/lib -Isrc/invoice -DVERSION='"$(VERSION)"' \
+FUZZ_CFLAGS = $(CSTD) $(WARN) $(FUZZ_OPT) -Isrc/lib -Isrc/contract -Isrc/invoice \
+	-DVERSION='"$(VERSION)"' \
 	$(PKG_CFLAGS)
-FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(LIB_SRC) src/invoice/event.c)
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(LIB_SRC) $(wildcard src/contract/*.c) \
+	src/invoice/event.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/bin/%,$(wildcard tests/fuzz/fuzz_*.c))
 
 $(FUZZ_BUILD)/src/%.o: src/%.c

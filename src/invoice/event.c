@@ -4,41 +4,40 @@
 #include <string.h>
 
 #include "body.h"
+#include "contract.h"
 #include "field.h"
 #include "timeutil.h"
 #include "util.h"
 
-#define NAME_MAX_CHARS 200
-#define EMAIL_MAX_CHARS 254
-#define ADDRESS_MAX_CHARS 200
-#define DESCRIPTION_MAX_CHARS 1000
 
 static const struct {
     const char *name;
     enum event_type type;
 } types[] = {
-    {"user.created", EVENT_USER_CREATED},
-    {"account.created", EVENT_ACCOUNT_CREATED},
-    {"order.created", EVENT_ORDER_CREATED},
+    {CONTRACT_USER_CREATED, EVENT_USER_CREATED},
+    {CONTRACT_ACCOUNT_CREATED, EVENT_ACCOUNT_CREATED},
+    {CONTRACT_ORDER_CREATED, EVENT_ORDER_CREATED},
 };
 
 static int decode_user(json_t *data, struct event *ev, struct api_error *err)
 {
     return field_id(data, "id", 1, &ev->u.user.id, NULL, err) ||
-           field_string(data, "name", 1, NAME_MAX_CHARS, &ev->u.user.name, err) ||
-           field_email(data, "email", EMAIL_MAX_CHARS, &ev->u.user.email, err);
+           field_string(data, "name", 1, CONTRACT_NAME_MAX_CHARS, &ev->u.user.name, err) ||
+           field_email(data, "email", CONTRACT_EMAIL_MAX_CHARS, &ev->u.user.email, err);
 }
 
 static int decode_account(json_t *data, struct event *ev, struct api_error *err)
 {
+    const size_t max = CONTRACT_ADDRESS_MAX_CHARS;
+
     return field_id(data, "id", 1, &ev->u.account.id, NULL, err) ||
            field_id(data, "user_id", 1, &ev->u.account.user_id, NULL, err) ||
-           field_string(data, "address1", 1, ADDRESS_MAX_CHARS, &ev->u.account.address1, err) ||
-           field_string(data, "address2", 0, ADDRESS_MAX_CHARS, &ev->u.account.address2, err) ||
-           field_string(data, "city", 1, ADDRESS_MAX_CHARS, &ev->u.account.city, err) ||
-           field_string(data, "state", 1, ADDRESS_MAX_CHARS, &ev->u.account.state, err) ||
-           field_string(data, "zip", 1, ADDRESS_MAX_CHARS, &ev->u.account.zip, err) ||
-           field_enum(data, "status", field_account_statuses, FIELD_ACCOUNT_STATUS_COUNT,
+           field_string(data, "address1", 1, max, &ev->u.account.address1, err) ||
+           field_string(data, "address2", 0, max, &ev->u.account.address2, err) ||
+           field_string(data, "city", 1, max, &ev->u.account.city, err) ||
+           field_string(data, "state", 1, max, &ev->u.account.state, err) ||
+           field_string(data, "zip", 1, max, &ev->u.account.zip, err) ||
+           field_enum(data, "status", contract_account_statuses, CONTRACT_ACCOUNT_STATUS_COUNT,
                       &ev->u.account.status, err);
 }
 
@@ -49,8 +48,8 @@ static int decode_order(json_t *data, struct event *ev, int64_t now_ms, struct a
     if (field_id(data, "id", 1, &ev->u.order.id, NULL, err) ||
         field_id(data, "user_id", 1, &ev->u.order.user_id, NULL, err) ||
         field_money(data, "amount", &ev->u.order.amount_cents, err) ||
-        field_string(data, "description", 0, DESCRIPTION_MAX_CHARS, &ev->u.order.description,
-                     err) ||
+        field_string(data, "description", 0, CONTRACT_DESCRIPTION_MAX_CHARS,
+                     &ev->u.order.description, err) ||
         field_time(data, "created_at", &ev->u.order.created_at_ms, &has_created, err))
         return -1;
     if (!has_created) /* occurred_at, already checked, may be 1970-01-01T00:00Z (0 ms) */

@@ -4,6 +4,7 @@
  * order events to them (projection.c).
  */
 #include "consumer.h"
+#include "contract.h"
 #include "deadletter.h"
 #include "invoice_service.h"
 #include "log.h"
@@ -32,8 +33,6 @@ static const struct http_route routes[] = {
     {"GET", "/invoice-service/openapi.json", http_handle_document, &openapi, 0},
 };
 
-static const char *const consumed_queues[] = {"user", "account", "order", NULL};
-
 /* The reads that wait for consistency tokens first: the consumer wakes
  * them. */
 static int start_consumer(struct service *s)
@@ -59,7 +58,8 @@ static int start_consumer(struct service *s)
         .amqp_url = cfg->amqp_url,
         .service = cfg->service,
         .queue_type = cfg->queue_type,
-        .queues = consumed_queues,
+        .topology = s->spec->topology,
+        .dead_letter_queue = CONTRACT_DEAD_LETTER_QUEUE,
         .prefetch = cfg->consumer_prefetch,
         .batch_size = cfg->consumer_batch,
         .max_attempts = cfg->consumer_max_attempts,
@@ -116,6 +116,7 @@ int main(int argc, char **argv)
         .routes = routes,
         .route_count = ARRAY_LEN(routes),
         .events = &consumer_events,
+        .topology = &contract_topology,
     };
     return service_run(&spec, argc, argv);
 }

@@ -18,7 +18,6 @@
 #define HEARTBEAT_S 30
 #define FIRST_WAIT_MS 500      /* how long an idle consumer waits per turn */
 #define CONFIRM_TIMEOUT_MS 30000
-#define MAX_QUEUES 8
 /* Pause after a batch whose failed messages go back to their queue:
  * RETRY_BASE_MS doubled per attempt already made, at most RETRY_MAX_MS. */
 #define RETRY_BASE_MS 100
@@ -26,8 +25,8 @@
 #define ERROR_TEXT_MAX 256
 
 struct consumer {
-    char *database_url, *amqp_url, *service, *queue_type;
-    char *queues[MAX_QUEUES + 1];
+    char *database_url, *amqp_url, *service, *queue_type, *dead_letter_queue;
+    const struct mq_topology *topology;
     int prefetch, batch_size, max_attempts, stall_s;
     consumer_apply_fn apply;
     void (*committed)(void *ctx);
@@ -106,15 +105,16 @@ static int connect_broker(consumer *c)
     c->out = mq_open(c->amqp_url, name, HEARTBEAT_S, err, sizeof(err));
     if (!c->out)
         goto fail;
-    if (mq_declare_topology(c->in, c->queue_type) != MQ_OK ||
-        mq_declare_queue(c->in, MQ_DEAD_LETTER_QUEUE, c->queue_type) != MQ_OK ||
+    if (mq_declare_topology(c->in, c->topology, c->queue_type) != MQ_OK ||
+        mq_declare_queue(c->in, c->dead_letter_queue, c->queue_type) != MQ_OK ||
         mq_qos(c->in, (uint16_t)c->prefetch) != MQ_OK || mq_confirm_select(c->out) != MQ_OK) {
         snprintf(err, sizeof(err), "declaring the topology failed");
         goto fail;
     }
-    for (int i = 0; c->queues[i]; i++) {
-        if (mq_consume(c->in, c->queues[i]) != MQ_OK) {
-            snprintf(err, sizeof(err), "cannot consume queue %s", c->queues[i]);
+    for (size_t i = 0; i < c->topology->queue_count; i++) {
+        const char *queue = c->topology->queues[i].queue;
+        if (mq_consume(c->in, queue) != MQ_OK) {
+            snprintf(err, sizeof(err), "cannot consume queue %s", queue);
             goto fail;
         }
     }
@@ -170,7 +170,7 @@ static int dead_letter(consumer *c, int n)
         };
         struct mq_message msg = {
             .exchange = "",
-            .routing_key = MQ_DEAD_LETTER_QUEUE,
+            .routing_key = c->dead_letter_queue,
             .body = d->body,
             .body_len = d->body_len,
             .message_id = d->message_id,
@@ -530,14 +530,13 @@ static void *run(void *arg)
 consumer *consumer_start(const struct consumer_config *cfg)
 {
     consumer *c = xcalloc(1, sizeof(*c));
-    int q = 0;
 
     c->database_url = xstrdup(cfg->database_url);
     c->amqp_url = xstrdup(cfg->amqp_url);
     c->service = xstrdup(cfg->service);
     c->queue_type = xstrdup(cfg->queue_type);
-    for (; cfg->queues[q] && q < MAX_QUEUES; q++)
-        c->queues[q] = xstrdup(cfg->queues[q]);
+    c->topology = cfg->topology;
+    c->dead_letter_queue = xstrdup(cfg->dead_letter_queue);
     c->prefetch = cfg->prefetch;
     c->batch_size = cfg->batch_size < cfg->prefetch ? cfg->batch_size : cfg->prefetch;
     c->max_attempts = cfg->max_attempts > 0 ? cfg->max_attempts : 1;
@@ -598,8 +597,7 @@ void consumer_stop(consumer *c)
     pthread_mutex_unlock(&c->mu);
     if (c->started)
         pthread_join(c->thread, NULL);
-    for (int q = 0; c->queues[q]; q++)
-        free(c->queues[q]);
+    free(c->dead_letter_queue);
     free(c->database_url);
     free(c->amqp_url);
     free(c->service);

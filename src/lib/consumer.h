@@ -69,7 +69,10 @@ struct consumer_config {
     const char *amqp_url;
     const char *service;     /* connection name in the broker */
     const char *queue_type;  /* "classic" or "quorum" */
-    const char *const *queues; /* NULL-terminated */
+    /* Declared at every connect, and every queue of it consumed; it must
+     * outlive the consumer (static data). */
+    const struct mq_topology *topology;
+    const char *dead_letter_queue; /* declared too; poison messages go there */
     int prefetch;
     int batch_size;
     int max_attempts; /* failed applications before a dead letter, >= 1 */

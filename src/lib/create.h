@@ -42,7 +42,7 @@ struct create_spec {
      * Runs on the group-commit thread. */
     int (*insert)(db *conn, const void *item, struct jsonw *out, int64_t *id,
                   struct api_error *err);
-    const char *event_type;      /* "user.created" */
+    const char *event_type;      /* also the routing key */
     const char *location_prefix; /* "/system-api/users/" */
 };
 

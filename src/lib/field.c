@@ -193,8 +193,6 @@ int field_time(json_t *obj, const char *name, int64_t *ms, int *present, struct 
     return 0;
 }
 
-const char *const field_account_statuses[] = {"open", "closed", NULL};
-
 int field_enum(json_t *obj, const char *name, const char *const *values, size_t count,
                const char **out, struct api_error *err)
 {

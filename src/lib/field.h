@@ -30,8 +30,8 @@ int field_string(json_t *obj, const char *name, int required, size_t max_chars,
 
 /* A required email (docs/api.md "User Service"): a string by field_string's
  * rules with one '@' that has text on both sides, and no white space or
- * control character. The user service's input and the invoice service's
- * user.created events both check it here. */
+ * control character. A writer's input and the events the read side
+ * receives both check it here. */
 int field_email(json_t *obj, const char *name, size_t max_chars, const char **out,
                 struct api_error *err);
 
@@ -48,12 +48,6 @@ int field_time(json_t *obj, const char *name, int64_t *ms, int *present, struct 
 /* An optional string out of a fixed set; *out NULL when absent or null. */
 int field_enum(json_t *obj, const char *name, const char *const *values, size_t count,
                const char **out, struct api_error *err);
-
-/* An account's status (docs/api.md "User Service"), NULL-terminated, for
- * field_enum and list filters: the user service's input and the invoice
- * service's account.created events share this one set. */
-#define FIELD_ACCOUNT_STATUS_COUNT 2
-extern const char *const field_account_statuses[FIELD_ACCOUNT_STATUS_COUNT + 1];
 
 /* Whether a valid UTF-8 string is empty or only white space (Unicode
  * White_Space, zero-width space, BOM). */

@@ -4,7 +4,7 @@
  *
  * Every function is thread-safe. Names and label strings are copied on
  * first use; a label string is the inside of the braces, already escaped,
- * e.g. "type=\"order.created\"" (or NULL for none). The number of distinct
+ * e.g. "route=\"/x\"" (or NULL for none). The number of distinct
  * series is capped (METRICS_MAX_SERIES); past it new series are dropped.
  */
 #ifndef LIB_METRICS_H

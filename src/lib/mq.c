@@ -422,26 +422,21 @@ int mq_delete_queue(mq *m, const char *queue)
     return rpc_check(m, "queue.delete");
 }
 
-int mq_declare_topology(mq *m, const char *queue_type)
+int mq_declare_topology(mq *m, const struct mq_topology *t, const char *queue_type)
 {
-    static const char *const queues[][2] = {
-        {"user", "user.*"},
-        {"account", "account.*"},
-        {"order", "order.*"},
-    };
     int rc;
 
     if (!usable(m))
         return MQ_ERR_CONNECTION;
     amqp_maybe_release_buffers(m->conn);
-    amqp_exchange_declare(m->conn, MQ_CHANNEL, amqp_cstring_bytes(MQ_EXCHANGE),
+    amqp_exchange_declare(m->conn, MQ_CHANNEL, amqp_cstring_bytes(t->exchange),
                           amqp_cstring_bytes("topic"), 0, 1, 0, 0,
                           amqp_empty_table);
     rc = rpc_check(m, "exchange.declare");
-    for (size_t i = 0; rc == MQ_OK && i < ARRAY_LEN(queues); i++) {
-        rc = mq_declare_queue(m, queues[i][0], queue_type);
+    for (size_t i = 0; rc == MQ_OK && i < t->queue_count; i++) {
+        rc = mq_declare_queue(m, t->queues[i].queue, queue_type);
         if (rc == MQ_OK)
-            rc = mq_bind_queue(m, queues[i][0], MQ_EXCHANGE, queues[i][1]);
+            rc = mq_bind_queue(m, t->queues[i].queue, t->exchange, t->queues[i].routing_key);
     }
     return rc;
 }

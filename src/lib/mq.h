@@ -2,10 +2,10 @@
  * mq: a RabbitMQ connection (rabbitmq-c) for one role: publishing with
  * confirms, or consuming with manual acks. One thread uses a connection.
  *
- * The topology (docs/api.md): exchange "cqrs.events" (topic, durable); queues
- * "user", "account", "order" (durable) bound with "user.*", "account.*",
- * "order.*". Declaring is idempotent. With queue type "quorum" the queues
- * are declared with x-queue-type=quorum.
+ * A topology is a durable topic exchange and durable queues bound to it,
+ * which the caller describes (struct mq_topology; the services' own is in
+ * src/contract). Declaring is idempotent. With queue type "quorum" the
+ * queues are declared with x-queue-type=quorum.
  *
  * Functions return MQ_OK or a negative enum mq_result. After
  * MQ_ERR_CONNECTION the connection is unusable: close it and open anew
@@ -20,14 +20,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MQ_EXCHANGE "cqrs.events"
-#define MQ_DEAD_LETTER_QUEUE "invoice-service.dead-letter"
 /* The header in which a writer's relay sends an event's outbox seq
  * (decimal text), so the read side can record which position of which
  * writer it applied (consistency tokens, ctoken.h). */
 #define MQ_SEQ_HEADER "x-outbox-seq"
 
 typedef struct mq mq;
+
+/* A durable queue and the routing key that binds it to the exchange. */
+struct mq_binding {
+    const char *queue;
+    const char *routing_key; /* a topic pattern: "user.*" */
+};
+
+struct mq_topology {
+    const char *exchange; /* topic, durable */
+    const struct mq_binding *queues;
+    size_t queue_count;
+};
 
 enum mq_result {
     MQ_OK = 0,
@@ -48,7 +58,7 @@ mq *mq_open(const char *url, const char *name, int heartbeat_s, char *err,
 void mq_close(mq *conn);
 
 /* queue_type: "classic" or "quorum". Declares exchange, queues, bindings. */
-int mq_declare_topology(mq *conn, const char *queue_type);
+int mq_declare_topology(mq *conn, const struct mq_topology *topology, const char *queue_type);
 /* Declares one more durable queue (e.g. the dead-letter queue). */
 int mq_declare_queue(mq *conn, const char *queue, const char *queue_type);
 /* Binds queue to exchange with a routing key (idempotent). */

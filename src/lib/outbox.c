@@ -314,6 +314,7 @@ struct outbox_relay {
     char *amqp_url_log;     /* with the password masked */
     char *service;
     char *queue_type;
+    const struct mq_topology *topology;
     char *database_url;
     char *connection_name;
     int batch_size;
@@ -432,7 +433,7 @@ static int connect_broker(outbox_relay *r, int attempt)
         return -1;
     }
     if (mq_confirm_select(r->mq) != MQ_OK ||
-        mq_declare_topology(r->mq, r->queue_type) != MQ_OK) {
+        mq_declare_topology(r->mq, r->topology, r->queue_type) != MQ_OK) {
         log_write(lvl, NULL, "outbox relay: broker setup on %s failed: %s",
                   r->amqp_url_log, mq_last_error(r->mq));
         drop_broker(r);
@@ -604,7 +605,7 @@ static int publish_batch(outbox_relay *r, struct batch *b)
         snprintf(seq, sizeof(seq), "%lld", (long long)row->seq);
         struct mq_header headers[] = {{MQ_SEQ_HEADER, seq}, {TRACE_HEADER, row->traceparent}};
         struct mq_message msg = {
-            .exchange = MQ_EXCHANGE,
+            .exchange = r->topology->exchange,
             .routing_key = row->type,
             .body = row->body,
             .body_len = row->body_len,
@@ -1003,6 +1004,7 @@ outbox_relay *outbox_relay_start(const struct outbox_relay_config *cfg)
     r->service = xstrdup(cfg->service);
     r->lock_key = relay_lock_key(r->service);
     r->queue_type = xstrdup(cfg->queue_type ? cfg->queue_type : "classic");
+    r->topology = cfg->topology;
     r->gc = cfg->gc;
     snprintf(name, sizeof(name), "%s outbox relay", cfg->service);
     r->connection_name = xstrdup(name);

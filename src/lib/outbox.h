@@ -11,8 +11,8 @@
  * table is the service's event log.
  *
  * The envelope published (docs/api.md):
- *   {"id":"<uuid>","type":"order.created","version":1,
- *    "source":"order-service","occurred_at":"...Z","data":{...}}
+ *   {"id":"<uuid>","type":"<type>","version":1,
+ *    "source":"<service>","occurred_at":"...Z","data":{...}}
  */
 #ifndef LIB_OUTBOX_H
 #define LIB_OUTBOX_H
@@ -22,6 +22,7 @@
 
 #include "db.h"
 #include "groupcommit.h"
+#include "mq.h"
 
 /* Migration SQL creating the outbox table, for a service's list. */
 extern const char outbox_schema_sqlite[];
@@ -54,7 +55,7 @@ extern const char outbox_positions_schema_postgres[];
 int outbox_assign_positions(db *conn, const char *service);
 
 struct outbox_event {
-    const char *type;           /* "order.created"; also the routing key */
+    const char *type;           /* the event's type; also the routing key */
     const char *data_json;      /* serialized JSON object (borrowed) */
     size_t data_len;            /* 0: data_json is NUL-terminated */
     const char *correlation_id; /* request id, may be NULL */
@@ -77,6 +78,9 @@ struct outbox_relay_config {
     const char *amqp_url;
     const char *service;       /* app_id and "source" */
     const char *queue_type;    /* "classic" or "quorum" */
+    /* Declared at every connect; events go to its exchange. It must
+     * outlive the relay (static data). */
+    const struct mq_topology *topology;
     int batch_size;            /* rows per confirmed batch */
     int poll_interval_ms;      /* fallback when no wake-up arrives */
     groupcommit *gc;           /* optional: the service's writer, through

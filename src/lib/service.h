@@ -63,6 +63,7 @@ struct service_spec {
     const struct http_route *routes;
     size_t route_count;
     const struct service_events *events;
+    const struct mq_topology *topology; /* the broker's, declared by events */
 };
 
 /* The service's own OpenAPI document, openapi/<service>.json, which the

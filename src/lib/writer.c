@@ -56,6 +56,7 @@ static int start(struct service *s)
         .amqp_url = cfg->amqp_url,
         .service = cfg->service,
         .queue_type = cfg->queue_type,
+        .topology = s->spec->topology,
         .batch_size = cfg->relay_batch,
         .poll_interval_ms = RELAY_POLL_INTERVAL_MS,
         .gc = s->gc,

@@ -1,5 +1,6 @@
 /* order-service: orders, the second half of the write side. */
 #include "order_service.h"
+#include "contract.h"
 #include "eventlog.h"
 #include "util.h"
 #include "writer.h"
@@ -25,6 +26,7 @@ int main(int argc, char **argv)
         .routes = routes,
         .route_count = ARRAY_LEN(routes),
         .events = &writer_events, /* group commit and outbox relay */
+        .topology = &contract_topology,
     };
     return service_run(&spec, argc, argv);
 }

@@ -1,4 +1,5 @@
 /* Orders: validation, insert, lists (docs/api.md "Order Service"). */
+#include "contract.h"
 #include "create.h"
 #include "field.h"
 #include "order_service.h"
@@ -6,7 +7,6 @@
 #include "service.h"
 #include "util.h"
 
-#define DESCRIPTION_MAX_CHARS 1000
 #define ORDER_COLUMNS "id, user_id, amount_cents, description, created_at"
 
 struct new_order {
@@ -26,7 +26,8 @@ static int parse_order(json_t *obj, void *item, struct api_error *err)
     if (field_reject_unknown(obj, order_fields, ARRAY_LEN(order_fields), err) != 0 ||
         field_id(obj, "user_id", 1, &o->user_id, NULL, err) != 0 ||
         field_money(obj, "amount", &o->amount_cents, err) != 0 ||
-        field_string(obj, "description", 0, DESCRIPTION_MAX_CHARS, &o->description, err) != 0 ||
+        field_string(obj, "description", 0, CONTRACT_DESCRIPTION_MAX_CHARS, &o->description,
+                     err) != 0 ||
         field_time(obj, "created_at", &o->created_at, &o->has_created_at, err) != 0)
         return -1;
     return 0;
@@ -70,7 +71,7 @@ const struct create_spec order_create = {
     .item_size = sizeof(struct new_order),
     .parse = parse_order,
     .insert = insert_order,
-    .event_type = "order.created",
+    .event_type = CONTRACT_ORDER_CREATED,
     .location_prefix = "/order-service/orders/",
 };
 

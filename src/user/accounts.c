@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "contract.h"
 #include "create.h"
 #include "field.h"
 #include "rows.h"
@@ -9,7 +10,6 @@
 #include "user_service.h"
 #include "util.h"
 
-#define ADDRESS_MAX_CHARS 200
 #define ACCOUNT_COLUMNS "id, user_id, address1, address2, city, state, zip, status, created_at"
 
 struct new_account {
@@ -26,16 +26,16 @@ static int parse_account(json_t *obj, void *item, struct api_error *err)
 
     if (field_reject_unknown(obj, account_fields, ARRAY_LEN(account_fields), err) != 0 ||
         field_id(obj, "user_id", 1, &a->user_id, NULL, err) != 0 ||
-        field_string(obj, "address1", 1, ADDRESS_MAX_CHARS, &a->address1, err) != 0 ||
-        field_string(obj, "address2", 0, ADDRESS_MAX_CHARS, &a->address2, err) != 0 ||
-        field_string(obj, "city", 1, ADDRESS_MAX_CHARS, &a->city, err) != 0 ||
-        field_string(obj, "state", 1, ADDRESS_MAX_CHARS, &a->state, err) != 0 ||
-        field_string(obj, "zip", 1, ADDRESS_MAX_CHARS, &a->zip, err) != 0 ||
-        field_enum(obj, "status", field_account_statuses, FIELD_ACCOUNT_STATUS_COUNT, &a->status,
-                   err) != 0)
+        field_string(obj, "address1", 1, CONTRACT_ADDRESS_MAX_CHARS, &a->address1, err) != 0 ||
+        field_string(obj, "address2", 0, CONTRACT_ADDRESS_MAX_CHARS, &a->address2, err) != 0 ||
+        field_string(obj, "city", 1, CONTRACT_ADDRESS_MAX_CHARS, &a->city, err) != 0 ||
+        field_string(obj, "state", 1, CONTRACT_ADDRESS_MAX_CHARS, &a->state, err) != 0 ||
+        field_string(obj, "zip", 1, CONTRACT_ADDRESS_MAX_CHARS, &a->zip, err) != 0 ||
+        field_enum(obj, "status", contract_account_statuses, CONTRACT_ACCOUNT_STATUS_COUNT,
+                   &a->status, err) != 0)
         return -1;
     if (!a->status)
-        a->status = "open";
+        a->status = contract_account_statuses[0]; /* "open" */
     return 0;
 }
 
@@ -112,7 +112,7 @@ const struct create_spec account_create = {
     .item_size = sizeof(struct new_account),
     .parse = parse_account,
     .insert = insert_account,
-    .event_type = "account.created",
+    .event_type = CONTRACT_ACCOUNT_CREATED,
     .location_prefix = "/system-api/accounts/",
 };
 
@@ -120,7 +120,7 @@ static const char *const account_columns[] = {"id",  "user_id", "city",       "s
                                               "zip", "status",  "created_at", NULL};
 static const struct listq_filter account_filters[] = {
     {.name = "user_id", .kind = LISTQ_ID},
-    {.name = "status", .kind = LISTQ_ENUM, .values = field_account_statuses},
+    {.name = "status", .kind = LISTQ_ENUM, .values = contract_account_statuses},
 };
 
 static const char *const account_filter_sql[] = {"user_id = $%d", "status = $%d"};

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "contract.h"
 #include "create.h"
 #include "field.h"
 #include "rows.h"
@@ -10,8 +11,6 @@
 #include "user_service.h"
 #include "util.h"
 
-#define NAME_MAX_CHARS 200
-#define EMAIL_MAX_CHARS 254
 #define USER_COLUMNS "id, name, email, created_at"
 
 struct new_user {
@@ -26,8 +25,8 @@ static int parse_user(json_t *obj, void *item, struct api_error *err)
     struct new_user *u = item;
 
     if (field_reject_unknown(obj, user_fields, ARRAY_LEN(user_fields), err) != 0 ||
-        field_string(obj, "name", 1, NAME_MAX_CHARS, &u->name, err) != 0 ||
-        field_email(obj, "email", EMAIL_MAX_CHARS, &u->email, err) != 0)
+        field_string(obj, "name", 1, CONTRACT_NAME_MAX_CHARS, &u->name, err) != 0 ||
+        field_email(obj, "email", CONTRACT_EMAIL_MAX_CHARS, &u->email, err) != 0)
         return -1;
     return 0;
 }
@@ -70,7 +69,7 @@ const struct create_spec user_create = {
     .item_size = sizeof(struct new_user),
     .parse = parse_user,
     .insert = insert_user,
-    .event_type = "user.created",
+    .event_type = CONTRACT_USER_CREATED,
     .location_prefix = "/system-api/users/",
 };
 

@@ -14,11 +14,11 @@ static void check_account(json_t *obj, const void *item)
     fuzz_check_keys(obj, account_fields, ARRAY_LEN(account_fields));
     FUZZ_CHECK(a->user_id > 0);
     FUZZ_CHECK(json_integer_value(json_object_get(obj, "user_id")) == a->user_id);
-    fuzz_check_field_string(obj, "address1", a->address1, 1, ADDRESS_MAX_CHARS);
-    fuzz_check_field_string(obj, "address2", a->address2, 0, ADDRESS_MAX_CHARS);
-    fuzz_check_field_string(obj, "city", a->city, 1, ADDRESS_MAX_CHARS);
-    fuzz_check_field_string(obj, "state", a->state, 1, ADDRESS_MAX_CHARS);
-    fuzz_check_field_string(obj, "zip", a->zip, 1, ADDRESS_MAX_CHARS);
+    fuzz_check_field_string(obj, "address1", a->address1, 1, CONTRACT_ADDRESS_MAX_CHARS);
+    fuzz_check_field_string(obj, "address2", a->address2, 0, CONTRACT_ADDRESS_MAX_CHARS);
+    fuzz_check_field_string(obj, "city", a->city, 1, CONTRACT_ADDRESS_MAX_CHARS);
+    fuzz_check_field_string(obj, "state", a->state, 1, CONTRACT_ADDRESS_MAX_CHARS);
+    fuzz_check_field_string(obj, "zip", a->zip, 1, CONTRACT_ADDRESS_MAX_CHARS);
 
     /* "open" by default; otherwise what the client sent, one of the two. */
     FUZZ_CHECK(a->status && (strcmp(a->status, "open") == 0 || strcmp(a->status, "closed") == 0));

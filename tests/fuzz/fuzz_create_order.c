@@ -41,7 +41,7 @@ static void check_order(json_t *obj, const void *item)
                    (double)o->amount_cents / 100.0 == json_real_value(amount));
     check_money_roundtrip(o->amount_cents);
 
-    fuzz_check_field_string(obj, "description", o->description, 0, DESCRIPTION_MAX_CHARS);
+    fuzz_check_field_string(obj, "description", o->description, 0, CONTRACT_DESCRIPTION_MAX_CHARS);
 
     json_t *created = json_object_get(obj, "created_at");
     if (!o->has_created_at) {

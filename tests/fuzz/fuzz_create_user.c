@@ -12,8 +12,8 @@ static void check_user(json_t *obj, const void *item)
     const struct new_user *u = item;
 
     fuzz_check_keys(obj, user_fields, ARRAY_LEN(user_fields));
-    fuzz_check_field_string(obj, "name", u->name, 1, NAME_MAX_CHARS);
-    fuzz_check_field_string(obj, "email", u->email, 1, EMAIL_MAX_CHARS);
+    fuzz_check_field_string(obj, "name", u->name, 1, CONTRACT_NAME_MAX_CHARS);
+    fuzz_check_field_string(obj, "email", u->email, 1, CONTRACT_EMAIL_MAX_CHARS);
 
     /* One '@' with text on both sides, no ASCII space or control. */
     const char *at = strchr(u->email, '@');

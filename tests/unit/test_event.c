@@ -569,7 +569,7 @@ static void test_email_rules(void **state)
 }
 
 /* The status rule of POST /system-api/accounts: optional, "open" or
- * "closed" (field_enum with field_account_statuses). */
+ * "closed" (field_enum with contract_account_statuses). */
 static void test_account_status(void **state)
 {
     char data[512];

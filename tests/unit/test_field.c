@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "contract/contract.h"
 #include "field.h"
 #include "util.h"
 
@@ -639,11 +640,11 @@ static void test_enum(void **state)
     expect_error(&err, "invalid_field", "status");
     assert_string_equal(err.message, "status has a value that is not allowed");
 
-    /* The shared set of account statuses. */
-    assert_int_equal(FIELD_ACCOUNT_STATUS_COUNT, 2);
-    assert_string_equal(field_account_statuses[0], "open");
-    assert_string_equal(field_account_statuses[1], "closed");
-    assert_null(field_account_statuses[FIELD_ACCOUNT_STATUS_COUNT]);
+    /* The shared set of account statuses (src/contract). */
+    assert_int_equal(CONTRACT_ACCOUNT_STATUS_COUNT, 2);
+    assert_string_equal(contract_account_statuses[0], "open");
+    assert_string_equal(contract_account_statuses[1], "closed");
+    assert_null(contract_account_statuses[CONTRACT_ACCOUNT_STATUS_COUNT]);
 }
 
 /* --- unknown fields -------------------------------------------------- */

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "contract/contract.h"
 #include "mq.h"
 #include "util.h"
 
@@ -164,11 +165,11 @@ static void test_declare_topology_twice(void **state)
 {
     mq *m = open_or_fail();
     (void)state;
-    assert_int_equal(mq_declare_topology(m, "classic"), MQ_OK);
-    assert_int_equal(mq_declare_topology(m, "classic"), MQ_OK);
-    assert_int_equal(mq_declare_topology(m, NULL), MQ_OK);
-    assert_int_equal(mq_declare_queue(m, MQ_DEAD_LETTER_QUEUE, "classic"), MQ_OK);
-    assert_int_equal(mq_declare_queue(m, MQ_DEAD_LETTER_QUEUE, "classic"), MQ_OK);
+    assert_int_equal(mq_declare_topology(m, &contract_topology, "classic"), MQ_OK);
+    assert_int_equal(mq_declare_topology(m, &contract_topology, "classic"), MQ_OK);
+    assert_int_equal(mq_declare_topology(m, &contract_topology, NULL), MQ_OK);
+    assert_int_equal(mq_declare_queue(m, CONTRACT_DEAD_LETTER_QUEUE, "classic"), MQ_OK);
+    assert_int_equal(mq_declare_queue(m, CONTRACT_DEAD_LETTER_QUEUE, "classic"), MQ_OK);
     assert_string_equal(mq_last_error(m), "");
     mq_close(m);
 }
@@ -204,15 +205,15 @@ static void test_confirmed_publish_to_exchange(void **state)
 
     (void)state;
     pub = open_publisher();
-    assert_int_equal(mq_declare_topology(pub, "classic"), MQ_OK);
+    assert_int_equal(mq_declare_topology(pub, &contract_topology, "classic"), MQ_OK);
     /* A private queue bound like "order" sees the same messages. */
     assert_int_equal(mq_declare_queue(pub, tap, "classic"), MQ_OK);
-    assert_int_equal(mq_bind_queue(pub, tap, MQ_EXCHANGE, "order.created"),
+    assert_int_equal(mq_bind_queue(pub, tap, contract_topology.exchange, "order.created"),
                      MQ_OK);
 
     for (int i = 0; i < BATCH_N; i++) {
         snprintf(id, sizeof(id), "%s-%d", run_prefix, i);
-        publish_text(pub, MQ_EXCHANGE, "order.created", "{\"test\":\"mq\"}", id);
+        publish_text(pub, contract_topology.exchange, "order.created", "{\"test\":\"mq\"}", id);
     }
     assert_int_equal(mq_wait_confirms(pub, CONFIRM_TIMEOUT_MS), MQ_OK);
     /* Nothing outstanding: a second wait returns at once. */
@@ -221,7 +222,7 @@ static void test_confirmed_publish_to_exchange(void **state)
     /* A second batch on the same channel: tags keep counting. */
     for (int i = BATCH_N; i < 2 * BATCH_N; i++) {
         snprintf(id, sizeof(id), "%s-%d", run_prefix, i);
-        publish_text(pub, MQ_EXCHANGE, "order.created", "{\"test\":\"mq\"}", id);
+        publish_text(pub, contract_topology.exchange, "order.created", "{\"test\":\"mq\"}", id);
     }
     assert_int_equal(mq_wait_confirms(pub, CONFIRM_TIMEOUT_MS), MQ_OK);
     assert_int_equal(mq_poll(pub), MQ_OK);

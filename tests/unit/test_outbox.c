@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "contract/contract.h"
 #include "db.h"
 #include "log.h"
 #include "metrics.h"
@@ -92,11 +93,11 @@ static int group_setup(void **state)
         return -1;
     }
     snprintf(key, sizeof(key), "%s.#", run_prefix);
-    rc = mq_declare_topology(m, "classic");
+    rc = mq_declare_topology(m, &contract_topology, "classic");
     if (rc == MQ_OK)
         rc = mq_declare_queue(m, queue, "classic");
     if (rc == MQ_OK)
-        rc = mq_bind_queue(m, queue, MQ_EXCHANGE, key);
+        rc = mq_bind_queue(m, queue, contract_topology.exchange, key);
     if (rc != MQ_OK)
         fprintf(stderr, "test_outbox: setup: %s\n", mq_last_error(m));
     mq_close(m);
@@ -248,6 +249,7 @@ static outbox_relay *start_relay(struct fixture *f, const char *url,
                                  int batch_size, int poll_ms)
 {
     struct outbox_relay_config cfg = {
+        .topology = &contract_topology,
         .database_url = f->url,
         .amqp_url = url,
         .service = "test-service",
@@ -617,7 +619,7 @@ static void test_relay_retries_returned_events_in_order(void **state)
 
     m = mq_open(amqp_url, "test_outbox-bind", HEARTBEAT_S, err, sizeof(err));
     assert_non_null(m);
-    assert_int_equal(mq_bind_queue(m, queue, MQ_EXCHANGE, type_unbound), MQ_OK);
+    assert_int_equal(mq_bind_queue(m, queue, contract_topology.exchange, type_unbound), MQ_OK);
 
     /* The first attempt sent both and the second was routed; after that
      * the relay retries the first alone. So before the first event
@@ -685,6 +687,7 @@ static void test_relay_broker_down(void **state)
 static void test_relay_start_fails_on_bad_database(void **state)
 {
     struct outbox_relay_config cfg = {
+        .topology = &contract_topology,
         .database_url = "sqlite:/nonexistent-dir-for-test/outbox.db",
         .amqp_url = amqp_url,
         .service = "test-service",
