@@ -1,6 +1,5 @@
 #include "consumer.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +13,7 @@
 #include "metrics.h"
 #include "trace.h"
 #include "util.h"
+#include "worker.h"
 
 #define HEARTBEAT_S 30
 #define FIRST_WAIT_MS 500      /* how long an idle consumer waits per turn */
@@ -32,17 +32,14 @@ struct consumer {
     void (*committed)(void *ctx);
     void *ctx;
 
-    pthread_t thread;
+    struct worker w; /* the consumer's thread; its lock guards last_error */
     int started;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    atomic_int stopping;
     atomic_int connected;
 
     /* Health, written by the thread, read by consumer_check(). */
     atomic_int failed_batches;          /* in a row; 0 after a commit */
     _Atomic int64_t unapplied_since_ms; /* oldest delivery not applied; 0: none */
-    char last_error[ERROR_TEXT_MAX];    /* under mu */
+    char last_error[ERROR_TEXT_MAX];    /* under w.lock */
 
     /* Owned by the thread. */
     db *conn;
@@ -75,12 +72,7 @@ static void delivery_span(const struct mq_delivery *d, struct trace_context *spa
 /* Sleeps up to ms, returning early when the consumer is being stopped. */
 static void pause_ms(consumer *c, int ms)
 {
-    int64_t deadline = util_monotonic_ns() + (int64_t)ms * 1000000;
-    pthread_mutex_lock(&c->mu);
-    while (!atomic_load(&c->stopping))
-        if (util_cond_wait_until(&c->cv, &c->mu, deadline) == ETIMEDOUT)
-            break;
-    pthread_mutex_unlock(&c->mu);
+    worker_sleep(&c->w, ms);
 }
 
 static void disconnect(consumer *c)
@@ -251,9 +243,9 @@ static void note_failed_batch(consumer *c, const char *why)
 {
     atomic_fetch_add(&c->failed_batches, 1);
     note_unapplied(c);
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->w.lock);
     util_strlcpy(c->last_error, why, sizeof(c->last_error));
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->w.lock);
 }
 
 /* The key of delivery i: apply()'s, else message_id, else a hash of the
@@ -337,9 +329,7 @@ static int count_failure(consumer *c, int i, const char *error)
                  d->queue ? d->queue : "?", attempts, c->max_attempts, error, span.trace_id,
                  span.span_id, parent);
         c->outcomes[i] = CONSUMER_RETRY;
-        int pause = RETRY_BASE_MS << (attempts - 1 < 16 ? attempts - 1 : 16);
-        if (pause > RETRY_MAX_MS)
-            pause = RETRY_MAX_MS;
+        int pause = (int)worker_backoff_ms(attempts - 1, RETRY_BASE_MS, RETRY_MAX_MS);
         if (pause > c->retry_pause_ms)
             c->retry_pause_ms = pause;
         return DB_OK;
@@ -484,7 +474,7 @@ static void *run(void *arg)
     int attempt = 0;
     char err[256];
 
-    while (!atomic_load(&c->stopping)) {
+    while (!worker_stopping(&c->w)) {
         if (c->conn && !db_alive(c->conn)) {
             db_close(c->conn);
             c->conn = NULL;
@@ -547,8 +537,6 @@ consumer *consumer_start(const struct consumer_config *cfg)
     c->batch = xcalloc((size_t)c->batch_size, sizeof(*c->batch));
     c->results = xcalloc((size_t)c->batch_size, sizeof(*c->results));
     c->outcomes = xcalloc((size_t)c->batch_size, sizeof(*c->outcomes));
-    pthread_mutex_init(&c->mu, NULL);
-    util_cond_init_monotonic(&c->cv);
     metrics_describe("events_total", "counter", "Events consumed, by type and outcome.");
     metrics_describe("consumer_batch_size", "gauge", "Deliveries in the last applied batch.");
     metrics_describe("event_lag_seconds", "histogram",
@@ -557,7 +545,7 @@ consumer *consumer_start(const struct consumer_config *cfg)
                      "Batches in a row whose transaction failed (0 after one commits).");
     metrics_describe("consumer_oldest_unapplied_seconds", "gauge",
                      "Age of the oldest delivery received but not applied yet.");
-    if (pthread_create(&c->thread, NULL, run, c) != 0) {
+    if (worker_start(&c->w, run, c) != 0) {
         log_error(NULL, "cannot start the consumer thread");
         consumer_stop(c);
         return NULL;
@@ -580,10 +568,10 @@ int consumer_check(consumer *c, char *problem, size_t len)
     int64_t age_s = since ? (util_now_ms() - since) / 1000 : 0;
     if (failed == 0 || age_s < c->stall_s)
         return 1;
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->w.lock);
     snprintf(problem, len, "failing: %d batches in a row, oldest delivery waiting %lld s (%s)",
              failed, (long long)age_s, c->last_error);
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->w.lock);
     return 0;
 }
 
@@ -591,12 +579,8 @@ void consumer_stop(consumer *c)
 {
     if (!c)
         return;
-    pthread_mutex_lock(&c->mu);
-    atomic_store(&c->stopping, 1);
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
     if (c->started)
-        pthread_join(c->thread, NULL);
+        worker_stop(&c->w);
     free(c->dead_letter_queue);
     free(c->database_url);
     free(c->amqp_url);
@@ -605,7 +589,5 @@ void consumer_stop(consumer *c)
     free(c->batch);
     free(c->results);
     free(c->outcomes);
-    pthread_mutex_destroy(&c->mu);
-    pthread_cond_destroy(&c->cv);
     free(c);
 }

@@ -1,24 +1,20 @@
 #include "groupcommit.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
-
+#include "worker.h"
 
 struct groupcommit {
     char *url;
     int max_group;
     db *conn; /* the committer's own; NULL after it was found broken */
 
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
+    struct worker w;                   /* its lock guards the queue */
     struct groupcommit_job *head, *tail;
-    int stopping;
 
     struct groupcommit_chore chore; /* run is NULL when there is none */
     int64_t chore_due_ns;           /* util_monotonic_ns() time */
@@ -140,20 +136,16 @@ static void *committer(void *arg)
 {
     groupcommit *gc = arg;
 
-    pthread_mutex_lock(&gc->mu);
+    pthread_mutex_lock(&gc->w.lock);
     for (;;) {
-        while (!gc->head && !gc->stopping && !chore_due(gc)) {
-            if (gc->chore.run)
-                util_cond_wait_until(&gc->cv, &gc->mu, gc->chore_due_ns);
-            else
-                pthread_cond_wait(&gc->cv, &gc->mu);
-        }
-        if (!gc->head && gc->stopping)
+        while (!gc->head && !worker_stopping(&gc->w) && !chore_due(gc))
+            worker_wait_until(&gc->w, gc->chore.run ? gc->chore_due_ns : WORKER_FOREVER);
+        if (!gc->head && worker_stopping(&gc->w))
             break; /* nothing left */
         if (!gc->head) { /* idle, and the chore is due */
-            pthread_mutex_unlock(&gc->mu);
+            pthread_mutex_unlock(&gc->w.lock);
             run_chore(gc);
-            pthread_mutex_lock(&gc->mu);
+            pthread_mutex_lock(&gc->w.lock);
             continue;
         }
         /* Take up to max_group jobs off the queue. */
@@ -167,16 +159,16 @@ static void *committer(void *arg)
         if (!gc->head)
             gc->tail = NULL;
         last->next = NULL;
-        pthread_mutex_unlock(&gc->mu);
+        pthread_mutex_unlock(&gc->w.lock);
         commit_group(gc, group, count);
-        pthread_mutex_lock(&gc->mu);
-        if (!gc->stopping && chore_due(gc)) { /* between groups, never during one */
-            pthread_mutex_unlock(&gc->mu);
+        pthread_mutex_lock(&gc->w.lock);
+        if (!worker_stopping(&gc->w) && chore_due(gc)) { /* between groups, never during one */
+            pthread_mutex_unlock(&gc->w.lock);
             run_chore(gc);
-            pthread_mutex_lock(&gc->mu);
+            pthread_mutex_lock(&gc->w.lock);
         }
     }
-    pthread_mutex_unlock(&gc->mu);
+    pthread_mutex_unlock(&gc->w.lock);
     return NULL;
 }
 
@@ -191,15 +183,11 @@ groupcommit *groupcommit_start(const char *url, int max_group, char *err, size_t
         free(gc);
         return NULL;
     }
-    pthread_mutex_init(&gc->mu, NULL);
-    util_cond_init_monotonic(&gc->cv); /* the chore's timed waits */
     metrics_describe("group_commit_size", "histogram",
                      "Write requests sharing one durable commit.");
-    if (pthread_create(&gc->thread, NULL, committer, gc) != 0) {
+    if (worker_start(&gc->w, committer, gc) != 0) {
         snprintf(err, errlen, "cannot start the group-commit thread");
         db_close(gc->conn);
-        pthread_mutex_destroy(&gc->mu);
-        pthread_cond_destroy(&gc->cv);
         free(gc->url);
         free(gc);
         return NULL;
@@ -209,48 +197,42 @@ groupcommit *groupcommit_start(const char *url, int max_group, char *err, size_t
 
 void groupcommit_set_chore(groupcommit *gc, const struct groupcommit_chore *chore)
 {
-    pthread_mutex_lock(&gc->mu);
+    pthread_mutex_lock(&gc->w.lock);
     gc->chore = *chore;
     if (gc->chore.period_ms < 1)
         gc->chore.period_ms = 1;
     gc->chore_due_ns = util_monotonic_ns() + (int64_t)gc->chore.period_ms * 1000000;
-    pthread_cond_signal(&gc->cv);
-    pthread_mutex_unlock(&gc->mu);
+    worker_signal(&gc->w);
+    pthread_mutex_unlock(&gc->w.lock);
 }
 
 void groupcommit_set_precommit(groupcommit *gc, const struct groupcommit_precommit *step)
 {
-    pthread_mutex_lock(&gc->mu);
+    pthread_mutex_lock(&gc->w.lock);
     gc->precommit = *step;
-    pthread_mutex_unlock(&gc->mu);
+    pthread_mutex_unlock(&gc->w.lock);
 }
 
 void groupcommit_submit(groupcommit *gc, struct groupcommit_job *job)
 {
     job->next = NULL;
-    pthread_mutex_lock(&gc->mu);
+    pthread_mutex_lock(&gc->w.lock);
     if (gc->tail)
         gc->tail->next = job;
     else
         gc->head = job;
     gc->tail = job;
-    pthread_cond_signal(&gc->cv);
-    pthread_mutex_unlock(&gc->mu);
+    worker_signal(&gc->w);
+    pthread_mutex_unlock(&gc->w.lock);
 }
 
 void groupcommit_stop(groupcommit *gc)
 {
     if (!gc)
         return;
-    pthread_mutex_lock(&gc->mu);
-    gc->stopping = 1;
-    pthread_cond_signal(&gc->cv);
-    pthread_mutex_unlock(&gc->mu);
-    pthread_join(gc->thread, NULL);
+    worker_stop(&gc->w); /* the queue is drained first */
     if (gc->conn)
         db_close(gc->conn);
-    pthread_mutex_destroy(&gc->mu);
-    pthread_cond_destroy(&gc->cv);
     free(gc->url);
     free(gc);
 }

@@ -22,6 +22,7 @@
 
 #include "trace.h"
 #include "util.h"
+#include "worker.h"
 
 #define MQ_CHANNEL 1
 #define MQ_CONNECT_TIMEOUT_MS 5000
@@ -37,7 +38,6 @@
 #define MQ_BACKOFF_BASE_MS 100
 #define MQ_BACKOFF_MAX_MS 5000
 #define MQ_BACKOFF_JITTER_PCT 20
-#define MQ_BACKOFF_MAX_SHIFT 16
 #define MQ_ERR_TEXT 256
 
 struct pending_delivery {
@@ -1035,16 +1035,9 @@ static uint64_t jitter_random(void)
 
 int mq_backoff_ms(int attempt)
 {
-    int64_t delay;
+    int64_t delay = worker_backoff_ms(attempt, MQ_BACKOFF_BASE_MS, MQ_BACKOFF_MAX_MS);
     int64_t jitter_max;
 
-    if (attempt < 0)
-        attempt = 0;
-    if (attempt > MQ_BACKOFF_MAX_SHIFT)
-        attempt = MQ_BACKOFF_MAX_SHIFT;
-    delay = (int64_t)MQ_BACKOFF_BASE_MS << attempt;
-    if (delay > MQ_BACKOFF_MAX_MS)
-        delay = MQ_BACKOFF_MAX_MS;
     /* Jitter only shortens the delay, so the cap stays a cap. */
     jitter_max = delay * MQ_BACKOFF_JITTER_PCT / 100;
     delay -= (int64_t)(jitter_random() % (uint64_t)(jitter_max + 1));

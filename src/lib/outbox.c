@@ -2,9 +2,9 @@
  * outbox: the transactional outbox and its relay thread (see outbox.h).
  *
  * The relay owns one database connection and one broker connection, both
- * used only by its thread. The rest of the process talks to it through
- * three things guarded by one mutex: the wake flag, the stop flag and a
- * condition variable on the monotonic clock, so a wake-up or a stop never
+ * used only by its thread (a struct worker, worker.h). The rest of the
+ * process talks to it through the wake flag, guarded by the worker's lock
+ * and signalled on its condition variable, so a wake-up or a stop never
  * waits for a poll interval or a backoff to run out.
  */
 #include "outbox.h"
@@ -23,6 +23,7 @@
 #include "mq.h"
 #include "trace.h"
 #include "util.h"
+#include "worker.h"
 
 #define OUTBOX_DEFAULT_BATCH 100
 #define OUTBOX_MAX_BATCH 10000
@@ -288,7 +289,7 @@ struct mark_job {
     outbox_relay *relay;
     const struct row *rows;
     int n;
-    int rc;   /* guarded by relay->lock */
+    int rc;   /* guarded by relay->w.lock */
     int done; /* guarded by relay->lock */
 };
 
@@ -348,47 +349,40 @@ struct outbox_relay {
     int leader;
     int64_t lock_key;
 
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;    /* on CLOCK_MONOTONIC */
-    int wake_pending;       /* guarded by lock */
-    atomic_int stopping;    /* written under lock, read anywhere */
-    int64_t stop_ns;        /* guarded by lock: when stop was asked */
+    struct worker w;        /* the relay thread; its lock guards the next two
+                               and the marks' outcomes */
+    int wake_pending;
+    int64_t stop_ns;        /* when stop was asked */
     atomic_int connected;
 };
 
 static int stop_requested(outbox_relay *r)
 {
-    return atomic_load(&r->stopping);
+    return worker_stopping(&r->w);
 }
 
 /* Sleeps up to ms, returning early only when stop is requested: a
  * wake-up must not cut a backoff short, but a stop must. */
 static void sleep_stoppable(outbox_relay *r, int ms)
 {
-    int64_t deadline = util_monotonic_ns() + (int64_t)ms * 1000000;
-
-    pthread_mutex_lock(&r->lock);
-    while (!atomic_load(&r->stopping) && util_monotonic_ns() < deadline)
-        util_cond_wait_until(&r->cond, &r->lock, deadline);
-    pthread_mutex_unlock(&r->lock);
+    worker_sleep(&r->w, ms);
 }
 
 /* Clears the wake flag before looking for rows, so a wake-up that comes
  * after the query (but before the wait) is still seen by the wait. */
 static void take_wake(outbox_relay *r)
 {
-    pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&r->w.lock);
     r->wake_pending = 0;
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->w.lock);
 }
 
 static int woken(outbox_relay *r)
 {
     int w;
-    pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&r->w.lock);
     w = r->wake_pending;
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->w.lock);
     return w;
 }
 
@@ -398,11 +392,10 @@ static void wait_for_work(outbox_relay *r)
                                                       : OUTBOX_IDLE_MAX_MS;
     int64_t deadline = util_monotonic_ns() + (int64_t)ms * 1000000;
 
-    pthread_mutex_lock(&r->lock);
-    while (!r->wake_pending && !atomic_load(&r->stopping) &&
-           util_monotonic_ns() < deadline)
-        util_cond_wait_until(&r->cond, &r->lock, deadline);
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_lock(&r->w.lock);
+    while (!r->wake_pending && !worker_stopping(&r->w) && util_monotonic_ns() < deadline)
+        worker_wait_until(&r->w, deadline);
+    pthread_mutex_unlock(&r->w.lock);
 }
 
 static int should_log(int attempt)
@@ -675,12 +668,12 @@ static void mark_job_done(struct groupcommit_job *job, int rc)
     struct mark_job *m = (struct mark_job *)job;
     outbox_relay *r = m->relay;
 
-    pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&r->w.lock);
     m->rc = rc;
     m->done = 1;
     r->wake_pending = 1;
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->lock);
+    worker_signal(&r->w);
+    pthread_mutex_unlock(&r->w.lock);
 }
 
 /* On the relay's own connection, whose commits are not durable. */
@@ -718,10 +711,10 @@ static void confirmed(outbox_relay *r, struct batch *b)
         return;
     }
     int rc = mark_here(r, b->rows, b->n);
-    pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&r->w.lock);
     m->rc = rc;
     m->done = 1;
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->w.lock);
 }
 
 /* Frees the oldest batches whose marks are committed (or failed: their
@@ -736,10 +729,10 @@ static int reap_marked(outbox_relay *r)
 
         if (b->state != BATCH_MARKING)
             break;
-        pthread_mutex_lock(&r->lock);
+        pthread_mutex_lock(&r->w.lock);
         done = b->mark.done;
         rc = b->mark.rc;
-        pthread_mutex_unlock(&r->lock);
+        pthread_mutex_unlock(&r->w.lock);
         if (!done)
             break;
         if (rc != DB_OK) {
@@ -898,9 +891,9 @@ static void finish_in_flight(outbox_relay *r)
     int64_t grace;
     struct batch *b;
 
-    pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&r->w.lock);
     grace = r->stop_ns + (int64_t)OUTBOX_STOP_GRACE_MS * 1000000;
-    pthread_mutex_unlock(&r->lock);
+    pthread_mutex_unlock(&r->w.lock);
     while (r->mq && (b = oldest_sent(r))) {
         int64_t left_ms = (grace - util_monotonic_ns()) / 1000000;
         if (left_ms <= 0)
@@ -916,10 +909,10 @@ static void finish_in_flight(outbox_relay *r)
     abandon_sent(r);
     for (int i = 0; i < r->count; i++) {
         b = batch_at(r, i);
-        pthread_mutex_lock(&r->lock);
-        while (!b->mark.done)
-            pthread_cond_wait(&r->cond, &r->lock);
-        pthread_mutex_unlock(&r->lock);
+        pthread_mutex_lock(&r->w.lock);
+        while (!b->mark.done) /* not worker_wait_until: the stop is under way */
+            pthread_cond_wait(&r->w.cond, &r->w.lock);
+        pthread_mutex_unlock(&r->w.lock);
     }
     reap_marked(r);
     r->pending_checked_ns = 0; /* a last count, whenever the one before */
@@ -1025,9 +1018,6 @@ outbox_relay *outbox_relay_start(const struct outbox_relay_config *cfg)
         return NULL;
     }
 
-    pthread_mutex_init(&r->lock, NULL);
-    util_cond_init_monotonic(&r->cond);
-    atomic_init(&r->stopping, 0);
     atomic_init(&r->connected, 0);
 
     metrics_describe(METRIC_PUBLISHED, "counter",
@@ -1035,12 +1025,9 @@ outbox_relay *outbox_relay_start(const struct outbox_relay_config *cfg)
     metrics_describe(METRIC_PENDING, "gauge",
                      "Outbox events not yet confirmed by the broker.");
 
-    rc = pthread_create(&r->thread, NULL, relay_main, r);
-    if (rc != 0) {
-        log_error(NULL, "outbox relay: cannot start thread: %s", strerror(rc));
+    if (worker_start(&r->w, relay_main, r) != 0) {
+        log_error(NULL, "outbox relay: cannot start its thread");
         db_close(r->db);
-        pthread_cond_destroy(&r->cond);
-        pthread_mutex_destroy(&r->lock);
         relay_free(r);
         return NULL;
     }
@@ -1053,10 +1040,10 @@ void outbox_relay_wake(outbox_relay *r)
 {
     if (!r)
         return;
-    pthread_mutex_lock(&r->lock);
+    pthread_mutex_lock(&r->w.lock);
     r->wake_pending = 1;
-    pthread_cond_signal(&r->cond);
-    pthread_mutex_unlock(&r->lock);
+    worker_signal(&r->w);
+    pthread_mutex_unlock(&r->w.lock);
 }
 
 int outbox_relay_connected(outbox_relay *r)
@@ -1068,15 +1055,10 @@ void outbox_relay_stop(outbox_relay *r)
 {
     if (!r)
         return;
-    pthread_mutex_lock(&r->lock);
-    r->stop_ns = util_monotonic_ns();
-    atomic_store(&r->stopping, 1);
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->lock);
-
-    pthread_join(r->thread, NULL);
-    pthread_cond_destroy(&r->cond);
-    pthread_mutex_destroy(&r->lock);
+    pthread_mutex_lock(&r->w.lock);
+    r->stop_ns = util_monotonic_ns(); /* read by finish_in_flight() */
+    pthread_mutex_unlock(&r->w.lock);
+    worker_stop(&r->w);
     log_info(NULL, "outbox relay stopped");
     relay_free(r);
 }

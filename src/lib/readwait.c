@@ -17,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
+#include "worker.h"
 
 /* Distinct writers a consumer batch is remembered for; past it every
  * waiter is checked (a superset is always safe). */
@@ -49,12 +50,9 @@ struct readwait {
     char *database_url;
     db *conn; /* the thread's own; NULL while it cannot be opened */
 
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond; /* on the monotonic clock */
+    struct worker w; /* its lock guards the list of waiters */
     struct waiter *head;
     size_t count;
-    int stopping;
 
     /* The consumer thread's notes since its last commit (its own). */
     struct note notes[NOTE_SOURCES];
@@ -166,8 +164,8 @@ static void *run(void *arg)
     struct waiter *due[CHECK_BATCH];
     int answered[CHECK_BATCH];
 
-    pthread_mutex_lock(&rw->lock);
-    while (!rw->stopping) {
+    pthread_mutex_lock(&rw->w.lock);
+    while (!worker_stopping(&rw->w)) {
         int64_t now = util_monotonic_ns(), wake = now + READWAIT_POLL_MAX_MS * MS_NS;
         int n = 0;
         for (struct waiter *w = rw->head; w && n < CHECK_BATCH; w = w->next) {
@@ -180,13 +178,13 @@ static void *run(void *arg)
             }
         }
         if (n == 0) {
-            util_cond_wait_until(&rw->cond, &rw->lock, wake);
+            worker_wait_until(&rw->w, wake);
             continue;
         }
-        pthread_mutex_unlock(&rw->lock);
+        pthread_mutex_unlock(&rw->w.lock);
         for (int i = 0; i < n; i++)
             answered[i] = visit(rw, due[i], now);
-        pthread_mutex_lock(&rw->lock);
+        pthread_mutex_lock(&rw->w.lock);
         for (int i = 0; i < n; i++) {
             if (!answered[i])
                 continue;
@@ -195,7 +193,7 @@ static void *run(void *arg)
         }
         metrics_gauge_set(METRIC_WAITING, NULL, (int64_t)rw->count);
     }
-    pthread_mutex_unlock(&rw->lock);
+    pthread_mutex_unlock(&rw->w.lock);
     return NULL;
 }
 
@@ -209,16 +207,12 @@ readwait *readwait_start(const char *database_url, char *err, size_t errlen)
         free(rw);
         return NULL;
     }
-    pthread_mutex_init(&rw->lock, NULL);
-    util_cond_init_monotonic(&rw->cond);
     metrics_describe(METRIC_WAITING, "gauge",
                      "Reads waiting for the read model to apply their consistency tokens.");
     metrics_describe(METRIC_OUTCOMES, "counter", "Reads that waited, by how the wait ended.");
-    if (pthread_create(&rw->thread, NULL, run, rw) != 0) {
+    if (worker_start(&rw->w, run, rw) != 0) {
         snprintf(err, errlen, "cannot start the consistent-read thread");
         db_close(rw->conn);
-        pthread_mutex_destroy(&rw->lock);
-        pthread_cond_destroy(&rw->cond);
         free(rw->database_url);
         free(rw);
         return NULL;
@@ -244,15 +238,15 @@ void readwait_add(readwait *rw, http_request *req, struct ctoken *tokens, size_t
     /* Checked at once: what was committed before it was listed here
      * woke nobody for it. */
     w->dirty = 1;
-    pthread_mutex_lock(&rw->lock);
+    pthread_mutex_lock(&rw->w.lock);
     w->next = rw->head;
     if (rw->head)
         rw->head->prev = w;
     rw->head = w;
     rw->count++;
     metrics_gauge_set(METRIC_WAITING, NULL, (int64_t)rw->count);
-    pthread_cond_signal(&rw->cond);
-    pthread_mutex_unlock(&rw->lock);
+    worker_signal(&rw->w);
+    pthread_mutex_unlock(&rw->w.lock);
 }
 
 void readwait_note(readwait *rw, const char *source, int64_t seq)
@@ -286,7 +280,7 @@ void readwait_committed(readwait *rw)
 
     if (!rw || (rw->note_count == 0 && !rw->notes_overflow))
         return;
-    pthread_mutex_lock(&rw->lock);
+    pthread_mutex_lock(&rw->w.lock);
     for (struct waiter *w = rw->head; w; w = w->next) {
         for (int i = 0; i < rw->note_count && !w->dirty; i++)
             if (touched(w, &rw->notes[i]))
@@ -296,17 +290,17 @@ void readwait_committed(readwait *rw)
         woke |= w->dirty;
     }
     if (woke)
-        pthread_cond_signal(&rw->cond);
-    pthread_mutex_unlock(&rw->lock);
+        worker_signal(&rw->w);
+    pthread_mutex_unlock(&rw->w.lock);
     rw->note_count = 0;
     rw->notes_overflow = 0;
 }
 
 size_t readwait_count(readwait *rw)
 {
-    pthread_mutex_lock(&rw->lock);
+    pthread_mutex_lock(&rw->w.lock);
     size_t n = rw->count;
-    pthread_mutex_unlock(&rw->lock);
+    pthread_mutex_unlock(&rw->w.lock);
     return n;
 }
 
@@ -314,11 +308,7 @@ void readwait_stop(readwait *rw)
 {
     if (!rw)
         return;
-    pthread_mutex_lock(&rw->lock);
-    rw->stopping = 1;
-    pthread_cond_signal(&rw->cond);
-    pthread_mutex_unlock(&rw->lock);
-    pthread_join(rw->thread, NULL);
+    worker_stop(&rw->w);
     /* The server drained first, which answers every waiter; anything left
      * belongs to a server stopped past its drain timeout and must not be
      * touched. */
@@ -331,8 +321,6 @@ void readwait_stop(readwait *rw)
     }
     if (rw->conn)
         db_close(rw->conn);
-    pthread_mutex_destroy(&rw->lock);
-    pthread_cond_destroy(&rw->cond);
     free(rw->database_url);
     free(rw);
 }
