@@ -38,7 +38,7 @@ static const struct http_route routes[] = {
 static int start_consumer(struct service *s)
 {
     const struct config *cfg = s->cfg;
-    char err[256];
+    char err[UTIL_ERR_MAX];
 
     if (ui_set_dir(cfg->ui_dir) != 0)
         return -1;

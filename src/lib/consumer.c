@@ -22,7 +22,6 @@
  * RETRY_BASE_MS doubled per attempt already made, at most RETRY_MAX_MS. */
 #define RETRY_BASE_MS 100
 #define RETRY_MAX_MS 5000
-#define ERROR_TEXT_MAX 256
 
 struct consumer {
     char *database_url, *amqp_url, *service, *queue_type, *dead_letter_queue;
@@ -39,7 +38,7 @@ struct consumer {
     /* Health, written by the thread, read by consumer_check(). */
     atomic_int failed_batches;          /* in a row; 0 after a commit */
     _Atomic int64_t unapplied_since_ms; /* oldest delivery not applied; 0: none */
-    char last_error[ERROR_TEXT_MAX];    /* under w.lock */
+    char last_error[UTIL_ERR_MAX];    /* under w.lock */
 
     /* Owned by the thread. */
     db *conn;
@@ -87,7 +86,7 @@ static void disconnect(consumer *c)
 
 static int connect_broker(consumer *c)
 {
-    char err[256], name[128];
+    char err[UTIL_ERR_MAX], name[128];
 
     snprintf(name, sizeof(name), "%s consumer", c->service);
     c->in = mq_open(c->amqp_url, name, HEARTBEAT_S, err, sizeof(err));
@@ -352,7 +351,7 @@ static void reset_result(consumer *c, int i)
  * it came from apply() and was not transient: worth an isolated run). */
 static int apply_all(consumer *c, int n, int isolated, int *permanent)
 {
-    char error[ERROR_TEXT_MAX];
+    char error[UTIL_ERR_MAX];
     int rc = DB_OK;
 
     *permanent = 0;
@@ -472,7 +471,7 @@ static void *run(void *arg)
 {
     consumer *c = arg;
     int attempt = 0;
-    char err[256];
+    char err[UTIL_ERR_MAX];
 
     while (!worker_stopping(&c->w)) {
         if (c->conn && !db_alive(c->conn)) {

@@ -34,8 +34,9 @@
 
 #include "db.h"
 #include "mq.h"
+#include "util.h"
 
-#define CONSUMER_REASON_MAX 512
+#define CONSUMER_REASON_MAX (UTIL_ERR_MAX + 64) /* an error and what it was doing */
 #define CONSUMER_KEY_MAX 256
 
 enum consumer_outcome {

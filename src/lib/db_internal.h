@@ -17,9 +17,10 @@
 #include <stdint.h>
 
 #include "db.h"
+#include "util.h"
 
 /* Big enough for an engine's message plus our context. */
-#define DB_ERRMSG_MAX 512
+#define DB_ERRMSG_MAX UTIL_ERR_MAX
 /* Distinct SQL texts kept prepared per connection. A service has a few
  * dozen; the cap only matters for code that builds SQL on the fly. */
 #define DB_STMT_CACHE_MAX 64

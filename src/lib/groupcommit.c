@@ -29,7 +29,7 @@ static int open_conn(groupcommit *gc)
         gc->conn = NULL;
     }
     if (!gc->conn) {
-        char err[256];
+        char err[UTIL_ERR_MAX];
         if (db_open(gc->url, &gc->conn, err, sizeof(err)) != DB_OK) {
             log_warn(NULL, "group commit: cannot open the database: %s", err);
             gc->conn = NULL;

@@ -32,6 +32,7 @@
 #include "config.h"
 #include "jsonw.h"
 #include "listq.h"
+#include "util.h"
 
 typedef struct http_server http_server;
 typedef struct http_request http_request;
@@ -55,7 +56,7 @@ struct http_document {
     const char *end;
 };
 
-#define HTTP_READY_PROBLEM_MAX 256
+#define HTTP_READY_PROBLEM_MAX UTIL_ERR_MAX
 
 /* What /readyz reports: the database and the broker, and optionally one
  * more check of the service's own (its consumer, say) with, when it

@@ -38,7 +38,6 @@
 #define MQ_BACKOFF_BASE_MS 100
 #define MQ_BACKOFF_MAX_MS 5000
 #define MQ_BACKOFF_JITTER_PCT 20
-#define MQ_ERR_TEXT 256
 
 struct pending_delivery {
     struct mq_delivery d;
@@ -69,7 +68,7 @@ struct mq {
     struct pending_delivery *queue_head;
     struct pending_delivery *queue_tail;
 
-    char error[MQ_ERR_TEXT];
+    char error[UTIL_ERR_MAX];
 };
 
 __attribute__((format(printf, 2, 3))) static void set_error(mq *m,
@@ -187,7 +186,7 @@ static int rpc_check(mq *m, const char *what)
 {
     int rc = rpc_result(m, what);
     if (rc != MQ_OK && strncmp(m->error, what, strlen(what)) != 0) {
-        char tmp[MQ_ERR_TEXT];
+        char tmp[UTIL_ERR_MAX];
         util_strlcpy(tmp, m->error, sizeof(tmp));
         set_error(m, "%s: %s", what, tmp);
     }

@@ -51,7 +51,6 @@
 /* Repeated connection failures are logged as warnings this seldom. */
 #define OUTBOX_LOG_EVERY 10
 #define OUTBOX_URL_TEXT 512
-#define OUTBOX_ERR_TEXT 512
 #define OUTBOX_NAME_TEXT 128
 
 #define METRIC_PUBLISHED "events_published_total"
@@ -412,7 +411,7 @@ static void drop_broker(outbox_relay *r)
 
 static int connect_broker(outbox_relay *r, int attempt)
 {
-    char err[OUTBOX_ERR_TEXT];
+    char err[UTIL_ERR_MAX];
     enum log_level lvl = should_log(attempt) ? LOG_LVL_WARN : LOG_LVL_DEBUG;
 
     if (lvl == LOG_LVL_WARN)
@@ -922,7 +921,7 @@ static void finish_in_flight(outbox_relay *r)
 static void *relay_main(void *arg)
 {
     outbox_relay *r = arg;
-    char err[OUTBOX_ERR_TEXT];
+    char err[UTIL_ERR_MAX];
 
     while (!stop_requested(r)) {
         if (r->db && !db_alive(r->db)) {
@@ -978,7 +977,7 @@ static void relay_free(outbox_relay *r)
 
 outbox_relay *outbox_relay_start(const struct outbox_relay_config *cfg)
 {
-    char err[OUTBOX_ERR_TEXT];
+    char err[UTIL_ERR_MAX];
     char url_log[OUTBOX_URL_TEXT];
     char name[OUTBOX_NAME_TEXT];
     outbox_relay *r;

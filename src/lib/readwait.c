@@ -129,7 +129,7 @@ static int visit(readwait *rw, struct waiter *w, int64_t now)
         rw->conn = NULL;
     }
     if (!rw->conn) {
-        char err[256];
+        char err[UTIL_ERR_MAX];
         if (db_open(rw->database_url, &rw->conn, err, sizeof(err)) != DB_OK) {
             log_warn(NULL, "consistent reads: cannot open the database: %s", err);
             rw->conn = NULL;

@@ -64,7 +64,7 @@ static void ensure_sqlite_dir(const char *url)
 static db_pool *open_database(const struct config *cfg, const struct db_migration *migrations,
                               size_t count)
 {
-    char err[256], shown[512];
+    char err[UTIL_ERR_MAX], shown[512];
     db *conn = NULL;
     db_pool *pool = NULL;
 
@@ -109,7 +109,7 @@ int service_run(const struct service_spec *spec, int argc, char **argv)
     struct config cfg;
     struct service s = {.spec = spec, .cfg = &cfg};
     http_server *http = NULL;
-    char err[256];
+    char err[UTIL_ERR_MAX];
     int status = EXIT_FAILURE;
 
     config_load(&cfg, spec->name, spec->default_port, argc, argv);

@@ -12,6 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The size of every buffer that holds one error message (for a log line,
+ * /readyz or an answer); a longer message is cut, never overflowed. */
+#define UTIL_ERR_MAX 512
+
 void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t n);
 void *xrealloc(void *p, size_t n);

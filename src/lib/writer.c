@@ -30,7 +30,7 @@ static int assign_positions(db *conn, void *arg)
 static int start(struct service *s)
 {
     const struct config *cfg = s->cfg;
-    char err[256];
+    char err[UTIL_ERR_MAX];
 
     s->gc = groupcommit_start(cfg->database_url, GROUP_COMMIT_MAX, err, sizeof(err));
     if (!s->gc) {
