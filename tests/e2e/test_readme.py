@@ -14,9 +14,9 @@ The system is the one `make demo` leaves (scripts/demo.sh): the three
 services with their default settings, after the demo journey (Alice is
 user 1, with her account and a 50.00 order dated April 2025, and her April
 invoice applied). The journey's creates are read from demo.sh itself, so
-the two cannot drift apart. One difference: the writers get
-ADMIN_TOKEN=s3cret, as the README's event-log example starts them (the
-demo gives them none).
+the two cannot drift apart. One difference: every service gets
+ADMIN_TOKEN=s3cret, as the README's admin examples start them (the demo
+gives them none).
 
 The run blocks' commands (a line with its `\\` and `|` continuations) run
 in README order in one bash process, so variables ($token) carry from one
@@ -51,7 +51,7 @@ DEMO_SH = REPO / "scripts" / "demo.sh"
 MARKER = re.compile(r"^<!-- readme-test: (run|skip: (.+)) -->$")
 FENCE = "```"
 DEMO_PORTS = {"8081": "user", "8082": "order", "8083": "invoice"}
-ADMIN_TOKEN = "s3cret"     # README.md, "The writers' event logs"
+ADMIN_TOKEN = "s3cret"     # README.md, "Dead letters and admin routes"
 READY_TIMEOUT = 60         # seconds for the services' /readyz
 DEMO_TIMEOUT = 60          # seconds for the journey's invoice to be applied
 COMMAND_TIMEOUT = 60       # seconds per README command (a read waits 5 s at most)
@@ -252,8 +252,7 @@ def test_the_demo_journey_is_found():
 
 def start_demo(fresh_system):
     """A system as `make demo` leaves it (see the module's docstring)."""
-    s = fresh_system(service_env={"user": {"ADMIN_TOKEN": ADMIN_TOKEN},
-                                  "order": {"ADMIN_TOKEN": ADMIN_TOKEN}})
+    s = fresh_system(env={"ADMIN_TOKEN": ADMIN_TOKEN})
     for svc in s.services:
         wait_until(lambda: http("GET", svc.base_url + "/readyz").status == 200,
                    timeout=READY_TIMEOUT, message=f"{svc.name}-service ready")
