@@ -76,14 +76,34 @@ static const struct option_def options[] = {
     {"admin-token-file", "ADMIN_TOKEN_FILE", OPT_STRING, FIELD(admin_token_file), 0, 0,
      "file whose first line is the admin token"},
     {"ui-dir", "UI_DIR", OPT_STRING, FIELD(ui_dir), 0, 0,
-     "invoice-service: folder of the dashboard's files (default: found next to the binary)"},
+     "folder of the dashboard's files (default: found next to the binary)"},
 };
+
+/* Options that only one service takes (the others are every service's).
+ * Elsewhere the flag is unknown and --help does not list it; its variable
+ * is ignored there, since one settings file may serve several services. */
+static const struct {
+    const char *flag;
+    const char *service;
+} only_for[] = {
+    {"ui-dir", "invoice-service"},
+};
+
+static int option_applies(const struct config *cfg, const struct option_def *o)
+{
+    for (size_t i = 0; i < ARRAY_LEN(only_for); i++)
+        if (strcmp(only_for[i].flag, o->flag) == 0)
+            return strcmp(only_for[i].service, cfg->service) == 0;
+    return 1;
+}
 
 static void usage(const struct config *cfg, FILE *out)
 {
     fprintf(out, "usage: %s [options]\n\noptions (flag / environment variable):\n", cfg->service);
     for (size_t i = 0; i < ARRAY_LEN(options); i++)
-        fprintf(out, "  --%-22s %-22s %s\n", options[i].flag, options[i].env, options[i].help);
+        if (option_applies(cfg, &options[i]))
+            fprintf(out, "  --%-22s %-22s %s\n", options[i].flag, options[i].env,
+                    options[i].help);
     fprintf(out, "  --%-22s %-22s %s\n", "help", "", "print this and exit");
     fprintf(out, "  --%-22s %-22s %s\n", "version", "", "print the version and exit");
 }
@@ -158,10 +178,11 @@ static void load_admin_token(struct config *cfg)
             "");
 }
 
-static const struct option_def *find_flag(const char *name, size_t len)
+static const struct option_def *find_flag(const struct config *cfg, const char *name, size_t len)
 {
     for (size_t i = 0; i < ARRAY_LEN(options); i++)
-        if (strlen(options[i].flag) == len && strncmp(options[i].flag, name, len) == 0)
+        if (strlen(options[i].flag) == len && strncmp(options[i].flag, name, len) == 0 &&
+            option_applies(cfg, &options[i]))
             return &options[i];
     return NULL;
 }
@@ -198,7 +219,7 @@ void config_load(struct config *cfg, const char *service, int default_port, int 
     /* Environment first, so that flags override it. */
     for (size_t i = 0; i < ARRAY_LEN(options); i++) {
         const char *v = getenv(options[i].env);
-        if (v && *v)
+        if (v && *v && option_applies(cfg, &options[i]))
             set_option(cfg, &options[i], v);
     }
 
@@ -219,7 +240,7 @@ void config_load(struct config *cfg, const char *service, int default_port, int 
         const char *name = arg + 2;
         const char *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        const struct option_def *o = find_flag(name, len);
+        const struct option_def *o = find_flag(cfg, name, len);
         if (!o)
             die(cfg, "unknown option '%s'%s", arg, "");
         const char *value = eq ? eq + 1 : NULL;

@@ -430,6 +430,18 @@ http_stream *http_reply_stream(http_request *req, const char *content_type,
 
 void http_stream_suspend(http_stream *st) { MHD_suspend_connection(st->conn); }
 void http_stream_resume(http_stream *st) { MHD_resume_connection(st->conn); }
+
+/* The socket is closed only after done() has run (libmicrohttpd frees the
+ * answer, and so calls done, before it closes the socket), so before then
+ * the descriptor is still this connection's. */
+void http_stream_close(http_stream *st)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(st->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+    if (ci)
+        shutdown(ci->connect_fd, SHUT_RDWR);
+}
 int http_stream_draining(const http_stream *st) { return atomic_load(&st->srv->draining); }
 
 /* Hands the prepared answer to MHD. */

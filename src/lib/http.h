@@ -152,7 +152,13 @@ void http_reply_data(http_request *req, int status, const char *content_type, ch
  * when the connection is finished with, whatever the reason; the stream
  * handle is invalid from then on. A suspended stream is never finished:
  * its owner must resume it (at the latest when http_stream_draining()
- * says the server is stopping). */
+ * says the server is stopping).
+ *
+ * http_stream_close() closes a stream that is not suspended from any
+ * thread, at once: it shuts its socket down, so that libmicrohttpd
+ * finishes the connection (and calls done) even when the client no longer
+ * reads, when read would not be called again. Only before done has run:
+ * the owner orders the two (sse.c does with its lock). */
 typedef struct http_stream http_stream;
 #define HTTP_STREAM_END (-1)
 #define HTTP_STREAM_ABORT (-2)
@@ -162,6 +168,7 @@ http_stream *http_reply_stream(http_request *req, const char *content_type,
                                http_stream_read_fn read, http_stream_done_fn done, void *cls);
 void http_stream_suspend(http_stream *st);
 void http_stream_resume(http_stream *st);
+void http_stream_close(http_stream *st);
 int http_stream_draining(const http_stream *st);
 
 /* For a handler whose work finishes on another thread (the group-commit

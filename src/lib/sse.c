@@ -32,8 +32,7 @@
 struct sse_client {
     sse_hub *hub;
     http_stream *st;
-    char *buf;       /* SSE_CLIENT_BUFFER bytes; unsent: buf[off, len) */
-    size_t off, len;
+    struct sse_queue q;
     int suspended;   /* its read callback suspended it */
     int ending;      /* send what is left, then end the answer */
     int dropped;     /* too slow: close the connection now */
@@ -52,30 +51,95 @@ struct sse_hub {
     int drained; /* every stream was told to end for shutdown */
 };
 
-/* Appends to c's buffer (lock held); a client past its cap is dropped. */
-static void queue_locked(struct sse_client *c, const char *a, size_t alen, const char *b,
-                         size_t blen, const char *tail, size_t tlen)
+void sse_queue_init(struct sse_queue *q)
 {
-    size_t need = alen + blen + tlen;
+    q->buf = xmalloc(SSE_CLIENT_BUFFER);
+    q->off = q->len = 0;
+    q->overflowed = 0;
+}
 
-    if (c->dropped || c->ending)
-        return;
-    if (c->off > 0) {
-        memmove(c->buf, c->buf + c->off, c->len - c->off);
-        c->len -= c->off;
-        c->off = 0;
+void sse_queue_free(struct sse_queue *q)
+{
+    free(q->buf);
+    q->buf = NULL;
+}
+
+/* Appends the n parts as one piece, whole or not at all. */
+static int queue_put_parts(struct sse_queue *q, const char *const *parts, const size_t *lens,
+                           size_t n)
+{
+    size_t need = 0;
+
+    if (q->overflowed)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        need += lens[i];
+    if (q->off > 0) {
+        memmove(q->buf, q->buf + q->off, q->len - q->off);
+        q->len -= q->off;
+        q->off = 0;
     }
-    if (c->len + need > SSE_CLIENT_BUFFER) {
-        c->dropped = 1;
-        metrics_counter_add(METRIC_DROPPED, "reason=\"slow\"", 1);
-        log_info(NULL, "event stream: dropped a client that does not keep up");
+    if (need > SSE_CLIENT_BUFFER - q->len) {
+        q->overflowed = 1;
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        memcpy(q->buf + q->len, parts[i], lens[i]);
+        q->len += lens[i];
+    }
+    return 0;
+}
+
+int sse_queue_put(struct sse_queue *q, const char *text, size_t len)
+{
+    return queue_put_parts(q, &text, &len, 1);
+}
+
+int sse_queue_put_event(struct sse_queue *q, uint64_t id, const char *data, size_t len)
+{
+    char head[EVENT_HEAD_MAX];
+    int hlen = snprintf(head, sizeof(head), "id: %llu\ndata: ", (unsigned long long)id);
+    const char *parts[] = {head, data, "\n\n"};
+    size_t lens[] = {(size_t)hlen, len, 2};
+
+    return queue_put_parts(q, parts, lens, ARRAY_LEN(parts));
+}
+
+size_t sse_queue_take(struct sse_queue *q, char *out, size_t max)
+{
+    size_t k = q->len - q->off < max ? q->len - q->off : max;
+
+    memcpy(out, q->buf + q->off, k);
+    q->off += k;
+    return k;
+}
+
+size_t sse_queue_unsent(const struct sse_queue *q) { return q->len - q->off; }
+
+int sse_keepalive_due(int64_t last_ns, int64_t now_ns)
+{
+    return now_ns - last_ns >= SSE_KEEPALIVE_MS * MS_NS;
+}
+
+/* After a piece was queued for c (rc 0) or refused (-1), lock held. A
+ * refused client is dropped: counted, and its connection closed now, not
+ * when its socket next takes bytes, which for a client that stopped
+ * reading would be never (only the idle timeout would end it, its place
+ * among SSE_MAX_CLIENTS taken until then). A suspended one is resumed by
+ * the caller instead (wake_locked), and its read aborts. */
+static void queued_locked(struct sse_client *c, int rc)
+{
+    if (rc == 0) {
+        c->last_ns = util_monotonic_ns();
         return;
     }
-    memcpy(c->buf + c->len, a, alen);
-    memcpy(c->buf + c->len + alen, b, blen);
-    memcpy(c->buf + c->len + alen + blen, tail, tlen);
-    c->len += need;
-    c->last_ns = util_monotonic_ns();
+    if (c->dropped)
+        return;
+    c->dropped = 1;
+    metrics_counter_add(METRIC_DROPPED, "reason=\"slow\"", 1);
+    log_info(NULL, "event stream: dropped a client that does not keep up");
+    if (!c->suspended)
+        http_stream_close(c->st);
 }
 
 /* Notes c for resuming after the unlock when it is suspended (lock held). */
@@ -102,11 +166,8 @@ static long client_read(void *cls, char *buf, size_t max)
     pthread_mutex_lock(&hub->lock);
     if (c->dropped) {
         n = HTTP_STREAM_ABORT;
-    } else if (c->len > c->off) {
-        size_t k = c->len - c->off < max ? c->len - c->off : max;
-        memcpy(buf, c->buf + c->off, k);
-        c->off += k;
-        n = (long)k;
+    } else if (sse_queue_unsent(&c->q) > 0) {
+        n = (long)sse_queue_take(&c->q, buf, max);
     } else if (c->ending) {
         n = HTTP_STREAM_END;
     } else {
@@ -132,7 +193,7 @@ static void client_done(void *cls)
     hub->count--;
     metrics_gauge_set(METRIC_CLIENTS, NULL, (int64_t)hub->count);
     pthread_mutex_unlock(&hub->lock);
-    free(c->buf);
+    sse_queue_free(&c->q);
     free(c);
 }
 
@@ -155,10 +216,12 @@ void sse_hub_handle(http_request *req, sse_hub *hub)
     }
     struct sse_client *c = xcalloc(1, sizeof(*c));
     c->hub = hub;
-    c->buf = xmalloc(SSE_CLIENT_BUFFER);
-    /* Sent at once, so the client knows the stream is open. */
+    sse_queue_init(&c->q);
+    /* Sent at once, so the client knows the stream is open (an empty
+     * queue takes it: it cannot be refused). */
     int n = snprintf(hello, sizeof(hello), "retry: %d\n: connected\n\n", SSE_RETRY_MS);
-    queue_locked(c, hello, (size_t)n, "", 0, "", 0);
+    sse_queue_put(&c->q, hello, (size_t)n);
+    c->last_ns = util_monotonic_ns();
     http_add_header(req, "Cache-Control", "no-store");
     http_add_header(req, "X-Accel-Buffering", "no");
     c->st = http_reply_stream(req, CONTENT_TYPE_SSE, client_read, client_done, c);
@@ -175,15 +238,15 @@ void sse_publish(sse_hub *hub, const char *data, size_t len)
 {
     http_stream *wake[SSE_MAX_CLIENTS];
     size_t n = 0;
-    char head[EVENT_HEAD_MAX];
 
     if (!hub)
         return;
     pthread_mutex_lock(&hub->lock);
-    int hlen = snprintf(head, sizeof(head), "id: %llu\ndata: ",
-                        (unsigned long long)++hub->next_id);
+    uint64_t id = ++hub->next_id;
     for (struct sse_client *c = hub->head; c; c = c->next) {
-        queue_locked(c, head, (size_t)hlen, data, len, "\n\n", 2);
+        if (c->dropped || c->ending)
+            continue;
+        queued_locked(c, sse_queue_put_event(&c->q, id, data, len));
         wake_locked(c, wake, &n);
     }
     metrics_counter_add(METRIC_EVENTS, NULL, 1);
@@ -208,8 +271,8 @@ static void *run(void *arg)
         for (struct sse_client *c = hub->head; c; c = c->next) {
             if (drain && !c->ending) {
                 c->ending = 1;
-            } else if (!c->ending && now - c->last_ns >= SSE_KEEPALIVE_MS * MS_NS) {
-                queue_locked(c, KEEPALIVE_LINE, sizeof(KEEPALIVE_LINE) - 1, "", 0, "", 0);
+            } else if (!c->ending && !c->dropped && sse_keepalive_due(c->last_ns, now)) {
+                queued_locked(c, sse_queue_put(&c->q, KEEPALIVE_LINE, sizeof(KEEPALIVE_LINE) - 1));
             } else {
                 continue;
             }

@@ -4,7 +4,9 @@ Runs tests/browser/journey.mjs (playwright-core driving Debian's headless
 chromium, never a downloaded browser) against the session's system: it
 creates a user, an account and an order by clicking, and waits for the
 invoice to show the order's total live. The screenshot it takes is kept
-as a test artifact in build/browser/dashboard.png.
+as a test artifact, one per database backend (TEST_DB), so that the
+PostgreSQL pass does not overwrite the SQLite one:
+build/browser/dashboard-sqlite.png and build/browser/dashboard-postgres.png.
 
 Not skipped when a tool is missing: chromium, node and npm are installed
 by scripts/install-deps.sh, and their absence is a failure saying so.
@@ -16,11 +18,11 @@ from urllib.parse import urlencode
 
 import pytest
 
-from harness import REPO
+from harness import REPO, db_mode
 
 BROWSER_DIR = REPO / "tests" / "browser"
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACT = REPO / "build" / "browser" / "dashboard.png"
+ARTIFACT_DIR = REPO / "build" / "browser"
 NPM_TIMEOUT = 300      # seconds for npm ci (from npm's cache when warm)
 JOURNEY_TIMEOUT = 180  # seconds for the whole journey
 
@@ -42,15 +44,20 @@ def playwright_installed():
         assert res.returncode == 0, f"npm ci in tests/browser failed:\n{res.stdout}\n{res.stderr}"
 
 
+def artifact():
+    """This backend's screenshot (db_mode() is "sqlite" or "postgres")."""
+    return ARTIFACT_DIR / f"dashboard-{db_mode()}.png"
+
+
 def test_dashboard_journey_in_chromium(system, playwright_installed):
-    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
-    if ARTIFACT.exists():
-        ARTIFACT.unlink()
+    shot = artifact()
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    shot.unlink(missing_ok=True)
     query = urlencode({"user": system.user.base_url, "order": system.order.base_url})
     env = dict(os.environ, DASHBOARD_URL=f"{system.invoice.base_url}/invoice-service/ui/?{query}",
-               SCREENSHOT=str(ARTIFACT), CHROMIUM=CHROMIUM, AMOUNT="12.34")
+               SCREENSHOT=str(shot), CHROMIUM=CHROMIUM, AMOUNT="12.34")
     res = subprocess.run(["node", str(BROWSER_DIR / "journey.mjs")], cwd=BROWSER_DIR, env=env,
                          capture_output=True, text=True, timeout=JOURNEY_TIMEOUT)
     assert res.returncode == 0, f"journey failed:\n{res.stdout}\n{res.stderr}"
     assert "invoice total 12.34" in res.stdout
-    assert ARTIFACT.stat().st_size > 0, "no screenshot"
+    assert shot.exists() and shot.stat().st_size > 0, "no screenshot"
