@@ -17,12 +17,13 @@
 #include "body.h"
 #include "log.h"
 #include "metrics.h"
+#include "route.h"
 #include "trace.h"
 #include "util.h"
+#include "worker.h"
 
 #define REQUEST_ID_MAX 128
 #define MAX_EXTRA_HEADERS 8
-#define MAX_PATH_SEGMENTS 8
 #define INITIAL_BODY_CAP 1024
 #define DISCARD_MAX_FACTOR 16 /* bytes read and dropped, in body limits */
 #define DRAIN_POLL_US 10000
@@ -39,7 +40,7 @@
 /* One TCP connection, from MHD's "started" notification to its "closed"
  * one, for the deadline reaper (see "connection deadlines" below). phase
  * and the figures beside it are written by the connection's MHD worker and
- * read by the reaper; the links and fd only change under conns_lock. */
+ * read by the reaper; the links and fd only change under reaper.lock. */
 enum conn_phase { CONN_HEAD, CONN_BODY, CONN_SERVING };
 
 struct http_conn {
@@ -48,7 +49,7 @@ struct http_conn {
     _Atomic int64_t since_ns;    /* CONN_HEAD: since when a head is due;
                                     CONN_BODY: when the head was complete */
     _Atomic uint64_t body_bytes; /* CONN_BODY: received so far */
-    int reaped;                  /* shut down already (under conns_lock) */
+    int reaped;                  /* shut down already (under reaper.lock) */
     struct http_conn *prev, *next;
 };
 
@@ -70,11 +71,8 @@ struct http_server {
 
     /* Connection deadlines: every open connection, and the thread that
      * shuts down those whose client keeps its request from arriving. */
-    pthread_mutex_t conns_lock;
-    pthread_cond_t reaper_wake;
+    struct worker reaper; /* its lock guards conns */
     struct http_conn *conns;
-    int reaper_stop;
-    pthread_t reaper;
 };
 
 struct extra_header {
@@ -99,7 +97,7 @@ struct http_request {
      * with an error or a preflight decided from the headers alone. */
     enum { NEXT_HANDLER, NEXT_ERROR, NEXT_PREFLIGHT } next;
     struct api_error error;
-    char allow[64]; /* methods allowed on the matched path */
+    char allow[ROUTE_ALLOW_MAX]; /* methods allowed on the matched path */
 
     int wants_body;
     char *body;
@@ -217,122 +215,36 @@ static const char *shown_method(const char *method)
 
 /* ------------------------------------------------------------- routing */
 
-static size_t split_path(const char *path, const char **seg, size_t *len, size_t max)
-{
-    size_t n = 0;
-    const char *p = path;
-
-    if (*p != '/')
-        return (size_t)-1;
-    while (*p == '/') {
-        const char *start = ++p;
-        while (*p && *p != '/')
-            p++;
-        if (n == max)
-            return (size_t)-1;
-        seg[n] = start;
-        len[n] = (size_t)(p - start);
-        n++;
-    }
-    return n;
-}
-
-/* Matches a path against a pattern. Returns 1 on a match (with *id set
- * when the pattern has {id}), 0 otherwise; *bad_id is set when only the
- * {id} segment failed, so the caller answers 404 for the id. */
-static int match_pattern(const char *pattern, const char *const *seg, const size_t *len, size_t n,
-                         int64_t *id, int *bad_id)
-{
-    const char *pseg[MAX_PATH_SEGMENTS];
-    size_t plen[MAX_PATH_SEGMENTS];
-    size_t pn = split_path(pattern, pseg, plen, MAX_PATH_SEGMENTS);
-    int id_ok = 1;
-
-    if (pn != n)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        if (plen[i] == 4 && memcmp(pseg[i], "{id}", 4) == 0) {
-            char buf[24];
-            if (len[i] == 0 || len[i] >= sizeof(buf)) {
-                id_ok = 0;
-                continue;
-            }
-            memcpy(buf, seg[i], len[i]);
-            buf[len[i]] = '\0';
-            if (listq_parse_uint(buf, id) != 0 || *id < 1)
-                id_ok = 0;
-            continue;
-        }
-        if (plen[i] != len[i] || memcmp(pseg[i], seg[i], len[i]) != 0)
-            return 0;
-    }
-    if (!id_ok) {
-        *bad_id = 1;
-        return 0;
-    }
-    return 1;
-}
-
-static void allow_add(char *allow, size_t size, const char *method)
-{
-    if (strstr(allow, method))
-        return;
-    size_t used = strlen(allow);
-    snprintf(allow + used, size - used, "%s%s", used ? ", " : "", method);
-}
-
 static const struct http_route builtin_routes[];
 static const size_t builtin_route_count;
 
-/* Looks for method + path in one table; notes the methods the path allows. */
-static void match_table(http_request *req, const struct http_route *routes, size_t count,
-                        const char *lookup, const char *const *seg, const size_t *len, size_t n,
-                        int *path_known, int *bad_id)
-{
-    for (size_t i = 0; i < count; i++) {
-        const struct http_route *r = &routes[i];
-        int64_t id = 0;
-        if (!match_pattern(r->pattern, seg, len, n, &id, bad_id))
-            continue;
-        *path_known = 1;
-        allow_add(req->allow, sizeof(req->allow), r->method);
-        if (strcmp(r->method, "GET") == 0)
-            allow_add(req->allow, sizeof(req->allow), "HEAD");
-        if (!req->route && strcmp(r->method, lookup) == 0) {
-            req->route = r;
-            req->route_label = r->pattern;
-            req->path_id = id;
-        }
-    }
-}
-
-/* Finds the route for method and path, the built-in probes first; on
- * failure sets req->next and req->error (404, or 405 with req->allow). */
+/* Finds the route for method and path (route.h), the built-in probes
+ * first; on failure sets req->next and req->error (404, or 405 with
+ * req->allow). */
 static void route_request(http_request *req, const char *method, const char *path)
 {
-    const char *seg[MAX_PATH_SEGMENTS];
-    size_t len[MAX_PATH_SEGMENTS];
-    size_t n = split_path(path, seg, len, MAX_PATH_SEGMENTS);
-    const char *lookup = strcmp(method, "HEAD") == 0 ? "GET" : method;
-    int path_known = 0, bad_id = 0;
+    const struct route_table tables[] = {
+        {builtin_routes, builtin_route_count},
+        {req->srv->routes, req->srv->route_count},
+    };
+    struct route_match m;
 
-    req->allow[0] = '\0';
-    if (n != (size_t)-1) {
-        match_table(req, builtin_routes, builtin_route_count, lookup, seg, len, n, &path_known,
-                    &bad_id);
-        match_table(req, req->srv->routes, req->srv->route_count, lookup, seg, len, n,
-                    &path_known, &bad_id);
-    }
-    if (req->route)
+    route_find(tables, ARRAY_LEN(tables), method, path, &m);
+    util_strlcpy(req->allow, m.allow, sizeof(req->allow));
+    if (m.route) {
+        req->route = m.route;
+        req->route_label = m.route->pattern;
+        req->path_id = m.id;
         return;
+    }
     req->next = NEXT_ERROR;
-    if (!path_known) {
+    if (!m.path_known) {
         api_error_set(&req->error, 404, "not_found", NULL,
-                      bad_id ? "no such resource (ids are positive integers)"
-                             : "no such resource");
+                      m.bad_id ? "no such resource (ids are positive integers)"
+                               : "no such resource");
         return;
     }
-    allow_add(req->allow, sizeof(req->allow), "OPTIONS");
+    route_allow_add(req->allow, sizeof(req->allow), "OPTIONS");
     if (strcmp(method, "OPTIONS") == 0) {
         req->next = NEXT_PREFLIGHT;
         return;
@@ -613,7 +525,7 @@ static const size_t builtin_route_count = ARRAY_LEN(builtin_routes);
  * outside its threads, so the reaper shuts the socket down; MHD then
  * reads end-of-file and closes and forgets the connection in its own
  * thread. MHD notifies "closed" before it closes the descriptor, and the
- * record leaves the list under conns_lock in that notification, so a
+ * record leaves the list under reaper.lock in that notification, so a
  * descriptor the reaper shuts down under the same lock is never one that
  * was closed and reused. */
 
@@ -648,25 +560,25 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         c = xcalloc(1, sizeof(*c));
         c->fd = info->connect_fd;
         conn_enter(c, CONN_HEAD);
-        pthread_mutex_lock(&srv->conns_lock);
+        pthread_mutex_lock(&srv->reaper.lock);
         c->next = srv->conns;
         if (srv->conns)
             srv->conns->prev = c;
         srv->conns = c;
-        pthread_mutex_unlock(&srv->conns_lock);
+        pthread_mutex_unlock(&srv->reaper.lock);
         *socket_context = c;
         return;
     }
     if (!c)
         return;
-    pthread_mutex_lock(&srv->conns_lock);
+    pthread_mutex_lock(&srv->reaper.lock);
     if (c->prev)
         c->prev->next = c->next;
     else
         srv->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    pthread_mutex_unlock(&srv->conns_lock);
+    pthread_mutex_unlock(&srv->reaper.lock);
     free(c);
     *socket_context = NULL;
 }
@@ -692,8 +604,8 @@ static void *reaper_main(void *arg)
     http_server *srv = arg;
     int64_t idle_ns = (int64_t)srv->cfg->idle_timeout_s * 1000000000;
 
-    pthread_mutex_lock(&srv->conns_lock);
-    while (!srv->reaper_stop) {
+    pthread_mutex_lock(&srv->reaper.lock);
+    while (!worker_stopping(&srv->reaper)) {
         int64_t now = util_monotonic_ns();
         for (struct http_conn *c = srv->conns; c; c = c->next) {
             const char *late = c->reaped ? NULL : conn_overdue(c, now, idle_ns);
@@ -704,10 +616,9 @@ static void *reaper_main(void *arg)
             metrics_counter_add(METRIC_TIMED_OUT, late, 1);
             log_debug(NULL, "closed a connection whose request did not arrive in time (%s)", late);
         }
-        util_cond_wait_until(&srv->reaper_wake, &srv->conns_lock,
-                             now + (int64_t)REAP_PERIOD_MS * 1000000);
+        worker_wait_until(&srv->reaper, now + (int64_t)REAP_PERIOD_MS * 1000000);
     }
-    pthread_mutex_unlock(&srv->conns_lock);
+    pthread_mutex_unlock(&srv->reaper.lock);
     return NULL;
 }
 
@@ -983,8 +894,6 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 static void server_free(http_server *srv)
 {
     pthread_mutex_destroy(&srv->flight_lock);
-    pthread_mutex_destroy(&srv->conns_lock);
-    pthread_cond_destroy(&srv->reaper_wake);
     free(srv);
 }
 
@@ -1000,8 +909,6 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
 
     srv->cfg = cfg;
     pthread_mutex_init(&srv->flight_lock, NULL);
-    pthread_mutex_init(&srv->conns_lock, NULL);
-    util_cond_init_monotonic(&srv->reaper_wake);
     metrics_describe(METRIC_TIMED_OUT, "counter",
                      "Connections closed because a request head or body did not arrive in time.");
     srv->routes = conf->routes;
@@ -1025,6 +932,12 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
         server_free(srv);
         return NULL;
     }
+    /* Before the daemon: its connection notifications take the lock. */
+    if (worker_start(&srv->reaper, reaper_main, srv) != 0) {
+        snprintf(err, errlen, "cannot start the connection deadline thread");
+        server_free(srv);
+        return NULL;
+    }
 
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_access, srv,
@@ -1040,12 +953,7 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot listen on %s:%d (in use, or not allowed)", cfg->bind,
                  cfg->port);
-        server_free(srv);
-        return NULL;
-    }
-    if (pthread_create(&srv->reaper, NULL, reaper_main, srv) != 0) {
-        snprintf(err, errlen, "cannot start the connection deadline thread");
-        MHD_stop_daemon(srv->daemon);
+        worker_stop(&srv->reaper);
         server_free(srv);
         return NULL;
     }
@@ -1080,11 +988,7 @@ void http_server_stop(http_server *srv)
                  srv->cfg->shutdown_timeout_s);
     MHD_stop_daemon(srv->daemon); /* every connection is notified closed */
 
-    pthread_mutex_lock(&srv->conns_lock);
-    srv->reaper_stop = 1;
-    pthread_cond_signal(&srv->reaper_wake);
-    pthread_mutex_unlock(&srv->conns_lock);
-    pthread_join(srv->reaper, NULL);
+    worker_stop(&srv->reaper);
     server_free(srv);
 }
 
