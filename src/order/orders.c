@@ -6,18 +6,10 @@
 #include "service.h"
 #include "util.h"
 
-#define DESCRIPTION_MAX_CHARS 1000
 #define ORDER_COLUMNS "id, user_id, amount_cents, description, created_at"
 
-struct new_order {
-    int64_t user_id;
-    int64_t amount_cents;
-    const char *description;
-    int64_t created_at; /* ms, when has_created_at */
-    int has_created_at;
-};
-
-static const char *const order_fields[] = {"user_id", "amount", "description", "created_at"};
+const char *const order_fields[] = {"user_id", "amount", "description", "created_at"};
+const size_t order_field_count = ARRAY_LEN(order_fields);
 
 static int parse_order(json_t *obj, void *item, struct api_error *err)
 {
@@ -26,7 +18,8 @@ static int parse_order(json_t *obj, void *item, struct api_error *err)
     if (field_reject_unknown(obj, order_fields, ARRAY_LEN(order_fields), err) != 0 ||
         field_id(obj, "user_id", 1, &o->user_id, NULL, err) != 0 ||
         field_money(obj, "amount", &o->amount_cents, err) != 0 ||
-        field_string(obj, "description", 0, DESCRIPTION_MAX_CHARS, &o->description, err) != 0 ||
+        field_string(obj, "description", 0, ORDER_DESCRIPTION_MAX_CHARS, &o->description,
+                     err) != 0 ||
         field_time(obj, "created_at", &o->created_at, &o->has_created_at, err) != 0)
         return -1;
     return 0;

@@ -9,16 +9,11 @@
 #include "user_service.h"
 #include "util.h"
 
-#define ADDRESS_MAX_CHARS 200
 #define ACCOUNT_COLUMNS "id, user_id, address1, address2, city, state, zip, status, created_at"
 
-struct new_account {
-    int64_t user_id;
-    const char *address1, *address2, *city, *state, *zip, *status;
-};
-
-static const char *const account_fields[] = {"user_id", "address1", "address2", "city",
-                                             "state",   "zip",      "status"};
+const char *const account_fields[] = {"user_id", "address1", "address2", "city",
+                                      "state",   "zip",      "status"};
+const size_t account_field_count = ARRAY_LEN(account_fields);
 
 static int parse_account(json_t *obj, void *item, struct api_error *err)
 {
@@ -26,11 +21,11 @@ static int parse_account(json_t *obj, void *item, struct api_error *err)
 
     if (field_reject_unknown(obj, account_fields, ARRAY_LEN(account_fields), err) != 0 ||
         field_id(obj, "user_id", 1, &a->user_id, NULL, err) != 0 ||
-        field_string(obj, "address1", 1, ADDRESS_MAX_CHARS, &a->address1, err) != 0 ||
-        field_string(obj, "address2", 0, ADDRESS_MAX_CHARS, &a->address2, err) != 0 ||
-        field_string(obj, "city", 1, ADDRESS_MAX_CHARS, &a->city, err) != 0 ||
-        field_string(obj, "state", 1, ADDRESS_MAX_CHARS, &a->state, err) != 0 ||
-        field_string(obj, "zip", 1, ADDRESS_MAX_CHARS, &a->zip, err) != 0 ||
+        field_string(obj, "address1", 1, ACCOUNT_ADDRESS_MAX_CHARS, &a->address1, err) != 0 ||
+        field_string(obj, "address2", 0, ACCOUNT_ADDRESS_MAX_CHARS, &a->address2, err) != 0 ||
+        field_string(obj, "city", 1, ACCOUNT_ADDRESS_MAX_CHARS, &a->city, err) != 0 ||
+        field_string(obj, "state", 1, ACCOUNT_ADDRESS_MAX_CHARS, &a->state, err) != 0 ||
+        field_string(obj, "zip", 1, ACCOUNT_ADDRESS_MAX_CHARS, &a->zip, err) != 0 ||
         field_enum(obj, "status", field_account_statuses, FIELD_ACCOUNT_STATUS_COUNT, &a->status,
                    err) != 0)
         return -1;

@@ -10,24 +10,18 @@
 #include "user_service.h"
 #include "util.h"
 
-#define NAME_MAX_CHARS 200
-#define EMAIL_MAX_CHARS 254
 #define USER_COLUMNS "id, name, email, created_at"
 
-struct new_user {
-    const char *name;
-    const char *email;
-};
-
-static const char *const user_fields[] = {"name", "email"};
+const char *const user_fields[] = {"name", "email"};
+const size_t user_field_count = ARRAY_LEN(user_fields);
 
 static int parse_user(json_t *obj, void *item, struct api_error *err)
 {
     struct new_user *u = item;
 
     if (field_reject_unknown(obj, user_fields, ARRAY_LEN(user_fields), err) != 0 ||
-        field_string(obj, "name", 1, NAME_MAX_CHARS, &u->name, err) != 0 ||
-        field_email(obj, "email", EMAIL_MAX_CHARS, &u->email, err) != 0)
+        field_string(obj, "name", 1, USER_NAME_MAX_CHARS, &u->name, err) != 0 ||
+        field_email(obj, "email", USER_EMAIL_MAX_CHARS, &u->email, err) != 0)
         return -1;
     return 0;
 }
