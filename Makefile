@@ -2,8 +2,28 @@
 #
 # Builds go out of tree: build/release (optimised) and build/asan (with
 # AddressSanitizer and UndefinedBehaviorSanitizer, used by the tests).
+#
+# The build folder says which kind of build it holds, so that one folder
+# never mixes objects of both: a folder whose name ends in "asan"
+# (build/asan) is a sanitizer build, any other is not. SAN=1 asks for a
+# sanitizer build and SAN=0 for a plain one; either may be left out:
+# BUILD alone decides SAN (`make BUILD=build/asan` builds with the
+# sanitizers), SAN=1 alone builds into build/asan, neither builds into
+# build/release. A SAN that contradicts BUILD (SAN=1 into build/release,
+# SAN=0 into build/asan) stops make with an error.
 
-BUILD ?= build/release
+ifeq ($(origin BUILD),undefined)
+BUILD := $(if $(filter 1,$(SAN)),build/asan,build/release)
+endif
+BUILD_SAN := $(if $(filter %asan,$(notdir $(patsubst %/,%,$(BUILD)))),1,0)
+ifeq ($(origin SAN),undefined)
+SAN := $(BUILD_SAN)
+endif
+ifneq ($(if $(filter 1,$(SAN)),1,0),$(BUILD_SAN))
+$(error SAN=$(SAN) does not fit BUILD=$(BUILD): a folder named *asan holds the \
+	sanitizer build (SAN=1), any other folder a plain one (SAN=0))
+endif
+
 CC ?= cc
 CSTD := -std=c17 -D_GNU_SOURCE
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
