@@ -42,20 +42,19 @@ work=$(mktemp -d /tmp/cqrs-tests.XXXXXX)
 # what the tests are told of it.
 declare -A unit_dir=() unit_timeout=([rabbitmq]=$BROKER_TIMEOUT [postgres]=$PG_TIMEOUT)
 declare -A unit_env=([rabbitmq]=TEST_AMQP_URL [postgres]=TEST_PG_URL)
-declare -A unit_url=([rabbitmq]="amqp://guest:guest@127.0.0.1:%s/"
-    [postgres]="postgres://postgres:postgres@127.0.0.1:%s/postgres")
+declare -A unit_url=([rabbitmq]="amqp://guest:guest@127.0.0.1:PORT/"
+    [postgres]="postgres://postgres:postgres@127.0.0.1:PORT/postgres")
 
 # Starts KIND (rabbitmq or postgres) on a reserved port and exports its
 # URL; when it does not start, the tests that need it are told nothing.
 start_unit_server() { # KIND
-    local kind=$1 port dir url
+    local kind=$1 port dir
     unset "${unit_env[$kind]}"
     dir=$(mktemp -d "/tmp/cqrs-unit-$kind.XXXXXX")
     reserve_port port
     if timeout "${unit_timeout[$kind]}" "$ROOT/scripts/$kind.sh" start "$dir" "$port"; then
         unit_dir[$kind]=$dir
-        printf -v url "${unit_url[$kind]}" "$port"
-        export "${unit_env[$kind]}=$url"
+        export "${unit_env[$kind]}=${unit_url[$kind]/PORT/$port}"
     else
         say "could not start $kind for unit tests"
         rm -rf "$dir"
