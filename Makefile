@@ -2,8 +2,28 @@
 #
 # Builds go out of tree: build/release (optimised) and build/asan (with
 # AddressSanitizer and UndefinedBehaviorSanitizer, used by the tests).
+#
+# The build folder says which kind of build it holds, so that one folder
+# never mixes objects of both: a folder whose name ends in "asan"
+# (build/asan) is a sanitizer build, any other is not. SAN=1 asks for a
+# sanitizer build and SAN=0 for a plain one; either may be left out:
+# BUILD alone decides SAN (`make BUILD=build/asan` builds with the
+# sanitizers), SAN=1 alone builds into build/asan, neither builds into
+# build/release. A SAN that contradicts BUILD (SAN=1 into build/release,
+# SAN=0 into build/asan) stops make with an error.
 
-BUILD ?= build/release
+ifeq ($(origin BUILD),undefined)
+BUILD := $(if $(filter 1,$(SAN)),build/asan,build/release)
+endif
+BUILD_SAN := $(if $(filter %asan,$(notdir $(patsubst %/,%,$(BUILD)))),1,0)
+ifeq ($(origin SAN),undefined)
+SAN := $(BUILD_SAN)
+endif
+ifneq ($(if $(filter 1,$(SAN)),1,0),$(BUILD_SAN))
+$(error SAN=$(SAN) does not fit BUILD=$(BUILD): a folder named *asan holds the \
+	sanitizer build (SAN=1), any other folder a plain one (SAN=0))
+endif
+
 CC ?= cc
 CSTD := -std=c17 -D_GNU_SOURCE
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
@@ -30,7 +50,8 @@ SERVICE_BINS := $(SERVICES:%=$(BUILD)/bin/%-service)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit e2e demo demo-cluster clean release asan fmt bench fuzz fuzz-bins
+.PHONY: all deps test unit e2e demo demo-cluster clean release asan fmt fmt-check bench fuzz \
+	fuzz-bins
 .DEFAULT_GOAL := all
 
 all: $(SERVICE_BINS)
@@ -156,12 +177,21 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=undefined
-FUZZ_CFLAGS = $(CSTD) $(WARN) $(FUZZ_OPT) -Isrc/lib -Isrc/contract -Isrc/invoice \
-	-DVERSION='"$(VERSION)"' \
-	$(PKG_CFLAGS)
+FUZZ_CFLAGS = $(CSTD) $(WARN) $(FUZZ_OPT) -Isrc -Isrc/lib -Isrc/contract -Isrc/invoice \
+	-DVERSION='"$(VERSION)"' $(PKG_CFLAGS)
 FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(LIB_SRC) $(wildcard src/contract/*.c) \
 	src/invoice/event.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/bin/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+# A harness that reaches a service's code (its create_spec or rows_list,
+# declared in the service's header) links that code's objects, named in
+# FUZZ_EXTRA_<harness>, built like the library's.
+FUZZ_EXTRA_fuzz_create_user := $(FUZZ_BUILD)/src/user/users.o
+FUZZ_EXTRA_fuzz_create_account := $(FUZZ_BUILD)/src/user/accounts.o
+FUZZ_EXTRA_fuzz_create_order := $(FUZZ_BUILD)/src/order/orders.o
+FUZZ_EXTRA_fuzz_listq := $(FUZZ_EXTRA_fuzz_create_user) $(FUZZ_EXTRA_fuzz_create_account) \
+	$(FUZZ_EXTRA_fuzz_create_order) $(FUZZ_BUILD)/src/invoice/invoices.o
+$(foreach h,$(FUZZ_BINS),$(eval $(h): $(FUZZ_EXTRA_$(notdir $(h)))))
 
 $(FUZZ_BUILD)/src/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -171,11 +201,11 @@ $(FUZZ_BUILD)/libcqrs.a: $(FUZZ_LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-# A harness may #include a service's .c file; its .d file records that.
+# Each harness's .d file records the headers it includes.
 $(FUZZ_BUILD)/bin/%: tests/fuzz/%.c $(FUZZ_BUILD)/libcqrs.a
 	@mkdir -p $(dir $@) $(FUZZ_BUILD)/dep
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -MP -MT $@ -MF $(FUZZ_BUILD)/dep/$*.d \
-		-o $@ $< $(FUZZ_BUILD)/libcqrs.a $(PKG_LIBS) -lpthread -lm
+		-o $@ $< $(FUZZ_EXTRA_$*) $(FUZZ_BUILD)/libcqrs.a $(PKG_LIBS) -lpthread -lm
 
 fuzz-bins: $(FUZZ_BINS)
 
@@ -254,6 +284,16 @@ uninstall:
 # formatter would undo, so it is never run over whole files.
 fmt:
 	git clang-format --extensions c,h HEAD
+
+# Fails when a C file of the tree is not as clang-format, with the root's
+# .clang-format, would write it (--dry-run: it changes nothing, and says
+# where; docs/testing.md, "Formatting"). Not yet part of `make test`: the
+# tree has still to have its one whole-tree pass.
+CLANG_FORMAT ?= clang-format
+FMT_FILES = $(wildcard src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c \
+	tests/fuzz/*.h bench/*.c)
+fmt-check:
+	$(CLANG_FORMAT) --dry-run --Werror $(FMT_FILES)
 
 clean:
 	rm -rf build var

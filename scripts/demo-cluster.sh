@@ -24,6 +24,7 @@ PG_DIR=$DEMO/postgres
 MQ_DIR=$DEMO/rabbitmq
 INVOICE_WAIT_S=30
 HEALTH_WAIT_S=30
+SHOW_HEADERS=$DEMO/headers # show's (lib.sh)
 
 pids=()
 pg_started=""
@@ -33,13 +34,7 @@ stop_all() {
     trap - EXIT INT TERM
     echo
     echo "demo-cluster: stopping"
-    local pid
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_children "${pids[@]}"
     if [ -n "$mq_started" ]; then
         "$ROOT/scripts/rabbitmq-cluster.sh" stop "$MQ_DIR" || true
     fi
@@ -112,28 +107,10 @@ done
 
 for name in user order invoice; do
     for u in "${url1[$name]}" "${url2[$name]}"; do
-        for _ in $(seq $((HEALTH_WAIT_S * 10))); do
-            curl -sf "$u/healthz" >/dev/null && break
-            sleep 0.1
-        done
-        curl -sf "$u/healthz" >/dev/null || {
-            echo "demo-cluster: $name-service at $u did not start; see var/demo-cluster/*.log" >&2
-            exit 1
-        }
+        wait_http "$u/healthz" "$HEALTH_WAIT_S" ||
+            die "$name-service at $u did not start; see var/demo-cluster/*.log"
     done
 done
-
-show() { # METHOD URL [BODY]
-    local args=(-s -X "$1" "$2" -w '\n=> HTTP %{http_code}\n')
-    echo
-    if [ -n "${3:-}" ]; then
-        echo "\$ curl -X $1 '$2' -H 'Content-Type: application/json' -d '$3'"
-        args+=(-H 'Content-Type: application/json' -d "$3")
-    else
-        echo "\$ curl '$2'"
-    fi
-    curl "${args[@]}"
-}
 
 U1=${url1[user]}/system-api
 U2=${url2[user]}/system-api

@@ -20,6 +20,8 @@ USER_PORT=${USER_PORT:-8081}
 ORDER_PORT=${ORDER_PORT:-8082}
 INVOICE_PORT=${INVOICE_PORT:-8083}
 INVOICE_WAIT_MS=20000
+HEALTH_WAIT_S=30
+SHOW_HEADERS=$DEMO/headers # show's (lib.sh)
 
 pids=()
 broker_started=""
@@ -28,12 +30,7 @@ stop_all() {
     trap - EXIT INT TERM
     echo
     echo "demo: stopping"
-    for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_children "${pids[@]}"
     if [ -n "$broker_started" ]; then
         "$ROOT/scripts/rabbitmq.sh" stop "$DEMO/rabbitmq" || true
     fi
@@ -82,34 +79,9 @@ for svc in user:$USER_PORT order:$ORDER_PORT invoice:$INVOICE_PORT; do
 done
 
 for port in $USER_PORT $ORDER_PORT $INVOICE_PORT; do
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
-        sleep 0.1
-    done
-    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || {
-        echo "demo: the service on port $port did not start; see var/demo/*.log" >&2
-        exit 1
-    }
+    wait_http "http://127.0.0.1:$port/healthz" "$HEALTH_WAIT_S" ||
+        die "the service on port $port did not start; see var/demo/*.log"
 done
-
-# Prints the request as a curl command, then the status and the raw
-# answer (raw, so money shows as the service writes it: 50.00), and the
-# X-Consistency-Token of a create, which it also keeps in $token.
-show() { # METHOD URL [BODY]
-    local args=(-s -X "$1" "$2" -w '\n=> HTTP %{http_code}\n' -D "$DEMO/headers")
-    echo
-    if [ -n "${3:-}" ]; then
-        echo "\$ curl -X $1 '$2' -H 'Content-Type: application/json' -d '$3'"
-        args+=(-H 'Content-Type: application/json' -d "$3")
-    else
-        echo "\$ curl '$2'"
-    fi
-    curl "${args[@]}"
-    token=$(tr -d '\r' <"$DEMO/headers" | sed -n 's/^[Xx]-[Cc]onsistency-[Tt]oken: //p')
-    if [ -n "$token" ]; then
-        echo "   X-Consistency-Token: $token"
-    fi
-}
 
 U=http://127.0.0.1:$USER_PORT/system-api
 O=http://127.0.0.1:$ORDER_PORT/order-service

@@ -15,12 +15,10 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
 LIB_NAME=flake-hunt.sh
+USAGE="BUILD_DIR [RUNS] [LOAD_WORKERS]"
 . "$ROOT/scripts/lib.sh"
 
-[ $# -ge 1 ] && [ $# -le 3 ] || {
-    echo "usage: $0 BUILD_DIR [RUNS] [LOAD_WORKERS]" >&2
-    exit 2
-}
+[ $# -ge 1 ] && [ $# -le 3 ] || usage
 BUILD_DIR=$1
 RUNS=${2:-5}
 LOAD_WORKERS=${3:-2}

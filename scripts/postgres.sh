@@ -31,17 +31,8 @@ PG_PASSWORD=postgres
 START_TIMEOUT=${POSTGRES_START_TIMEOUT:-60}
 STOP_TIMEOUT=${POSTGRES_STOP_TIMEOUT:-30}
 
-LIB_NAME=postgres.sh
+USAGE="start DIR PORT | stop DIR | createdb DIR PORT NAME | status DIR"
 . "$(dirname "$0")/lib.sh"
-
-usage() {
-    echo "usage: $0 start DIR PORT | stop DIR | createdb DIR PORT NAME | status DIR" >&2
-    exit 2
-}
-
-check_port() {
-    [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] && [ "$1" -le 65535 ] || die "bad port: $1"
-}
 
 # Runs a command as the cluster's user: postgres when we are root.
 as_owner() {
@@ -57,17 +48,12 @@ as_owner() {
 
 # True when PID $1 is alive and is the postmaster of the data in $2/data
 # (a postmaster's working directory is its data directory).
-is_our_postmaster() {
+server_is_ours() {
     local pid=$1 dir=$2
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
     [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "postgres" ] || return 1
     [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$dir/data" ] || return 1
     [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]
-}
-
-abs_dir() {
-    [ -d "$1" ] || die "no such folder: $1"
-    (cd "$1" && pwd -P)
 }
 
 cmd_start() {
@@ -81,11 +67,7 @@ cmd_start() {
 
     mkdir -p "$dir"
     dir=$(abs_dir "$dir")
-    pid=$(read_pid "$dir/postgres.pid")
-    if is_our_postmaster "$pid" "$dir"; then
-        die "a cluster for $dir is already running (pid $pid)"
-    fi
-    rm -f "$dir/postgres.pid"
+    server_check_stopped postgres.pid cluster "$dir"
     port_free "$port" reuse || die "127.0.0.1:$port is in use"
 
     mkdir -p "$dir/run" "$dir/log"
@@ -136,75 +118,43 @@ EOF
     # own postmaster.pid.
     if ! as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/log/postgres.log" -w \
         -t "$START_TIMEOUT" start >"$dir/log/pg_ctl.log" 2>&1; then
-        echo "postgres.sh: cluster in $dir did not start within ${START_TIMEOUT}s; last log lines:" >&2
+        say "cluster in $dir did not start within ${START_TIMEOUT}s; last log lines:"
         tail -n 20 "$dir/log/pg_ctl.log" "$dir/log/postgres.log" >&2 || true
         pid=$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null | tr -dc '0-9')
-        if is_our_postmaster "$pid" "$dir"; then
-            stop_pid "$pid" "$dir"
+        if server_is_ours "$pid" "$dir"; then
+            server_stop_pid "$pid" "$dir"
         fi
         exit 1
     fi
     pid=$(head -n 1 "$dir/data/postmaster.pid" 2>/dev/null | tr -dc '0-9')
-    is_our_postmaster "$pid" "$dir" || die "no postmaster for $dir after start"
+    server_is_ours "$pid" "$dir" || die "no postmaster for $dir after start"
     echo "$pid" >"$dir/postgres.pid"
 
     # pg_ctl checked the socket; make sure TCP answers too, bounded.
     local deadline=$((SECONDS + START_TIMEOUT))
     until as_owner "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" -t 2; do
-        if [ "$SECONDS" -ge "$deadline" ] || ! is_our_postmaster "$pid" "$dir"; then
-            echo "postgres.sh: cluster in $dir does not answer on 127.0.0.1:$port" >&2
+        if [ "$SECONDS" -ge "$deadline" ] || ! server_is_ours "$pid" "$dir"; then
+            say "cluster in $dir does not answer on 127.0.0.1:$port"
             tail -n 20 "$dir/log/postgres.log" >&2 || true
-            stop_pid "$pid" "$dir"
+            server_stop_pid "$pid" "$dir"
             exit 1
         fi
         sleep 0.2
     done
-    echo "postgres.sh: cluster $dir (pid $pid) listening on 127.0.0.1:$port" >&2
-}
-
-# Waits until PID $1 has gone, at most $2 seconds; true if it has.
-wait_gone() {
-    local pid=$1 deadline=$((SECONDS + $2))
-    while kill -0 "$pid" 2>/dev/null; do
-        [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = "Z" ] && return 0
-        [ "$SECONDS" -ge "$deadline" ] && return 1
-        sleep 0.1
-    done
+    say "cluster $dir (pid $pid) listening on 127.0.0.1:$port"
 }
 
 # pg_ctl stop -m fast (bounded), then SIGQUIT (immediate shutdown) and
 # SIGKILL to exactly that PID.
-stop_pid() {
+server_stop_pid() {
     local pid=$1 dir=$2
     as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w -t "$STOP_TIMEOUT" stop \
         >>"$dir/log/pg_ctl.log" 2>&1 || true
-    if ! wait_gone "$pid" 1; then
-        echo "postgres.sh: pid $pid did not stop in ${STOP_TIMEOUT}s; quitting it" >&2
-        kill -QUIT "$pid" 2>/dev/null || true
-        if ! wait_gone "$pid" 10; then
-            kill -KILL "$pid" 2>/dev/null || true
-            wait_gone "$pid" 10 || true
-        fi
-    fi
+    escalate "$pid" - 1 QUIT 10 KILL 10 || true
     rm -f "$dir/postgres.pid"
 }
 
-cmd_stop() {
-    [ $# -eq 1 ] || usage
-    local dir pid
-    dir=$(abs_dir "$1")
-    pid=$(read_pid "$dir/postgres.pid")
-    if [ -z "$pid" ]; then
-        echo "postgres.sh: no cluster running for $dir" >&2
-        return 0
-    fi
-    if ! is_our_postmaster "$pid" "$dir"; then
-        echo "postgres.sh: pid $pid is not the postmaster of $dir (already stopped)" >&2
-        rm -f "$dir/postgres.pid"
-        return 0
-    fi
-    stop_pid "$pid" "$dir"
-}
+cmd_stop() { server_stop postgres.pid postmaster "$@"; }
 
 cmd_createdb() {
     [ $# -eq 3 ] || usage
@@ -216,34 +166,14 @@ cmd_createdb() {
         -XAtq -c "SELECT 1 FROM pg_database WHERE datname = '$name'") ||
         die "cluster in $dir does not answer on port $port"
     if [ "$exists" = 1 ]; then
-        echo "postgres.sh: database $name already exists" >&2
+        say "database $name already exists"
         return 0
     fi
     as_owner "$PG_BIN/createdb" -h "$dir/run" -p "$port" -U "$PG_USER" "$name" ||
         die "createdb $name failed"
-    echo "postgres.sh: created database $name" >&2
+    say "created database $name"
 }
 
-cmd_status() {
-    [ $# -eq 1 ] || usage
-    local dir pid
-    dir=$(abs_dir "$1")
-    pid=$(read_pid "$dir/postgres.pid")
-    if is_our_postmaster "$pid" "$dir"; then
-        echo "running (pid $pid)"
-    else
-        echo "stopped"
-        return 1
-    fi
-}
+cmd_status() { server_status postgres.pid "$@"; }
 
-[ $# -ge 1 ] || usage
-action=$1
-shift
-case "$action" in
-start) cmd_start "$@" ;;
-stop) cmd_stop "$@" ;;
-createdb) cmd_createdb "$@" ;;
-status) cmd_status "$@" ;;
-*) usage ;;
-esac
+run_action "start stop createdb status" "$@"

@@ -29,6 +29,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
+USAGE="start DIR BASEPORT [NAME] | stop DIR | stop-node DIR N | start-node DIR N |"
+USAGE+=" status DIR | urls DIR"
+. "$ROOT/scripts/lib.sh"
 RABBITMQ_SH=$ROOT/scripts/rabbitmq.sh
 RABBITMQCTL=/usr/lib/rabbitmq/bin/rabbitmqctl
 RABBIT_USER=rabbitmq
@@ -41,28 +44,8 @@ export RABBITMQ_START_TIMEOUT=${RABBITMQ_START_TIMEOUT:-180}
 START_TIMEOUT=$RABBITMQ_START_TIMEOUT
 CTL_TIMEOUT=${RABBITMQ_CTL_TIMEOUT:-60}
 
-die() {
-    echo "rabbitmq-cluster.sh: $*" >&2
-    exit 1
-}
-
-usage() {
-    echo "usage: $0 start DIR BASEPORT [NAME] | stop DIR | stop-node DIR N |" \
-        "start-node DIR N | status DIR | urls DIR" >&2
-    exit 2
-}
-
-check_port() {
-    [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] && [ "$1" -le 65535 ] || die "bad port: $1"
-}
-
 check_n() {
     [[ "$1" =~ ^[1-3]$ ]] || die "bad node number: $1 (1, 2 or 3)"
-}
-
-abs_dir() {
-    [ -d "$1" ] || die "no such folder: $1"
-    (cd "$1" && pwd -P)
 }
 
 # The cluster's settings, written by the first start.
@@ -93,28 +76,6 @@ ctl() { # N ARGS...
         RABBITMQ_CONF_ENV_FILE="$DIR/n$n/rabbitmq-env.conf" \
         RABBITMQ_ENABLED_PLUGINS_FILE="$DIR/n$n/enabled_plugins" \
         "$RABBITMQCTL" -q -n "$(node_name "$n")" "$@")
-}
-
-# True when 127.0.0.1:$1 answers the AMQP protocol header with a method
-# frame on channel 0 (connection.start).
-amqp_answers() {
-    /usr/bin/python3 - "$1" <<'EOF'
-import socket, sys
-try:
-    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-    s.settimeout(2)
-    s.sendall(b"AMQP\x00\x00\x09\x01")
-    head = b""
-    while len(head) < 7:
-        chunk = s.recv(7 - len(head))
-        if not chunk:
-            break
-        head += chunk
-    s.close()
-    sys.exit(0 if len(head) == 7 and head[0] == 1 and head[1:3] == b"\x00\x00" else 1)
-except OSError:
-    sys.exit(1)
-EOF
 }
 
 wait_amqp() { # N
@@ -161,7 +122,7 @@ starting=""
 on_exit() {
     if [ -n "$starting" ]; then
         starting=""
-        echo "rabbitmq-cluster.sh: start failed; stopping the nodes of $DIR" >&2
+        say "start failed; stopping the nodes of $DIR"
         stop_all || true
     fi
 }
@@ -220,8 +181,8 @@ cmd_start() {
     starting=1
     wait_cluster
     starting=""
-    echo "rabbitmq-cluster.sh: cluster $(node_name 1), $(node_name 2), $(node_name 3)" \
-        "on 127.0.0.1:$BASEPORT-$((BASEPORT + NODES - 1))" >&2
+    say "cluster $(node_name 1), $(node_name 2), $(node_name 3)" \
+        "on 127.0.0.1:$BASEPORT-$((BASEPORT + NODES - 1))"
 }
 
 cmd_stop() {
@@ -270,15 +231,4 @@ cmd_urls() {
     (IFS=,; echo "${urls[*]}")
 }
 
-[ $# -ge 1 ] || usage
-action=$1
-shift
-case "$action" in
-start) cmd_start "$@" ;;
-stop) cmd_stop "$@" ;;
-stop-node) cmd_stop_node "$@" ;;
-start-node) cmd_start_node "$@" ;;
-status) cmd_status "$@" ;;
-urls) cmd_urls "$@" ;;
-*) usage ;;
-esac
+run_action "start stop stop-node start-node status urls" "$@"

@@ -21,38 +21,11 @@ RABBIT_HOME=/var/lib/rabbitmq
 START_TIMEOUT=${RABBITMQ_START_TIMEOUT:-180} # a loaded 2-core machine has needed over 60 s
 STOP_TIMEOUT=${RABBITMQ_STOP_TIMEOUT:-30}
 
-LIB_NAME=rabbitmq.sh
+USAGE="start DIR PORT [NODENAME] | stop DIR | status DIR"
 . "$(dirname "$0")/lib.sh"
 
-usage() {
-    echo "usage: $0 start DIR PORT [NODENAME] | stop DIR | status DIR" >&2
-    exit 2
-}
-
-# True when 127.0.0.1:$1 speaks AMQP 0-9-1: after the protocol header the
-# broker must answer with a method frame on channel 0 (connection.start).
-amqp_answers() {
-    /usr/bin/python3 - "$1" <<'EOF'
-import socket, sys
-try:
-    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-    s.settimeout(2)
-    s.sendall(b"AMQP\x00\x00\x09\x01")
-    head = b""
-    while len(head) < 7:
-        chunk = s.recv(7 - len(head))
-        if not chunk:
-            break
-        head += chunk
-    s.close()
-    sys.exit(0 if len(head) == 7 and head[0] == 1 and head[1:3] == b"\x00\x00" else 1)
-except OSError:
-    sys.exit(1)
-EOF
-}
-
 # True when PID $1 is alive and is the beam of the node whose data is in $2.
-is_our_node() {
+server_is_ours() {
     local pid=$1 dir=$2
     [ -n "$pid" ] && [ -r "/proc/$pid/environ" ] || return 1
     [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "beam.smp" ] || return 1
@@ -75,21 +48,14 @@ ensure_cookie() {
 cmd_start() {
     [ $# -ge 2 ] && [ $# -le 3 ] || usage
     local dir=$1 port=$2 node=${3:-}
-    [[ "$port" =~ ^[0-9]+$ ]] && [ "$port" -ge 1 ] && [ "$port" -le 65535 ] ||
-        die "bad port: $port"
+    check_port "$port"
     [ "$(id -u)" -eq 0 ] || die "must run as root (the node runs as $RABBIT_USER)"
     [ -x "$RABBIT_BIN" ] || die "$RABBIT_BIN missing: run scripts/install-deps.sh"
     id "$RABBIT_USER" >/dev/null 2>&1 || die "no user $RABBIT_USER: run scripts/install-deps.sh"
 
     mkdir -p "$dir"
-    dir=$(cd "$dir" && pwd -P)
-
-    local pid
-    pid=$(read_pid "$dir/rabbitmq.pid")
-    if is_our_node "$pid" "$dir"; then
-        die "a node for $dir is already running (pid $pid)"
-    fi
-    rm -f "$dir/rabbitmq.pid"
+    dir=$(abs_dir "$dir")
+    server_check_stopped rabbitmq.pid node "$dir"
 
     if [ -z "$node" ]; then
         if [ -s "$dir/nodename" ]; then
@@ -158,14 +124,14 @@ EOF
         RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
         setpriv --reuid="$RABBIT_USER" --regid="$RABBIT_USER" --init-groups \
         "$RABBIT_BIN" </dev/null >"$dir/log/startup_log" 2>"$dir/log/startup_err" &
-    pid=$!
+    local pid=$!
     cd - >/dev/null
     echo "$pid" >"$dir/rabbitmq.pid"
 
     local deadline=$((SECONDS + START_TIMEOUT))
     while :; do
         if ! kill -0 "$pid" 2>/dev/null; then
-            echo "rabbitmq.sh: node $node exited during start-up; last log lines:" >&2
+            say "node $node exited during start-up; last log lines:"
             tail -n 20 "$dir/log/startup_err" "$dir/log/startup_log" >&2 || true
             rm -f "$dir/rabbitmq.pid"
             exit 1
@@ -174,77 +140,24 @@ EOF
             break
         fi
         if [ "$SECONDS" -ge "$deadline" ]; then
-            echo "rabbitmq.sh: node $node did not answer on 127.0.0.1:$port within ${START_TIMEOUT}s" >&2
+            say "node $node did not answer on 127.0.0.1:$port within ${START_TIMEOUT}s"
             tail -n 20 "$dir/log/startup_err" "$dir/log/startup_log" >&2 || true
-            stop_pid "$pid" "$dir"
+            server_stop_pid "$pid" "$dir"
             exit 1
         fi
         sleep 0.2
     done
-    echo "rabbitmq.sh: node $node (pid $pid) listening on 127.0.0.1:$port" >&2
+    say "node $node (pid $pid) listening on 127.0.0.1:$port"
 }
 
 # SIGTERM (RabbitMQ shuts down cleanly), wait bounded, then SIGKILL.
-stop_pid() {
+server_stop_pid() {
     local pid=$1 dir=$2
-    kill -TERM "$pid" 2>/dev/null || true
-    local deadline=$((SECONDS + STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
-        # A zombie child of ours (start failed in this shell) counts as gone.
-        [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = "Z" ] && break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null &&
-        [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]; then
-        echo "rabbitmq.sh: pid $pid did not stop in ${STOP_TIMEOUT}s; killing" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-        deadline=$((SECONDS + 10))
-        while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
-            [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = "Z" ] && break
-            sleep 0.1
-        done
-    fi
+    escalate "$pid" TERM "$STOP_TIMEOUT" KILL 10 || true
     rm -f "$dir/rabbitmq.pid"
 }
 
-cmd_stop() {
-    [ $# -eq 1 ] || usage
-    local dir=$1
-    [ -d "$dir" ] || die "no such folder: $dir"
-    dir=$(cd "$dir" && pwd -P)
-    local pid
-    pid=$(read_pid "$dir/rabbitmq.pid")
-    if [ -z "$pid" ]; then
-        echo "rabbitmq.sh: no node running for $dir" >&2
-        return 0
-    fi
-    if ! is_our_node "$pid" "$dir"; then
-        echo "rabbitmq.sh: pid $pid is not the node of $dir (already stopped)" >&2
-        rm -f "$dir/rabbitmq.pid"
-        return 0
-    fi
-    stop_pid "$pid" "$dir"
-}
+cmd_stop() { server_stop rabbitmq.pid node "$@"; }
+cmd_status() { server_status rabbitmq.pid "$@"; }
 
-cmd_status() {
-    [ $# -eq 1 ] || usage
-    local dir pid
-    dir=$(cd "$1" && pwd -P)
-    pid=$(read_pid "$dir/rabbitmq.pid")
-    if is_our_node "$pid" "$dir"; then
-        echo "running (pid $pid)"
-    else
-        echo "stopped"
-        return 1
-    fi
-}
-
-[ $# -ge 1 ] || usage
-action=$1
-shift
-case "$action" in
-start) cmd_start "$@" ;;
-stop) cmd_stop "$@" ;;
-status) cmd_status "$@" ;;
-*) usage ;;
-esac
+run_action "start stop status" "$@"

@@ -20,17 +20,15 @@ MAX_LEN=${FUZZ_MAX_LEN:-4096}           # bytes of the longest input tried
 RSS_LIMIT_MB=${FUZZ_RSS_LIMIT_MB:-2048}
 GRACE=${FUZZ_GRACE:-120} # slack for start-up, corpus loading, leak check
 
-usage() {
-    echo "usage: $0 SECONDS [HARNESS...]" >&2
-    exit 2
-}
+ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
+USAGE="SECONDS [HARNESS...]"
+. "$ROOT/scripts/lib.sh"
 
 [ $# -ge 1 ] || usage
 seconds=$1
 shift
 case "$seconds" in '' | *[!0-9]* | 0) usage ;; esac
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
 FUZZ_DIR=$ROOT/tests/fuzz
 BIN_DIR=$ROOT/build/fuzz/bin
 FINDINGS=$ROOT/build/fuzz/findings

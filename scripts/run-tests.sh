@@ -21,15 +21,11 @@ SLOWEST=${SLOWEST:-10}                # slowest tests listed at the end
 BROKER_TIMEOUT=${BROKER_TIMEOUT:-200} # seconds to start or stop the broker (rabbitmq.sh: 180 s)
 PG_TIMEOUT=${PG_TIMEOUT:-120}         # seconds to start or stop PostgreSQL
 
-usage() {
-    echo "usage: $0 BUILD_DIR [unit|e2e]" >&2
-    exit 2
-}
-
-[ $# -ge 1 ] && [ $# -le 2 ] || usage
 ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
 LIB_NAME=run-tests.sh
+USAGE="BUILD_DIR [unit|e2e]"
 . "$ROOT/scripts/lib.sh"
+[ $# -ge 1 ] && [ $# -le 2 ] || usage
 BUILD_DIR=$(cd "$1" 2>/dev/null && pwd -P) || {
     echo "run-tests.sh: no build folder $1" >&2
     exit 2
@@ -40,40 +36,44 @@ case "$MODE" in all | unit | e2e) ;; *) usage ;; esac
 passed=0
 failed=0
 work=$(mktemp -d /tmp/cqrs-tests.XXXXXX)
-broker_dir=""
-pg_dir=""
 
-# The unit tests' PostgreSQL (scripts/postgres.sh), in its own folder.
-start_unit_pg() {
-    local port
-    pg_dir=$(mktemp -d /tmp/cqrs-unit-pg.XXXXXX)
+# The unit tests' private servers, each started by its script
+# (scripts/rabbitmq.sh, scripts/postgres.sh) in a folder of its own, and
+# what the tests are told of it.
+declare -A unit_dir=() unit_timeout=([rabbitmq]=$BROKER_TIMEOUT [postgres]=$PG_TIMEOUT)
+declare -A unit_env=([rabbitmq]=TEST_AMQP_URL [postgres]=TEST_PG_URL)
+declare -A unit_url=([rabbitmq]="amqp://guest:guest@127.0.0.1:PORT/"
+    [postgres]="postgres://postgres:postgres@127.0.0.1:PORT/postgres")
+
+# Starts KIND (rabbitmq or postgres) on a reserved port and exports its
+# URL; when it does not start, the tests that need it are told nothing.
+start_unit_server() { # KIND
+    local kind=$1 port dir
+    unset "${unit_env[$kind]}"
+    dir=$(mktemp -d "/tmp/cqrs-unit-$kind.XXXXXX")
     reserve_port port
-    if timeout "$PG_TIMEOUT" "$ROOT/scripts/postgres.sh" start "$pg_dir" "$port"; then
-        export TEST_PG_URL="postgres://postgres:postgres@127.0.0.1:$port/postgres"
+    if timeout "${unit_timeout[$kind]}" "$ROOT/scripts/$kind.sh" start "$dir" "$port"; then
+        unit_dir[$kind]=$dir
+        export "${unit_env[$kind]}=${unit_url[$kind]/PORT/$port}"
     else
-        echo "run-tests.sh: could not start PostgreSQL for unit tests" >&2
-        rm -rf "$pg_dir"
-        pg_dir=""
-        unset TEST_PG_URL
+        say "could not start $kind for unit tests"
+        rm -rf "$dir"
     fi
 }
 
-stop_unit_pg() {
-    if [ -n "$pg_dir" ]; then
-        timeout "$PG_TIMEOUT" "$ROOT/scripts/postgres.sh" stop "$pg_dir" || true
-        rm -rf "$pg_dir"
-        pg_dir=""
-    fi
-    unset TEST_PG_URL
+stop_unit_servers() {
+    local kind
+    for kind in postgres rabbitmq; do
+        unset "${unit_env[$kind]}"
+        [ -n "${unit_dir[$kind]:-}" ] || continue
+        timeout "${unit_timeout[$kind]}" "$ROOT/scripts/$kind.sh" stop "${unit_dir[$kind]}" || true
+        rm -rf "${unit_dir[$kind]}"
+        unset "unit_dir[$kind]"
+    done
 }
 
 cleanup() {
-    stop_unit_pg
-    if [ -n "$broker_dir" ]; then
-        timeout "$BROKER_TIMEOUT" "$ROOT/scripts/rabbitmq.sh" stop "$broker_dir" || true
-        rm -rf "$broker_dir"
-        broker_dir=""
-    fi
+    stop_unit_servers
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -113,18 +113,8 @@ run_unit() {
         return
     fi
 
-    broker_dir=$(mktemp -d /tmp/cqrs-unit-rmq.XXXXXX)
-    local port
-    reserve_port port
-    if timeout "$BROKER_TIMEOUT" "$ROOT/scripts/rabbitmq.sh" start "$broker_dir" "$port"; then
-        export TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:$port/"
-    else
-        echo "run-tests.sh: could not start RabbitMQ for unit tests" >&2
-        rm -rf "$broker_dir"
-        broker_dir=""
-        unset TEST_AMQP_URL
-    fi
-    start_unit_pg
+    start_unit_server rabbitmq
+    start_unit_server postgres
 
     for b in "${bins[@]}"; do
         local name out err rc
@@ -141,14 +131,7 @@ run_unit() {
         [ "$rc" -eq 124 ] && echo "run-tests.sh: $(basename "$b") timed out after ${UNIT_TIMEOUT}s"
         count_tap "$out" "$rc" "$b"
     done
-
-    if [ -n "$broker_dir" ]; then
-        timeout "$BROKER_TIMEOUT" "$ROOT/scripts/rabbitmq.sh" stop "$broker_dir" || true
-        rm -rf "$broker_dir"
-        broker_dir=""
-    fi
-    unset TEST_AMQP_URL
-    stop_unit_pg
+    stop_unit_servers
 }
 
 # The libFuzzer harnesses (tests/fuzz), a few seconds each from their seed

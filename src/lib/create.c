@@ -39,7 +39,7 @@ struct create_job {
 };
 
 /* Validates every item first so a bad item writes nothing. */
-static int parse_all(json_t *body, const struct create_spec *spec, size_t count, int is_batch,
+int create_parse_all(json_t *body, const struct create_spec *spec, size_t count, int is_batch,
                      char *items, struct api_error *err)
 {
     for (size_t i = 0; i < count; i++) {
@@ -212,7 +212,7 @@ void create_handle(http_request *req, void *app)
         goto invalid;
     job->items = xcalloc(job->count, spec->item_size);
     job->seqs = xcalloc(job->count, sizeof(*job->seqs));
-    if (parse_all(body, spec, job->count, job->is_batch, job->items, &job->err) != 0)
+    if (create_parse_all(body, spec, job->count, job->is_batch, job->items, &job->err) != 0)
         goto invalid;
 
     job->gc_job.run = run_create;

@@ -49,6 +49,14 @@ struct create_spec {
 /* POST on a collection whose route's data is its struct create_spec. */
 void create_handle(http_request *req, void *app);
 
+/* create_handle's validation: spec->parse on each of the count items of
+ * body (as body_items split it) into items, count * spec->item_size
+ * bytes the caller owns. Returns 0, or -1 with err filled for the first
+ * bad item (its index set when the body is a batch). Not static so that
+ * the fuzz harnesses (tests/fuzz/fuzz_create.h) run this very code. */
+int create_parse_all(json_t *body, const struct create_spec *spec, size_t count, int is_batch,
+                     char *items, struct api_error *err);
+
 /* For insert callbacks: steps a bound "INSERT ... RETURNING" statement,
  * writes the created row with write and sets *id from its column 0.
  * Returns DB_OK or the error, with err filled except for DB_DUPLICATE,

@@ -9,15 +9,8 @@
 
 #define ORDER_COLUMNS "id, user_id, amount_cents, description, created_at"
 
-struct new_order {
-    int64_t user_id;
-    int64_t amount_cents;
-    const char *description;
-    int64_t created_at; /* ms, when has_created_at */
-    int has_created_at;
-};
-
-static const char *const order_fields[] = {"user_id", "amount", "description", "created_at"};
+const char *const order_fields[] = {"user_id", "amount", "description", "created_at"};
+const size_t order_field_count = ARRAY_LEN(order_fields);
 
 static int parse_order(json_t *obj, void *item, struct api_error *err)
 {

@@ -12,13 +12,9 @@
 
 #define ACCOUNT_COLUMNS "id, user_id, address1, address2, city, state, zip, status, created_at"
 
-struct new_account {
-    int64_t user_id;
-    const char *address1, *address2, *city, *state, *zip, *status;
-};
-
-static const char *const account_fields[] = {"user_id", "address1", "address2", "city",
-                                             "state",   "zip",      "status"};
+const char *const account_fields[] = {"user_id", "address1", "address2", "city",
+                                      "state",   "zip",      "status"};
+const size_t account_field_count = ARRAY_LEN(account_fields);
 
 static int parse_account(json_t *obj, void *item, struct api_error *err)
 {

@@ -13,12 +13,8 @@
 
 #define USER_COLUMNS "id, name, email, created_at"
 
-struct new_user {
-    const char *name;
-    const char *email;
-};
-
-static const char *const user_fields[] = {"name", "email"};
+const char *const user_fields[] = {"name", "email"};
+const size_t user_field_count = ARRAY_LEN(user_fields);
 
 static int parse_user(json_t *obj, void *item, struct api_error *err)
 {

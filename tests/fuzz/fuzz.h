@@ -7,8 +7,8 @@
  * promise aborts through FUZZ_CHECK, which libFuzzer reports as a crash
  * and keeps the input.
  *
- * The helpers are static inline, so a harness that #includes a service's
- * .c file (to reach its static parse function) still builds warning-free.
+ * The helpers are static inline, so a harness that uses only some of them
+ * still builds warning-free.
  */
 #ifndef TESTS_FUZZ_H
 #define TESTS_FUZZ_H

@@ -1,20 +1,17 @@
 /*
  * fuzz_create: the validation path of a create endpoint, for the
  * fuzz_create_* harnesses, up to the point where the database would be
- * touched: body_parse as http.c calls it, then body_items and the real
- * parse_all of src/lib/create.c with the service's own create_spec.
- *
- * create.c is #included (as the harness #includes the service's .c) to
- * reach its static parse_all; its create_handle then comes from here and
- * not from the library archive.
+ * touched: body_parse as http.c calls it, then body_items and
+ * create_parse_all (src/lib/create.c, what create_handle runs) with the
+ * service's own create_spec.
  */
 #ifndef TESTS_FUZZ_CREATE_H
 #define TESTS_FUZZ_CREATE_H
 
-#include "../../src/lib/create.c"
-
 #include "body.h"
+#include "create.h"
 #include "fuzz.h"
+#include "util.h"
 
 /* Checks one item that spec->parse accepted, against its JSON object. */
 typedef void (*fuzz_item_check)(json_t *obj, const void *item);
@@ -54,7 +51,7 @@ static inline void fuzz_create_body(const uint8_t *data, size_t size,
 
     char *items = xcalloc(count, spec->item_size);
     size_t parsed = count;
-    if (parse_all(body, spec, count, is_batch, items, &err) != 0) {
+    if (create_parse_all(body, spec, count, is_batch, items, &err) != 0) {
         fuzz_check_error(&err);
         FUZZ_CHECK(err.status == 422);
         FUZZ_CHECK(strcmp(err.code, "invalid_field") == 0 ||

@@ -1,17 +1,17 @@
 /*
  * fuzz_create_account: POST /system-api/accounts up to the database (the
- * unknown_user check needs it). The service's file is #included so its
- * own static parse_account is what runs.
+ * unknown_user check needs it). The service's own account_create
+ * (accounts.o, linked) is what runs, so its parse_account.
  */
-#include "../../src/user/accounts.c"
-
+#include "contract.h"
 #include "fuzz_create.h"
+#include "user/user_service.h"
 
 static void check_account(json_t *obj, const void *item)
 {
     const struct new_account *a = item;
 
-    fuzz_check_keys(obj, account_fields, ARRAY_LEN(account_fields));
+    fuzz_check_keys(obj, account_fields, account_field_count);
     FUZZ_CHECK(a->user_id > 0);
     FUZZ_CHECK(json_integer_value(json_object_get(obj, "user_id")) == a->user_id);
     fuzz_check_field_string(obj, "address1", a->address1, 1, CONTRACT_ADDRESS_MAX_CHARS);

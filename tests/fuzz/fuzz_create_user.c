@@ -1,17 +1,17 @@
 /*
  * fuzz_create_user: POST /system-api/users up to the database. The
- * service's file is #included so its own static parse_user (through its
- * create_spec user_create) is what runs, not a copy of its rules.
+ * service's own user_create (users.o, linked) is what runs, so its
+ * parse_user, not a copy of its rules.
  */
-#include "../../src/user/users.c"
-
+#include "contract.h"
 #include "fuzz_create.h"
+#include "user/user_service.h"
 
 static void check_user(json_t *obj, const void *item)
 {
     const struct new_user *u = item;
 
-    fuzz_check_keys(obj, user_fields, ARRAY_LEN(user_fields));
+    fuzz_check_keys(obj, user_fields, user_field_count);
     fuzz_check_field_string(obj, "name", u->name, 1, CONTRACT_NAME_MAX_CHARS);
     fuzz_check_field_string(obj, "email", u->email, 1, CONTRACT_EMAIL_MAX_CHARS);
 

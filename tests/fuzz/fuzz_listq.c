@@ -6,17 +6,18 @@
  * rows_handle_list handles it, with each endpoint's own struct rows_list:
  * listq_parse, then ORDER BY and the values bound for text filters.
  *
- * The four service files are #included (the fuzz build links only the
- * library) so their tables are the ones used, not copies: a change there
- * that breaks this harness fails its build instead of drifting.
+ * The four tables are the services' own (their objects are linked), not
+ * copies: a change there that breaks this harness fails its build
+ * instead of drifting.
  */
-#include "../../src/user/users.c"
-
-#include "../../src/user/accounts.c"
-#include "../../src/order/orders.c"
-#include "../../src/invoice/invoices.c"
+#include <stdlib.h>
+#include <string.h>
 
 #include "fuzz.h"
+#include "invoice/invoice_service.h"
+#include "order/order_service.h"
+#include "user/user_service.h"
+#include "util.h"
 
 #define MAX_PARAMS 64
 /* The buffer rows.c builds ORDER BY in. */
