@@ -419,3 +419,42 @@ def test_the_command_line_form_rebuilds_against_the_same_database(rb):
     assert res.returncode != 0
     assert "401" in res.stderr, res.stderr
     assert model(s) == before
+
+
+def test_command_line_without_a_running_service_and_tokens_stay_exact(rb):
+    """No service consumes while the command line rebuilds: the events of
+    that time wait in their queues and are applied (or found duplicates)
+    when the service starts; a consistency token of an order the rebuild
+    read only from the log is met once its delivery arrives."""
+    s, token = rb
+    user = make_user(s)
+    kept = post(s.order.base_url, ORDERS, {"user_id": user["id"], "amount": 2.5,
+                                           "created_at": "2025-08-01T00:00:00.000Z"})
+    assert kept.status == 201, describe(kept)
+    wait_orders_projected(s, [kept.json["id"]])
+    inv = s.invoice
+    inv.stop()
+    try:
+        during = post(s.order.base_url, ORDERS, {"user_id": user["id"], "amount": 4,
+                                                 "created_at": "2025-08-02T00:00:00.000Z"})
+        assert during.status == 201, describe(during)
+        cmd = [str(bin_dir() / "invoice-service"), "rebuild",
+               "--database-url", inv.database_url or f"sqlite:{inv.db_path}",
+               "--user-service-url", s.user.base_url,
+               "--order-service-url", s.order.base_url,
+               "--source-token", token, "--log-level", "warn"]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=REBUILD_WAIT)
+        assert res.returncode == 0, res.stdout + res.stderr
+    finally:
+        inv.start()
+    for resp in (kept, during):
+        tok = resp.headers.get("X-Consistency-Token")
+        assert tok
+        r = http("GET", inv.base_url + f"/invoice-service/invoices?user_id={user['id']}"
+                 f"&consistent_with={tok}&wait_ms=30000", timeout=40)
+        assert r.status == 200, describe(r)
+        assert resp.json["id"] in {line["order_id"] for i in r.json for line in i["orders"]}
+    lines = order_lines(s)
+    assert len(lines[during.json["id"]]) == 1 and len(lines[kept.json["id"]]) == 1
+    invs = all_invoices(s, user_id=user["id"])
+    assert len(invs) == 1 and cents(invs[0]["total"]) == 650, invs
