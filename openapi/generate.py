@@ -863,7 +863,9 @@ def add_rebuilds(doc):
     started = {"202": ok("The rebuild has begun: it fills a fresh model from the writers' "
                          "event logs, catches up with the live queues and swaps it in; "
                          "queries answer from the old model until then. `Location` is where "
-                         "to follow it.", ref("schemas", "Rebuild"), extra_headers=["Location"])}
+                         "to follow it. The logs are read at `--user-service-url` and "
+                         "`--order-service-url` with the bearer token `--source-token` "
+                         "(default: this service's admin token).", ref("schemas", "Rebuild"), extra_headers=["Location"])}
     path_item(doc, base, {"post": admin(operation(
         doc, "startRebuild", "Rebuild the invoices from the writers' event logs",
         params("X-Request-Id"), started,

@@ -73,6 +73,7 @@ static int start_consumer(struct service *s)
         .max_attempts = cfg->consumer_max_attempts,
         .stall_s = cfg->consumer_stall_s,
         .apply = projection_apply,
+        .begin = projection_begin,
         .committed = projection_committed,
         .ctx = &live,
     };

@@ -293,7 +293,7 @@ int projection_apply(db *conn, const struct mq_delivery *d, struct consumer_resu
     struct invoice_live *live = ctx;
     readwait *waits = live ? live->readwait : NULL;
     struct event ev;
-    int rc, running, added = 1;
+    int rc, added = 1;
     const char *source;
 
     if (event_decode(d->body, d->body_len, d->message_id, util_now_ms(), &ev, res->reason,
@@ -311,15 +311,8 @@ int projection_apply(db *conn, const struct mq_delivery *d, struct consumer_resu
      * source it is what consistency tokens name. */
     source = json_string_value(json_object_get(ev.doc, "source"));
     /* While a rebuild runs, every delivery goes to its shadow model too
-     * (docs/rebuild.md); asked first, before any write, so that the
-     * swap's lock on the rebuild's row is always taken before the live
-     * tables' (rebuild.h). */
-    running = rebuild_running(conn);
-    if (running < 0) {
-        rc = running;
-        goto out;
-    }
-    if (running) {
+     * (docs/rebuild.md), as projection_begin found for this batch. */
+    if (live && live->rebuilding) {
         rc = projection_apply_shadow(conn, &ev, source, d->outbox_seq, 0);
         if (rc < 0)
             goto out;
@@ -348,6 +341,24 @@ out:
     if (rc < 0)
         return rc;
     return added ? CONSUMER_APPLIED : CONSUMER_DUPLICATE;
+}
+
+int projection_begin(db *conn, void *ctx)
+{
+    struct invoice_live *live = ctx;
+
+    /* First in the transaction, before any write: on PostgreSQL it locks
+     * the rebuild's row FOR SHARE until the commit, so the swap (which
+     * takes that row first, then the live tables) waits for this batch,
+     * and a batch that begins during the swap waits here, then finds the
+     * rebuild done. Every delivery of the batch was received before this
+     * check: if it finds no rebuild, they were all in their logs before
+     * the rebuild began, and its replay reads them. */
+    int rc = rebuild_running(conn);
+    if (rc < 0)
+        return rc;
+    live->rebuilding = rc;
+    return DB_OK;
 }
 
 void projection_committed(void *ctx)

@@ -85,9 +85,10 @@ static int empty_shadow(db *conn)
 
 int rebuild_running(db *conn)
 {
-    db_stmt *st = db_prepare(conn, is_pg(conn) ? "SELECT id FROM rebuilds WHERE status = 'running'"
-                                                 " FOR SHARE"
-                                               : "SELECT id FROM rebuilds WHERE status = 'running'");
+    db_stmt *st =
+        db_prepare(conn, is_pg(conn) ? "SELECT id FROM rebuilds WHERE status = 'running'"
+                                       " FOR SHARE"
+                                     : "SELECT id FROM rebuilds WHERE status = 'running'");
     if (!st)
         return DB_ERROR;
     int rc = db_step(st);
@@ -281,8 +282,7 @@ static int apply_page(rebuild_job *job, json_t *items, int64_t *last)
         *last = json_integer_value(pos);
         char *text = json_dumps(body, JSON_COMPACT);
         struct event ev;
-        int rc = event_decode(text, strlen(text), NULL, util_now_ms(), &ev, reason,
-                              sizeof(reason));
+        int rc = event_decode(text, strlen(text), NULL, util_now_ms(), &ev, reason, sizeof(reason));
         free(text);
         if (rc != 0) {
             log_warn(NULL, "rebuild %lld: skipping the event at position %lld: %s",
@@ -366,8 +366,9 @@ static int read_log(rebuild_job *job, const struct log_source *src, const char *
         int rc = commit_page(job, items, &after);
         json_decref(items);
         if (rc == DB_CONSTRAINT) {
-            snprintf(err, errlen, "the %s event log is not in position order, or the rebuild"
-                                  " was marked failed meanwhile",
+            snprintf(err, errlen,
+                     "the %s event log is not in position order, or the rebuild"
+                     " was marked failed meanwhile",
                      src->name);
             return -1;
         }
@@ -379,8 +380,7 @@ static int read_log(rebuild_job *job, const struct log_source *src, const char *
         if (count < REBUILD_PAGE_LIMIT)
             return 0;
     }
-    snprintf(err, errlen, "the %s event log has more than %d pages", src->name,
-             REBUILD_MAX_PAGES);
+    snprintf(err, errlen, "the %s event log has more than %d pages", src->name, REBUILD_MAX_PAGES);
     return -1;
 }
 
@@ -519,8 +519,8 @@ static void fail_job(rebuild_job *job, const char *error)
     }
 }
 
-int rebuild_run(rebuild_job *job, const atomic_int *cancel, rebuild_progress_fn progress,
-                void *ctx, char *err, size_t errlen)
+int rebuild_run(rebuild_job *job, const atomic_int *cancel, rebuild_progress_fn progress, void *ctx,
+                char *err, size_t errlen)
 {
     const char *bases[] = {job->user_url, job->order_url};
     int ok = 1;
@@ -826,8 +826,7 @@ int rebuild_cli(int argc, char **argv)
     }
     /* The schema may be new: the same migrations as the service. */
     if (db_open(cfg.database_url, &conn, err, sizeof(err)) != DB_OK ||
-        db_migrate(conn, invoice_migrations, invoice_migration_count, err, sizeof(err)) !=
-            DB_OK) {
+        db_migrate(conn, invoice_migrations, invoice_migration_count, err, sizeof(err)) != DB_OK) {
         fprintf(stderr, "rebuild: cannot use the database: %s\n", err);
         goto out;
     }

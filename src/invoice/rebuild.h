@@ -103,8 +103,8 @@ int rebuild_begin(const char *database_url, const struct rebuild_sources *source
  * progress may be NULL. Returns 0 when the rebuild is done, -1 when it
  * failed (err says why; the row says so too when the database could
  * still be written). */
-int rebuild_run(rebuild_job *job, const atomic_int *cancel, rebuild_progress_fn progress,
-                void *ctx, char *err, size_t errlen);
+int rebuild_run(rebuild_job *job, const atomic_int *cancel, rebuild_progress_fn progress, void *ctx,
+                char *err, size_t errlen);
 /* Closes the job's connection, which releases its lock. */
 void rebuild_job_free(rebuild_job *job);
 

@@ -81,11 +81,11 @@ static const struct option_def options[] = {
     {"ui-dir", "UI_DIR", OPT_STRING, FIELD(ui_dir), 0, 0,
      "invoice-service: folder of the dashboard's files (default: found next to the binary)"},
     {"user-service-url", "USER_SERVICE_URL", OPT_STRING, FIELD(user_service_url), 0, 0,
-     "invoice-service: the user service, whose event log rebuilds read (default "
-     DEFAULT_USER_SERVICE_URL ")"},
+     "invoice-service: the user service, whose event log rebuilds read "
+     "(default " DEFAULT_USER_SERVICE_URL ")"},
     {"order-service-url", "ORDER_SERVICE_URL", OPT_STRING, FIELD(order_service_url), 0, 0,
-     "invoice-service: the order service, whose event log rebuilds read (default "
-     DEFAULT_ORDER_SERVICE_URL ")"},
+     "invoice-service: the order service, whose event log rebuilds read "
+     "(default " DEFAULT_ORDER_SERVICE_URL ")"},
     {"source-token", "SOURCE_TOKEN", OPT_STRING, FIELD(source_token), 0, 0,
      "invoice-service: bearer token for the writers' event logs (default: the admin token)"},
 };

@@ -99,7 +99,7 @@ int fetch_get(const char *url, const char *bearer, const atomic_int *cancel,
         result = 0;
     } else {
         snprintf(err, errlen, "%s",
-                 sink.too_large ? "the answer is too large"
+                 sink.too_large                    ? "the answer is too large"
                  : rc == CURLE_ABORTED_BY_CALLBACK ? "cancelled"
                                                    : curl_easy_strerror(rc));
         free(out->body);

@@ -25,15 +25,15 @@ static void test_page_url(void **state)
     char url[FETCH_URL_MAX];
     (void)state;
 
-    assert_int_equal(fetch_page_url(url, sizeof(url), "http://127.0.0.1:8081",
-                                    "/system-api/events", 0, 1000),
-                     0);
+    assert_int_equal(
+        fetch_page_url(url, sizeof(url), "http://127.0.0.1:8081", "/system-api/events", 0, 1000),
+        0);
     assert_string_equal(url, "http://127.0.0.1:8081/system-api/events?after=0&limit=1000");
     assert_int_equal(fetch_page_url(url, sizeof(url), "https://writer.example//",
                                     "/order-service/events", 9007199254740993LL, 7),
                      0);
-    assert_string_equal(url,
-                        "https://writer.example/order-service/events?after=9007199254740993&limit=7");
+    assert_string_equal(
+        url, "https://writer.example/order-service/events?after=9007199254740993&limit=7");
 }
 
 static void test_page_url_refuses(void **state)
