@@ -386,6 +386,21 @@ def test_killed_mid_rebuild_comes_back_with_the_old_model(rb):
     assert model(s) == before
 
 
+def test_sigterm_mid_rebuild_cancels_it_and_exits_cleanly(rb):
+    s, token = rb
+    obj = running_rebuild(s, token)
+    before = model(s)
+    rc = s.invoice.stop()  # SIGTERM: asserts exit 0 and a clean sanitizer log
+    assert rc == 0
+    s.invoice.start()
+    end = wait_ended(s, token, obj["id"], timeout=60)
+    if end["status"] == "done":
+        pytest.skip("the rebuild ended before the signal reached it")
+    assert end["status"] == "failed", end
+    assert "cancelled" in end["error"] or "interrupted" in end["error"], end
+    assert model(s) == before
+
+
 def test_the_token_never_appears_in_the_log(rb):
     s, token = rb
     rebuild_done(s, token)
