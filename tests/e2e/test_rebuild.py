@@ -21,7 +21,7 @@ import pytest
 
 from contract import ACCOUNTS, ORDERS, USERS, assert_error, describe, post
 from dead_letter_helpers import admin, new_token, wait_dead_letter
-from harness import System, bin_dir
+from harness import Service, System, bin_dir, db_mode
 from helpers import http, unique_email, wait_until
 from invoice_helpers import all_invoices, big_id, cents, envelope, send, user_data
 from conftest import _require_binaries
@@ -473,3 +473,62 @@ def test_command_line_without_a_running_service_and_tokens_stay_exact(rb):
     assert len(lines[during.json["id"]]) == 1 and len(lines[kept.json["id"]]) == 1
     invs = all_invoices(s, user_id=user["id"])
     assert len(invs) == 1 and cents(invs[0]["total"]) == 650, invs
+
+
+@pytest.mark.skipif(db_mode() != "postgres", reason="replicas share a PostgreSQL database")
+def test_two_invoice_replicas_one_rebuild_both_dual_write(rb):
+    """A second invoice-service on the same database competes for the
+    queues: while the first runs a rebuild, a POST to the second is 409,
+    both replicas' batches write the shadow, and every order created
+    meanwhile ends on exactly one line, totals exact. The second sees the
+    rebuild's progress and end through the shared table."""
+    s, token = rb
+    second = Service("invoice", s.tmp / "invoice-2", s.amqp_url,
+                     database_url=s.invoice.database_url,
+                     env={"ADMIN_TOKEN": token, "USER_SERVICE_URL": s.user.base_url,
+                          "ORDER_SERVICE_URL": s.order.base_url}).start()
+    try:
+        wait_until(lambda: http("GET", second.base_url + "/readyz").status == 200,
+                   timeout=60, message="the second invoice replica ready")
+        user = make_user(s)
+        created, stop = [], threading.Event()
+
+        def writer():
+            for _ in range(100000):
+                if stop.is_set():
+                    return
+                r = post(s.order.base_url, ORDERS, [{"user_id": user["id"], "amount": 1.5,
+                                                     "created_at": "2025-09-09T00:00:00.000Z"}
+                                                    for _ in range(5)])
+                if r.status == 201:
+                    created.extend(r.json)
+                time.sleep(0.02)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            obj = running_rebuild(s, token)
+            r = admin(second, "POST", REBUILDS, token)
+            if get_rebuild(s, token, obj["id"])["status"] == "running":
+                assert_error(r, 409, "conflict")
+            elif r.status == 202:
+                wait_ended(s, token, r.json["id"])
+            seen = admin(second, "GET", f"{REBUILDS}/{obj['id']}", token)
+            assert seen.status == 200, describe(seen)
+            end = wait_ended(s, token, obj["id"])
+            assert end["status"] == "done", end
+            wait_until(lambda: len(created) >= 40, timeout=60, message="load after the swap")
+        finally:
+            stop.set()
+            t.join(timeout=60)
+        assert check_rebuild(admin(second, "GET", f"{REBUILDS}/{obj['id']}", token).json) == end
+        ids = [o["id"] for o in created]
+        wait_orders_projected(s, ids)
+        lines = order_lines(s)
+        assert all(len(lines[i]) == 1 for i in ids)
+        invs = all_invoices(s, user_id=user["id"])
+        assert len(invs) == 1 and invs[0]["order_count"] == len(ids)
+        assert cents(invs[0]["total"]) == 150 * len(ids)
+    finally:
+        second.stop()
+        second.release_port()
