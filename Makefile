@@ -27,7 +27,7 @@ endif
 CC ?= cc
 CSTD := -std=c17 -D_GNU_SOURCE
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-PKGS := libmicrohttpd jansson librabbitmq sqlite3 uuid libpq nettle
+PKGS := libmicrohttpd jansson librabbitmq sqlite3 uuid libpq nettle libcurl
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 ifeq ($(SAN),1)

@@ -114,6 +114,10 @@ ERROR_WHEN = {
     "not_found_dead_letter": "no dead letter with this id (or the id is not a positive "
                              "integer); every admin route when the service has no admin "
                              "token",
+    "not_found_rebuild": "no rebuild with this id (or the id is not a positive integer); "
+                         "every admin route when the service has no admin token",
+    "conflict_rebuild": "a rebuild is running (here or on another replica of the service); "
+                        "wait for it to end",
     "malformed_json_optional": "a body was sent and is not JSON (an empty body is fine: "
                                "the route takes no input)",
     "unavailable_redrive": "the database cannot be used right now, or the broker did not "
@@ -662,6 +666,7 @@ def invoice_service(doc):
          "schema": {"type": "integer", "minimum": 1970, "maximum": 9999}},
     ], consistent=True)
     add_dead_letters(doc)
+    add_rebuilds(doc)
     add_dashboard(doc)
 
 
@@ -821,6 +826,63 @@ def add_dead_letters(doc):
             "and removed, in confirmed chunks; those dead-lettered meanwhile wait for the "
             "next re-drive.", ref("schemas", "Redriven"))},
         redrive_errors, body=body, tags=tag))})
+
+
+REBUILD_SCHEMAS = {
+    "Rebuild": obj({
+        "id": ID,
+        "status": {"enum": ["running", "done", "failed"],
+                   "description": "`running` until the new model is swapped in (`done`) or "
+                                  "the rebuild gave up (`failed`, the live model untouched)."},
+        "events_applied": {"type": "integer", "minimum": 0,
+                           "maximum": 9223372036854775807,
+                           "description": "Events applied to the new model so far (from the "
+                                          "writers' logs and from the live queues)."},
+        "started_at": TIME_OUT,
+        "finished_at": {"oneOf": [TIME_OUT, {"type": "null"}],
+                        "description": "When it became `done` or `failed`; null while "
+                                       "running."},
+        "error": {"oneOf": [{"type": "string", "minLength": 1}, {"type": "null"}],
+                  "description": "Why it failed; null unless `failed`."},
+    }),
+}
+
+
+def add_rebuilds(doc):
+    """POST <prefix>/rebuilds and GET <prefix>/rebuilds/{id} (docs/rebuild.md)."""
+    doc.components["schemas"].update(REBUILD_SCHEMAS)
+    admin_scheme(doc)
+    base = f"{doc.spec['prefix']}/rebuilds"
+    unauthorized = (["unauthorized"], ["WWW-Authenticate"])
+    not_found = (["not_found"], [], {"not_found": "not_found_rebuild"})
+    tag = ["rebuilds"]
+    body = {"required": False,
+            "description": "None: the route takes no input. A body that is sent must be JSON "
+                           "(`Content-Type: application/json`); its content is ignored.",
+            "content": json_content({})}
+    started = {"202": ok("The rebuild has begun: it fills a fresh model from the writers' "
+                         "event logs, catches up with the live queues and swaps it in; "
+                         "queries answer from the old model until then. `Location` is where "
+                         "to follow it. The logs are read at `--user-service-url` and "
+                         "`--order-service-url` with the bearer token `--source-token` "
+                         "(default: this service's admin token).", ref("schemas", "Rebuild"), extra_headers=["Location"])}
+    path_item(doc, base, {"post": admin(operation(
+        doc, "startRebuild", "Rebuild the invoices from the writers' event logs",
+        params("X-Request-Id"), started,
+        {**SERVER_ERRORS,
+         400: (["malformed_json", "invalid_query"], [],
+               {"malformed_json": "malformed_json_optional"}),
+         401: unauthorized, 404: (["not_found"], [], {"not_found": "not_found_admin"}),
+         409: (["conflict"], [], {"conflict": "conflict_rebuild"}),
+         415: ["unsupported_media_type"]},
+        body=body, tags=tag))})
+    one = admin(operation(
+        doc, "getRebuild", "A rebuild and its progress", params("X-Request-Id", "id"),
+        {"200": ok("The rebuild.", ref("schemas", "Rebuild"))},
+        {**SERVER_ERRORS, 400: ["invalid_query"], 401: unauthorized, 404: not_found},
+        tags=tag))
+    path_item(doc, base + "/{id}", {"get": one}, has_id=True)
+    admin(doc.paths[base + "/{id}"]["head"])
 
 
 DESCRIPTION = """\

@@ -6,7 +6,7 @@ set -eu
 PACKAGES="
 build-essential pkg-config clang clang-format
 libmicrohttpd-dev libjansson-dev librabbitmq-dev libsqlite3-dev libpq-dev
-uuid-dev libcmocka-dev nettle-dev
+uuid-dev libcmocka-dev nettle-dev libcurl4-openssl-dev
 rabbitmq-server postgresql
 python3 python3-pytest python3-pytest-timeout python3-pytest-xdist python3-pika python3-requests
 python3-jsonschema nodejs

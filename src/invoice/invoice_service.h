@@ -32,12 +32,18 @@ struct invoice_live {
     char **pending;
     size_t pending_count;
     char last_id[EVENT_ID_MAX + 1]; /* the last one noted, to skip a rerun */
+    /* Whether the open batch also writes a rebuild's shadow model
+     * (rebuild.h), decided by projection_begin for the transaction. */
+    int rebuilding;
 };
 
 /* The consumer's apply callback (consumer.h); ctx is the service's
  * struct invoice_live, told what it applies. */
 int projection_apply(db *conn, const struct mq_delivery *d, struct consumer_result *res,
                      void *ctx);
+/* The consumer's begin callback: asks, first in the batch's transaction,
+ * whether a rebuild runs (rebuild_running), for every apply of the batch. */
+int projection_begin(db *conn, void *ctx);
 /* The consumer's committed callback: wakes the reads waiting for them
  * and sends the batch's events to the stream. */
 void projection_committed(void *ctx);

@@ -3,11 +3,14 @@
  * invoices; its events are the consumer that applies user, account and
  * order events to them (projection.c).
  */
+#include <string.h>
+
 #include "consumer.h"
 #include "contract.h"
 #include "deadletter.h"
 #include "invoice_service.h"
 #include "log.h"
+#include "rebuild.h"
 #include "service.h"
 #include "util.h"
 
@@ -23,6 +26,8 @@ static const struct http_route routes[] = {
     {"GET", "/invoice-service/dead-letters/{id}", deadletter_handle_get, &deadletter_rows, 0},
     {"POST", "/invoice-service/dead-letters/{id}/redrive", deadletter_handle_redrive, NULL, 1},
     {"POST", "/invoice-service/dead-letters/redrive", deadletter_handle_redrive_all, NULL, 1},
+    {"POST", "/invoice-service/rebuilds", rebuild_handle_create, NULL, 1},
+    {"GET", "/invoice-service/rebuilds/{id}", rebuild_handle_get, NULL, 0},
     /* The live dashboard (README.md "The dashboard") and its events. */
     {"GET", "/invoice-service/stream", stream_handle, &live, 0},
     {"GET", "/invoice-service/ui", ui_handle_redirect, NULL, 0},
@@ -41,6 +46,9 @@ static int start_consumer(struct service *s)
     char err[UTIL_ERR_MAX];
 
     if (ui_set_dir(cfg->ui_dir) != 0)
+        return -1;
+    /* First: libcurl's global set-up wants no other thread running. */
+    if (rebuild_service_start(s) != 0)
         return -1;
     s->readwait = readwait_start(cfg->database_url, err, sizeof(err));
     if (!s->readwait) {
@@ -65,6 +73,7 @@ static int start_consumer(struct service *s)
         .max_attempts = cfg->consumer_max_attempts,
         .stall_s = cfg->consumer_stall_s,
         .apply = projection_apply,
+        .begin = projection_begin,
         .committed = projection_committed,
         .ctx = &live,
     };
@@ -86,6 +95,7 @@ static int consumer_healthy(const struct service *s, char *problem, size_t len)
  * no read waits any more. */
 static void stop_consumer(struct service *s)
 {
+    rebuild_service_stop();
     consumer_stop(s->consumer);
     readwait_stop(s->readwait);
     sse_hub_stop(live.hub);
@@ -107,6 +117,10 @@ static const struct service_events consumer_events = {
 
 int main(int argc, char **argv)
 {
+    /* The operators' form of a rebuild (README.md "Rebuilding the
+     * invoices"): no HTTP, same database and code. */
+    if (argc > 1 && strcmp(argv[1], "rebuild") == 0)
+        return rebuild_cli(argc - 1, argv + 1);
     const struct service_spec spec = {
         .name = "invoice-service",
         .default_port = 8083,

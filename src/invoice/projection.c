@@ -17,6 +17,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "readwait.h"
+#include "rebuild.h"
 #include "timeutil.h"
 #include "util.h"
 
@@ -36,28 +37,60 @@ static int run(db_stmt *st)
     return rc == DB_DONE || rc == DB_ROW ? DB_OK : rc;
 }
 
-static int apply_user(db *conn, const struct event *ev)
+/* Where one model lives: the live tables, or the rebuild's shadow of
+ * them (rebuild.h). The same statements write both, with the names
+ * pasted in (never anything a client sent). */
+struct projection_tables {
+    const char *customers, *invoices, *lines;
+};
+
+static const struct projection_tables live_tables = {"customers", "invoices", "invoice_lines"};
+static const struct projection_tables shadow_tables = {"rebuild_customers", "rebuild_invoices",
+                                                       "rebuild_invoice_lines"};
+
+/* The longest statement below with the longest table names pasted in. */
+#define PROJECTION_SQL_MAX 640
+
+/* name_event remembers which event gave the name, so that a rebuild
+ * keeps a name given by an event no log holds (rebuild.c). replay: the
+ * event comes from a writer's log during a rebuild, and yields to a name
+ * that a delivery already gave the shadow (a later user.created, sent
+ * straight to the queue, is then the one the live model shows too). */
+static int apply_user(db *conn, const struct projection_tables *t, const struct event *ev,
+                      int replay)
 {
-    db_stmt *st = db_prepare(conn, "INSERT INTO customers (user_id, name, email)"
-                                   " VALUES ($1, $2, $3) ON CONFLICT (user_id)"
-                                   " DO UPDATE SET name = excluded.name, email = excluded.email");
+    char sql[PROJECTION_SQL_MAX];
+
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO %s (user_id, name, email, name_event)"
+             " VALUES ($1, $2, $3, $4) ON CONFLICT (user_id)"
+             " DO UPDATE SET name = excluded.name, email = excluded.email,"
+             " name_event = excluded.name_event%s%s%s",
+             t->customers, replay ? " WHERE " : "", replay ? t->customers : "",
+             replay ? ".name IS NULL" : "");
+    db_stmt *st = db_prepare(conn, sql);
     if (!st)
         return DB_ERROR;
     db_bind_int64(st, 1, ev->u.user.id);
     bind_text(st, 2, ev->u.user.name);
     bind_text(st, 3, ev->u.user.email);
+    bind_text(st, 4, ev->id[0] ? ev->id : NULL);
     return run(st);
 }
 
-static int apply_account(db *conn, const struct event *ev)
+static int apply_account(db *conn, const struct projection_tables *t, const struct event *ev)
 {
-    db_stmt *st = db_prepare(
-        conn, "INSERT INTO customers (user_id, account_id, address1, address2, city, state, zip)"
-              " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id) DO UPDATE SET"
-              " account_id = excluded.account_id, address1 = excluded.address1,"
-              " address2 = excluded.address2, city = excluded.city, state = excluded.state,"
-              " zip = excluded.zip"
-              " WHERE customers.account_id IS NULL OR customers.account_id < excluded.account_id");
+    char sql[PROJECTION_SQL_MAX];
+
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO %s (user_id, account_id, address1, address2, city, state, zip)"
+             " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id) DO UPDATE SET"
+             " account_id = excluded.account_id, address1 = excluded.address1,"
+             " address2 = excluded.address2, city = excluded.city, state = excluded.state,"
+             " zip = excluded.zip"
+             " WHERE %s.account_id IS NULL OR %s.account_id < excluded.account_id",
+             t->customers, t->customers, t->customers);
+    db_stmt *st = db_prepare(conn, sql);
     if (!st)
         return DB_ERROR;
     db_bind_int64(st, 1, ev->u.account.user_id);
@@ -71,9 +104,12 @@ static int apply_account(db *conn, const struct event *ev)
 }
 
 /* Returns 1 when the order is already on some invoice. */
-static int order_known(db *conn, int64_t order_id)
+static int order_known(db *conn, const struct projection_tables *t, int64_t order_id)
 {
-    db_stmt *st = db_prepare(conn, "SELECT 1 FROM invoice_lines WHERE order_id = $1");
+    char sql[PROJECTION_SQL_MAX];
+
+    snprintf(sql, sizeof(sql), "SELECT 1 FROM %s WHERE order_id = $1", t->lines);
+    db_stmt *st = db_prepare(conn, sql);
     if (!st)
         return DB_ERROR;
     db_bind_int64(st, 1, order_id);
@@ -82,20 +118,25 @@ static int order_known(db *conn, int64_t order_id)
     return rc == DB_ROW ? 1 : rc == DB_DONE ? 0 : rc;
 }
 
-static int apply_order(db *conn, const struct event *ev, int *added)
+static int apply_order(db *conn, const struct projection_tables *t, const struct event *ev,
+                       int *added)
 {
+    char sql[PROJECTION_SQL_MAX];
     int year, month, rc;
     int64_t now = util_now_ms(), invoice_id = 0;
 
     *added = 0;
-    rc = order_known(conn, ev->u.order.id);
+    rc = order_known(conn, t, ev->u.order.id);
     if (rc != 0)
         return rc < 0 ? rc : DB_OK;
 
     timeutil_year_month(ev->u.order.created_at_ms, &year, &month);
-    db_stmt *st = db_prepare(conn, "INSERT INTO invoices (user_id, year, month, updated_at)"
-                                   " VALUES ($1, $2, $3, $4)"
-                                   " ON CONFLICT (user_id, year, month) DO NOTHING");
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO %s (user_id, year, month, updated_at)"
+             " VALUES ($1, $2, $3, $4)"
+             " ON CONFLICT (user_id, year, month) DO NOTHING",
+             t->invoices);
+    db_stmt *st = db_prepare(conn, sql);
     if (!st)
         return DB_ERROR;
     db_bind_int64(st, 1, ev->u.order.user_id);
@@ -105,9 +146,12 @@ static int apply_order(db *conn, const struct event *ev, int *added)
     if ((rc = run(st)) != DB_OK)
         return rc;
 
-    st = db_prepare(conn, "UPDATE invoices SET total_cents = total_cents + $1,"
-                          " order_count = order_count + 1, updated_at = $2"
-                          " WHERE user_id = $3 AND year = $4 AND month = $5 RETURNING id");
+    snprintf(sql, sizeof(sql),
+             "UPDATE %s SET total_cents = total_cents + $1,"
+             " order_count = order_count + 1, updated_at = $2"
+             " WHERE user_id = $3 AND year = $4 AND month = $5 RETURNING id",
+             t->invoices);
+    st = db_prepare(conn, sql);
     if (!st)
         return DB_ERROR;
     db_bind_int64(st, 1, ev->u.order.amount_cents);
@@ -122,8 +166,11 @@ static int apply_order(db *conn, const struct event *ev, int *added)
     if (rc != DB_ROW)
         return rc == DB_DONE ? DB_ERROR : rc;
 
-    st = db_prepare(conn, "INSERT INTO invoice_lines (order_id, invoice_id, description,"
-                          " amount_cents, purchased_at) VALUES ($1, $2, $3, $4, $5)");
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO %s (order_id, invoice_id, description,"
+             " amount_cents, purchased_at) VALUES ($1, $2, $3, $4, $5)",
+             t->lines);
+    st = db_prepare(conn, sql);
     if (!st)
         return DB_ERROR;
     db_bind_int64(st, 1, ev->u.order.id);
@@ -135,6 +182,57 @@ static int apply_order(db *conn, const struct event *ev, int *added)
         return rc;
     *added = 1;
     return DB_OK;
+}
+
+/* Applies ev to the model of t; *added is 0 when it changed nothing
+ * (an order already on an invoice). DB_OK or a negative db_result. */
+static int apply_event(db *conn, const struct projection_tables *t, const struct event *ev,
+                       int replay, int *added)
+{
+    *added = 1;
+    switch (ev->type) {
+    case EVENT_USER_CREATED:
+        return apply_user(conn, t, ev, replay);
+    case EVENT_ACCOUNT_CREATED:
+        return apply_account(conn, t, ev);
+    case EVENT_ORDER_CREATED:
+        return apply_order(conn, t, ev, added);
+    }
+    return DB_ERROR;
+}
+
+int projection_apply_shadow(db *conn, const struct event *ev, const char *source, int64_t seq,
+                            int replay)
+{
+    int rc, added;
+
+    /* An event without an id is applied without dedupe, as live. */
+    if (ev->id[0]) {
+        db_stmt *st = db_prepare(
+            conn, "INSERT INTO rebuild_inbox (event_id, type, applied_at, source, source_seq)"
+                  " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING"
+                  " RETURNING event_id");
+        if (!st)
+            return DB_ERROR;
+        db_bind_str(st, 1, ev->id);
+        db_bind_str(st, 2, ev->type_name);
+        db_bind_int64(st, 3, util_now_ms());
+        if (source && seq > 0) {
+            db_bind_str(st, 4, source);
+            db_bind_int64(st, 5, seq);
+        } else {
+            db_bind_null(st, 4);
+            db_bind_null(st, 5);
+        }
+        rc = db_step(st);
+        db_stmt_reset(st);
+        if (rc == DB_DONE)
+            return 0;
+        if (rc != DB_ROW)
+            return rc;
+    }
+    rc = apply_event(conn, &shadow_tables, ev, replay, &added);
+    return rc < 0 ? rc : added;
 }
 
 #define METRIC_NOT_STREAMED "sse_events_not_streamed_total"
@@ -212,29 +310,30 @@ int projection_apply(db *conn, const struct mq_delivery *d, struct consumer_resu
     /* A writer's relay tells the event's outbox seq; with the envelope's
      * source it is what consistency tokens name. */
     source = json_string_value(json_object_get(ev.doc, "source"));
+    /* While a rebuild runs, every delivery goes to its shadow model too
+     * (docs/rebuild.md), as projection_begin found for this batch. */
+    if (live && live->rebuilding) {
+        rc = projection_apply_shadow(conn, &ev, source, d->outbox_seq, 0);
+        if (rc < 0)
+            goto out;
+    }
     if (ev.id[0]) {
         rc = inbox_record_at(conn, ev.id, ev.type_name, source, d->outbox_seq);
         if (rc == 0) {
+            /* Applied before, maybe by a rebuild that read it from its
+             * writer's log without its seq: the seq is noted now, so
+             * that the tokens naming it are satisfied. */
+            rc = inbox_note_position(conn, ev.id, source, d->outbox_seq);
+            if (rc > 0)
+                readwait_note(waits, source, d->outbox_seq);
             event_free(&ev);
-            return CONSUMER_DUPLICATE;
+            return rc < 0 ? rc : CONSUMER_DUPLICATE;
         }
         if (rc < 0)
             goto out;
         readwait_note(waits, source, d->outbox_seq);
     }
-    switch (ev.type) {
-    case EVENT_USER_CREATED:
-        rc = apply_user(conn, &ev);
-        break;
-    case EVENT_ACCOUNT_CREATED:
-        rc = apply_account(conn, &ev);
-        break;
-    case EVENT_ORDER_CREATED:
-        rc = apply_order(conn, &ev, &added);
-        break;
-    default:
-        rc = DB_ERROR;
-    }
+    rc = apply_event(conn, &live_tables, &ev, 0, &added);
 out:
     if (rc >= 0 && added)
         note_applied(live, &ev);
@@ -242,6 +341,24 @@ out:
     if (rc < 0)
         return rc;
     return added ? CONSUMER_APPLIED : CONSUMER_DUPLICATE;
+}
+
+int projection_begin(db *conn, void *ctx)
+{
+    struct invoice_live *live = ctx;
+
+    /* First in the transaction, before any write: on PostgreSQL it locks
+     * the rebuild's row FOR SHARE until the commit, so the swap (which
+     * takes that row first, then the live tables) waits for this batch,
+     * and a batch that begins during the swap waits here, then finds the
+     * rebuild done. Every delivery of the batch was received before this
+     * check: if it finds no rebuild, they were all in their logs before
+     * the rebuild began, and its replay reads them. */
+    int rc = rebuild_running(conn);
+    if (rc < 0)
+        return rc;
+    live->rebuilding = rc;
+    return DB_OK;
 }
 
 void projection_committed(void *ctx)

@@ -21,6 +21,9 @@
 #define MAX_IDEMPOTENCY_TTL_S (366L * 86400)
 #define DEFAULT_MAX_ATTEMPTS 5
 #define DEFAULT_STALL_S 60
+/* The writers' default ports (their main.c) on this host. */
+#define DEFAULT_USER_SERVICE_URL "http://127.0.0.1:8081"
+#define DEFAULT_ORDER_SERVICE_URL "http://127.0.0.1:8082"
 
 enum opt_kind { OPT_INT, OPT_SIZE, OPT_STRING, OPT_LEVEL, OPT_QUEUE_TYPE };
 
@@ -77,6 +80,12 @@ static const struct option_def options[] = {
      "file whose first line is the admin token"},
     {"ui-dir", "UI_DIR", OPT_STRING, FIELD(ui_dir), 0, 0,
      "folder of the dashboard's files (default: found next to the binary)"},
+    {"user-service-url", "USER_SERVICE_URL", OPT_STRING, FIELD(user_service_url), 0, 0,
+     "the user service, whose event log rebuilds read (default " DEFAULT_USER_SERVICE_URL ")"},
+    {"order-service-url", "ORDER_SERVICE_URL", OPT_STRING, FIELD(order_service_url), 0, 0,
+     "the order service, whose event log rebuilds read (default " DEFAULT_ORDER_SERVICE_URL ")"},
+    {"source-token", "SOURCE_TOKEN", OPT_STRING, FIELD(source_token), 0, 0,
+     "bearer token for the writers' event logs (default: the admin token)"},
 };
 
 /* Options that only one service takes (the others are every service's).
@@ -87,6 +96,9 @@ static const struct {
     const char *service;
 } only_for[] = {
     {"ui-dir", "invoice-service"},
+    {"user-service-url", "invoice-service"},
+    {"order-service-url", "invoice-service"},
+    {"source-token", "invoice-service"},
 };
 
 static int option_applies(const struct config *cfg, const struct option_def *o)
@@ -215,6 +227,8 @@ void config_load(struct config *cfg, const char *service, int default_port, int 
     cfg->idempotency_ttl_s = DEFAULT_IDEMPOTENCY_TTL_S;
     cfg->consumer_max_attempts = DEFAULT_MAX_ATTEMPTS;
     cfg->consumer_stall_s = DEFAULT_STALL_S;
+    cfg->user_service_url = xstrdup(DEFAULT_USER_SERVICE_URL);
+    cfg->order_service_url = xstrdup(DEFAULT_ORDER_SERVICE_URL);
 
     /* Environment first, so that flags override it. */
     for (size_t i = 0; i < ARRAY_LEN(options); i++) {
@@ -267,6 +281,10 @@ void config_free(struct config *cfg)
     free(cfg->admin_token_file);
     free(cfg->ui_dir);
     cfg->ui_dir = NULL;
+    free(cfg->user_service_url);
+    free(cfg->order_service_url);
+    free(cfg->source_token);
+    cfg->user_service_url = cfg->order_service_url = cfg->source_token = NULL;
     cfg->bind = cfg->database_url = cfg->amqp_url = cfg->queue_type = NULL;
     cfg->consistency_key = NULL;
     cfg->admin_token = cfg->admin_token_file = NULL;

@@ -42,6 +42,11 @@ struct config {
     char *admin_token;
     char *admin_token_file;
     char *ui_dir;            /* invoice-service: the dashboard's files; NULL: default */
+    /* invoice-service: where rebuilds read the writers' event logs, and
+     * the bearer token they send (NULL: the admin token). Never logged. */
+    char *user_service_url;
+    char *order_service_url;
+    char *source_token;
 };
 
 /* default_port and service name differ per service. */

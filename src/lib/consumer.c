@@ -28,6 +28,7 @@ struct consumer {
     const struct mq_topology *topology;
     int prefetch, batch_size, max_attempts, stall_s;
     consumer_apply_fn apply;
+    int (*begin)(db *conn, void *ctx);
     void (*committed)(void *ctx);
     void *ctx;
 
@@ -422,11 +423,20 @@ static int ack_batch(consumer *c, int n)
     return 0;
 }
 
+/* Opens the batch's transaction and runs the begin callback in it. */
+static int begin_batch(consumer *c)
+{
+    int rc = db_begin(c->conn);
+    if (rc == DB_OK && c->begin)
+        rc = c->begin(c->conn, c->ctx);
+    return rc;
+}
+
 /* Applies a batch in one transaction; returns 0 when it is acked. */
 static int process(consumer *c, int n)
 {
     int permanent = 0;
-    int rc = db_begin(c->conn);
+    int rc = begin_batch(c);
 
     c->retry_pause_ms = 0;
     if (rc == DB_OK)
@@ -437,7 +447,7 @@ static int process(consumer *c, int n)
         log_info(NULL, "a batch of %d failed (%s); applying its messages one by one", n,
                  db_errmsg(c->conn));
         db_rollback(c->conn);
-        rc = db_begin(c->conn);
+        rc = begin_batch(c);
         if (rc == DB_OK)
             rc = apply_all(c, n, 1, &permanent);
     }
@@ -531,6 +541,7 @@ consumer *consumer_start(const struct consumer_config *cfg)
     c->max_attempts = cfg->max_attempts > 0 ? cfg->max_attempts : 1;
     c->stall_s = cfg->stall_s;
     c->apply = cfg->apply;
+    c->begin = cfg->begin;
     c->committed = cfg->committed;
     c->ctx = cfg->ctx;
     c->batch = xcalloc((size_t)c->batch_size, sizeof(*c->batch));

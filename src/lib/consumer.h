@@ -79,6 +79,11 @@ struct consumer_config {
     int max_attempts; /* failed applications before a dead letter, >= 1 */
     int stall_s;      /* failing this long makes consumer_check() fail */
     consumer_apply_fn apply;
+    /* Optional: runs first in each batch's transaction, before any
+     * apply(), so that the callbacks decide once per transaction what
+     * they need to know (the invoice service: whether a rebuild runs).
+     * Returns DB_OK, or a negative db_result that fails the batch. */
+    int (*begin)(db *conn, void *ctx);
     /* Optional: runs on the consumer's thread after each commit of
      * applied events, so that whoever waits for them (readwait.h) looks
      * again. */

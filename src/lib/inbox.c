@@ -62,6 +62,27 @@ int inbox_record_at(db *conn, const char *event_id, const char *type, const char
     return rc;
 }
 
+int inbox_note_position(db *conn, const char *event_id, const char *source, int64_t seq)
+{
+    db_stmt *st;
+    int rc;
+
+    if (!source || seq <= 0)
+        return 0;
+    st = db_prepare(conn, "UPDATE inbox SET source = $2, source_seq = $3"
+                          " WHERE event_id = $1 AND source_seq IS NULL RETURNING event_id");
+    if (!st)
+        return DB_ERROR;
+    db_bind_str(st, 1, event_id);
+    db_bind_str(st, 2, source);
+    db_bind_int64(st, 3, seq);
+    rc = db_step(st);
+    db_stmt_reset(st);
+    if (rc == DB_ROW)
+        return 1;
+    return rc == DB_DONE ? 0 : rc;
+}
+
 int inbox_count_applied(db *conn, const char *source, int64_t first, int64_t last, int64_t *count)
 {
     db_stmt *st = db_prepare(conn, "SELECT count(DISTINCT source_seq) FROM inbox"

@@ -38,6 +38,12 @@ int inbox_record(db *conn, const char *event_id, const char *type);
 int inbox_record_at(db *conn, const char *event_id, const char *type, const char *source,
                     int64_t seq);
 
+/* For an event_id recorded without a position (a rebuild read it from its
+ * writer's log, which names events by log position, not by seq): records
+ * source and seq now. Returns 1 when it did, 0 when there was nothing to
+ * do (no seq given, or the row has one), or a negative db_result. */
+int inbox_note_position(db *conn, const char *event_id, const char *source, int64_t seq);
+
 /* Sets *count to how many of the seqs first..last of source are recorded.
  * Returns DB_OK or a negative db_result. */
 int inbox_count_applied(db *conn, const char *source, int64_t first, int64_t last, int64_t *count);

@@ -664,6 +664,13 @@ class System:
         self.broker.start()
         for svc in self.services:
             svc.amqp_url = self.broker.amqp_url  # the port is known now
+            if svc is self.invoice:
+                # Rebuilds read the writers' event logs (README.md
+                # "Rebuilding the invoices"): their ports are known now.
+                for name, var in (("user", "USER_SERVICE_URL"), ("order", "ORDER_SERVICE_URL")):
+                    writer = getattr(self, name)
+                    if writer is not None:
+                        svc.env.setdefault(var, writer.base_url)
             svc.start()
         return self
 
