@@ -25,8 +25,9 @@
 #define CONNECTION_LIMIT 1000
 #define IDLE_TIMEOUT_S 30
 
-static const char answer[] = "{\"id\":1,\"user_id\":1,\"amount\":50.00,\"description\":\"hello\","
-                             "\"created_at\":\"2025-04-03T10:15:00.000Z\"}";
+static const char answer[] =
+    "{\"id\":1,\"user_id\":1,\"amount\":50.00,\"description\":\"hello\","
+    "\"created_at\":\"2025-04-03T10:15:00.000Z\"}";
 
 static struct MHD_Response *response; /* shared, reference counted by MHD */
 

@@ -154,9 +154,10 @@ int main(int argc, char **argv)
     if (!all || !setup)
         goto out;
     if (exec(setup, "DROP TABLE IF EXISTS bench_raw_orders") ||
-        exec(setup, "CREATE TABLE bench_raw_orders (id BIGSERIAL PRIMARY KEY,"
-                    " user_id BIGINT NOT NULL, amount_cents BIGINT NOT NULL,"
-                    " description TEXT, created_at_ms BIGINT NOT NULL)"))
+        exec(setup,
+             "CREATE TABLE bench_raw_orders (id BIGSERIAL PRIMARY KEY,"
+             " user_id BIGINT NOT NULL, amount_cents BIGINT NOT NULL,"
+             " description TEXT, created_at_ms BIGINT NOT NULL)"))
         goto out;
     if (pthread_barrier_init(&start_line, NULL, (unsigned)clients) != 0)
         goto out;
@@ -182,9 +183,10 @@ int main(int argc, char **argv)
     }
     if (failed || elapsed <= 0)
         goto out;
-    printf("{\"clients\":%ld,\"rows_per_txn\":%ld,\"commits\":%ld,\"rows\":%ld,"
-           "\"seconds\":%.3f,\"commits_per_s\":%.1f,\"rows_per_s\":%.1f}\n",
-           clients, per_txn, commits, rows, elapsed, commits / elapsed, rows / elapsed);
+    printf(
+        "{\"clients\":%ld,\"rows_per_txn\":%ld,\"commits\":%ld,\"rows\":%ld,"
+        "\"seconds\":%.3f,\"commits_per_s\":%.1f,\"rows_per_s\":%.1f}\n",
+        clients, per_txn, commits, rows, elapsed, commits / elapsed, rows / elapsed);
     status = 0;
 out:
     if (barrier)

@@ -72,9 +72,10 @@ int main(int argc, char **argv)
         goto out;
     }
     if (exec(db, "PRAGMA journal_mode=WAL") || exec(db, "PRAGMA synchronous=FULL") ||
-        exec(db, "CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
-                 " amount_cents INTEGER NOT NULL, description TEXT,"
-                 " created_at_ms INTEGER NOT NULL)"))
+        exec(db,
+             "CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,"
+             " amount_cents INTEGER NOT NULL, description TEXT,"
+             " created_at_ms INTEGER NOT NULL)"))
         goto out;
     if (sqlite3_prepare_v2(db,
                            "INSERT INTO orders (user_id, amount_cents, description,"
@@ -106,9 +107,10 @@ int main(int argc, char **argv)
         commits++;
         elapsed = now_s() - start;
     }
-    printf("{\"rows_per_txn\":%ld,\"commits\":%ld,\"rows\":%ld,\"seconds\":%.3f,"
-           "\"commits_per_s\":%.1f,\"rows_per_s\":%.1f}\n",
-           per_txn, commits, rows, elapsed, commits / elapsed, rows / elapsed);
+    printf(
+        "{\"rows_per_txn\":%ld,\"commits\":%ld,\"rows\":%ld,\"seconds\":%.3f,"
+        "\"commits_per_s\":%.1f,\"rows_per_s\":%.1f}\n",
+        per_txn, commits, rows, elapsed, commits / elapsed, rows / elapsed);
     status = 0;
 out:
     sqlite3_finalize(insert);

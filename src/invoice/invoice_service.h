@@ -39,8 +39,7 @@ struct invoice_live {
 
 /* The consumer's apply callback (consumer.h); ctx is the service's
  * struct invoice_live, told what it applies. */
-int projection_apply(db *conn, const struct mq_delivery *d, struct consumer_result *res,
-                     void *ctx);
+int projection_apply(db *conn, const struct mq_delivery *d, struct consumer_result *res, void *ctx);
 /* The consumer's begin callback: asks, first in the batch's transaction,
  * whether a rebuild runs (rebuild_running), for every apply of the batch. */
 int projection_begin(db *conn, void *ctx);

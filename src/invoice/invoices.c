@@ -14,16 +14,32 @@
 #include "timeutil.h"
 #include "util.h"
 
-#define INVOICE_SELECT                                                                 \
-    "SELECT i.id, i.user_id, i.year, i.month, c.name, c.email, c.account_id,"         \
-    " c.address1, c.address2, c.city, c.state, c.zip, i.order_count, i.total_cents," \
+#define INVOICE_SELECT                                                                             \
+    "SELECT i.id, i.user_id, i.year, i.month, c.name, c.email, c.account_id,"                      \
+    " c.address1, c.address2, c.city, c.state, c.zip, i.order_count, i.total_cents,"               \
     " i.updated_at FROM invoices i LEFT JOIN customers c ON c.user_id = i.user_id"
 
 /* The columns of INVOICE_SELECT, then those of its lines (rows.h). */
 enum {
-    COL_ID, COL_USER_ID, COL_YEAR, COL_MONTH, COL_NAME, COL_EMAIL, COL_ACCOUNT_ID,
-    COL_ADDRESS1, COL_ADDRESS2, COL_CITY, COL_STATE, COL_ZIP, COL_ORDER_COUNT, COL_TOTAL,
-    COL_UPDATED_AT, COL_LINE_ORDER_ID, COL_LINE_DESCRIPTION, COL_LINE_AMOUNT, COL_LINE_PURCHASED,
+    COL_ID,
+    COL_USER_ID,
+    COL_YEAR,
+    COL_MONTH,
+    COL_NAME,
+    COL_EMAIL,
+    COL_ACCOUNT_ID,
+    COL_ADDRESS1,
+    COL_ADDRESS2,
+    COL_CITY,
+    COL_STATE,
+    COL_ZIP,
+    COL_ORDER_COUNT,
+    COL_TOTAL,
+    COL_UPDATED_AT,
+    COL_LINE_ORDER_ID,
+    COL_LINE_DESCRIPTION,
+    COL_LINE_AMOUNT,
+    COL_LINE_PURCHASED,
 };
 
 /* Writes the lines of the invoice whose first row st is on, stepping past
@@ -103,10 +119,10 @@ static int write_invoice(db *conn, db_stmt *st, struct jsonw *w)
 
 static const char *const invoice_columns[] = {"id",    "user_id",    "year", "month",
                                               "total", "updated_at", NULL};
-static const char *const invoice_exprs[] = {"i.id",          "i.user_id",   "i.year", "i.month",
-                                            "i.total_cents", "i.updated_at"};
-static const char *const invoice_outer_exprs[] = {"b.id",          "b.user_id",   "b.year",
-                                                  "b.month",       "b.total_cents", "b.updated_at"};
+static const char *const invoice_exprs[] = {"i.id",    "i.user_id",     "i.year",
+                                            "i.month", "i.total_cents", "i.updated_at"};
+static const char *const invoice_outer_exprs[] = {"b.id",    "b.user_id",     "b.year",
+                                                  "b.month", "b.total_cents", "b.updated_at"};
 static const struct listq_filter invoice_filters[] = {
     {.name = "user_id", .kind = LISTQ_ID},
     {.name = "month", .kind = LISTQ_INT_RANGE, .min = 1, .max = 12},

@@ -208,10 +208,11 @@ int projection_apply_shadow(db *conn, const struct event *ev, const char *source
 
     /* An event without an id is applied without dedupe, as live. */
     if (ev->id[0]) {
-        db_stmt *st = db_prepare(
-            conn, "INSERT INTO rebuild_inbox (event_id, type, applied_at, source, source_seq)"
-                  " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING"
-                  " RETURNING event_id");
+        db_stmt *st =
+            db_prepare(conn,
+                       "INSERT INTO rebuild_inbox (event_id, type, applied_at, source, source_seq)"
+                       " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING"
+                       " RETURNING event_id");
         if (!st)
             return DB_ERROR;
         db_bind_str(st, 1, ev->id);
@@ -287,8 +288,7 @@ static void note_applied(struct invoice_live *live, const struct event *ev)
     util_strlcpy(live->last_id, ev->id, sizeof(live->last_id));
 }
 
-int projection_apply(db *conn, const struct mq_delivery *d, struct consumer_result *res,
-                     void *ctx)
+int projection_apply(db *conn, const struct mq_delivery *d, struct consumer_result *res, void *ctx)
 {
     struct invoice_live *live = ctx;
     readwait *waits = live ? live->readwait : NULL;

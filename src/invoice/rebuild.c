@@ -100,9 +100,10 @@ int rebuild_running(db *conn)
  * the open transaction. id 0: every running row. */
 static int mark_failed(db *conn, int64_t id, const char *error)
 {
-    db_stmt *st = db_prepare(conn, "UPDATE rebuilds SET status = 'failed', error = $2,"
-                                   " finished_at = $3 WHERE status = 'running'"
-                                   " AND ($1 = 0 OR id = $1)");
+    db_stmt *st = db_prepare(conn,
+                             "UPDATE rebuilds SET status = 'failed', error = $2,"
+                             " finished_at = $3 WHERE status = 'running'"
+                             " AND ($1 = 0 OR id = $1)");
     if (!st)
         return DB_ERROR;
     db_bind_int64(st, 1, id);
@@ -167,8 +168,9 @@ int rebuild_begin(const char *database_url, const struct rebuild_sources *source
     if (rc == DB_OK)
         rc = empty_shadow(conn);
     if (rc == DB_OK) {
-        db_stmt *st = db_prepare(conn, "INSERT INTO rebuilds (status, events_applied, started_at)"
-                                       " VALUES ('running', 0, $1) RETURNING id");
+        db_stmt *st = db_prepare(conn,
+                                 "INSERT INTO rebuilds (status, events_applied, started_at)"
+                                 " VALUES ('running', 0, $1) RETURNING id");
         if (!st) {
             rc = DB_ERROR;
         } else {
@@ -273,8 +275,7 @@ static int apply_page(rebuild_job *job, json_t *items, int64_t *last)
     size_t i;
     json_t *item;
 
-    json_array_foreach(items, i, item)
-    {
+    json_array_foreach(items, i, item) {
         json_t *pos = json_object_get(item, "position");
         json_t *body = json_object_get(item, "event");
         if (!json_is_integer(pos) || json_integer_value(pos) <= *last || !json_is_object(body))
@@ -468,8 +469,9 @@ static int swap_once(rebuild_job *job)
     for (size_t i = 0; rc == DB_OK && i < ARRAY_LEN(swap_sql); i++)
         rc = exec_stmt(job->conn, swap_sql[i]);
     if (rc == DB_OK) {
-        db_stmt *st = db_prepare(job->conn, "UPDATE rebuilds SET status = 'done',"
-                                            " finished_at = $2 WHERE id = $1");
+        db_stmt *st = db_prepare(job->conn,
+                                 "UPDATE rebuilds SET status = 'done',"
+                                 " finished_at = $2 WHERE id = $1");
         if (!st) {
             rc = DB_ERROR;
         } else {
@@ -616,8 +618,9 @@ void rebuild_service_stop(void)
  * the error. */
 static int write_rebuild(db *conn, int64_t id, struct jsonw *w)
 {
-    db_stmt *st = db_prepare(conn, "SELECT id, status, events_applied, started_at, finished_at,"
-                                   " error FROM rebuilds WHERE id = $1");
+    db_stmt *st = db_prepare(conn,
+                             "SELECT id, status, events_applied, started_at, finished_at,"
+                             " error FROM rebuilds WHERE id = $1");
     if (!st)
         return DB_ERROR;
     db_bind_int64(st, 1, id);

@@ -109,8 +109,8 @@ void ui_handle_file(http_request *req, void *app)
     body = xmalloc(UI_FILE_MAX);
     len = fread(body, 1, UI_FILE_MAX, in);
     if (ferror(in) || !feof(in)) {
-        log_warn(http_request_id(req), "dashboard: cannot read %s (or larger than %d bytes)",
-                 path, UI_FILE_MAX);
+        log_warn(http_request_id(req), "dashboard: cannot read %s (or larger than %d bytes)", path,
+                 UI_FILE_MAX);
         free(body);
         body = NULL;
         not_found(req, "this dashboard file cannot be read");

@@ -19,11 +19,11 @@
 #define API_ERROR_MESSAGE_MAX 256
 
 struct api_error {
-    int status;                 /* HTTP status, 0 = no error */
-    const char *code;           /* static string, e.g. "invalid_field" */
+    int status;       /* HTTP status, 0 = no error */
+    const char *code; /* static string, e.g. "invalid_field" */
     char field[API_ERROR_FIELD_MAX];
     char message[API_ERROR_MESSAGE_MAX];
-    long index;                 /* batch item, -1 when not a batch item */
+    long index; /* batch item, -1 when not a batch item */
 };
 
 /* Fills e (field may be NULL) and returns -1 so callers can write

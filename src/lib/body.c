@@ -126,15 +126,13 @@ int body_parse(const char *buf, size_t len, json_t **out, struct api_error *err)
         }
         /* jerr.text quotes the input; the position alone is safer to echo. */
         return api_error_set(err, 400, "malformed_json", NULL,
-                             "body is not valid JSON (line %d, column %d)", jerr.line,
-                             jerr.column);
+                             "body is not valid JSON (line %d, column %d)", jerr.line, jerr.column);
     }
     *out = doc;
     return 0;
 }
 
-int body_items(json_t *body, size_t max_items, size_t *count, int *is_batch,
-               struct api_error *err)
+int body_items(json_t *body, size_t max_items, size_t *count, int *is_batch, struct api_error *err)
 {
     if (json_is_object(body)) {
         *count = 1;

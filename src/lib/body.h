@@ -30,8 +30,7 @@ int body_depth(const char *buf, size_t len, int limit);
 
 /* A create body: an object (*is_batch = 0, *count = 1) or an array of
  * 1..max_items objects; anything else is 422 invalid_body. */
-int body_items(json_t *body, size_t max_items, size_t *count, int *is_batch,
-               struct api_error *err);
+int body_items(json_t *body, size_t max_items, size_t *count, int *is_batch, struct api_error *err);
 
 /* Item i of a body accepted by body_items (borrowed). */
 json_t *body_item(json_t *body, size_t i);

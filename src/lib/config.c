@@ -28,11 +28,11 @@
 enum opt_kind { OPT_INT, OPT_SIZE, OPT_STRING, OPT_LEVEL, OPT_QUEUE_TYPE };
 
 struct option_def {
-    const char *flag;   /* without the leading "--" */
+    const char *flag; /* without the leading "--" */
     const char *env;
     enum opt_kind kind;
-    size_t offset;      /* into struct config */
-    long min, max;      /* for integers */
+    size_t offset; /* into struct config */
+    long min, max; /* for integers */
     const char *help;
 };
 
@@ -47,7 +47,8 @@ static const struct option_def options[] = {
      "RabbitMQ URL (default " DEFAULT_AMQP_URL ")"},
     {"queue-type", "AMQP_QUEUE_TYPE", OPT_QUEUE_TYPE, FIELD(queue_type), 0, 0,
      "classic (default) or quorum"},
-    {"log-level", "LOG_LEVEL", OPT_LEVEL, FIELD(log_level), 0, 0, "debug, info (default), warn, error"},
+    {"log-level", "LOG_LEVEL", OPT_LEVEL, FIELD(log_level), 0, 0,
+     "debug, info (default), warn, error"},
     {"body-limit", "BODY_LIMIT", OPT_SIZE, FIELD(body_limit), 1024, 64L * 1024 * 1024,
      "largest request body in bytes (default 1048576)"},
     {"http-threads", "HTTP_THREADS", OPT_INT, FIELD(http_threads), 1, 256,
@@ -114,8 +115,7 @@ static void usage(const struct config *cfg, FILE *out)
     fprintf(out, "usage: %s [options]\n\noptions (flag / environment variable):\n", cfg->service);
     for (size_t i = 0; i < ARRAY_LEN(options); i++)
         if (option_applies(cfg, &options[i]))
-            fprintf(out, "  --%-22s %-22s %s\n", options[i].flag, options[i].env,
-                    options[i].help);
+            fprintf(out, "  --%-22s %-22s %s\n", options[i].flag, options[i].env, options[i].help);
     fprintf(out, "  --%-22s %-22s %s\n", "help", "", "print this and exit");
     fprintf(out, "  --%-22s %-22s %s\n", "version", "", "print the version and exit");
 }

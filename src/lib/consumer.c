@@ -16,7 +16,7 @@
 #include "worker.h"
 
 #define HEARTBEAT_S 30
-#define FIRST_WAIT_MS 500      /* how long an idle consumer waits per turn */
+#define FIRST_WAIT_MS 500 /* how long an idle consumer waits per turn */
 #define CONFIRM_TIMEOUT_MS 30000
 /* Pause after a batch whose failed messages go back to their queue:
  * RETRY_BASE_MS doubled per attempt already made, at most RETRY_MAX_MS. */
@@ -39,7 +39,7 @@ struct consumer {
     /* Health, written by the thread, read by consumer_check(). */
     atomic_int failed_batches;          /* in a row; 0 after a commit */
     _Atomic int64_t unapplied_since_ms; /* oldest delivery not applied; 0: none */
-    char last_error[UTIL_ERR_MAX];    /* under w.lock */
+    char last_error[UTIL_ERR_MAX];      /* under w.lock */
 
     /* Owned by the thread. */
     db *conn;

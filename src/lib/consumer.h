@@ -48,9 +48,9 @@ enum consumer_outcome {
 
 /* What apply() tells about one delivery, for dead letters and metrics. */
 struct consumer_result {
-    char type[32];                      /* event type, or "unknown" */
-    char reason[CONSUMER_REASON_MAX];   /* why it is poison */
-    int64_t occurred_at_ms;             /* 0 when unknown */
+    char type[32];                    /* event type, or "unknown" */
+    char reason[CONSUMER_REASON_MAX]; /* why it is poison */
+    int64_t occurred_at_ms;           /* 0 when unknown */
     /* The message's identity for attempts and dead letters: apply() sets
      * the event id when it knows one; else the consumer uses the AMQP
      * message_id, else a hash of the body. */
@@ -62,14 +62,14 @@ struct consumer_result {
  * a negative db_result: DB_BUSY and DB_UNAVAILABLE roll the batch back to
  * retry it later; any other is this message's failure (see above). It may
  * run twice for one delivery (the second time in a savepoint). */
-typedef int (*consumer_apply_fn)(db *conn, const struct mq_delivery *d,
-                                 struct consumer_result *res, void *ctx);
+typedef int (*consumer_apply_fn)(db *conn, const struct mq_delivery *d, struct consumer_result *res,
+                                 void *ctx);
 
 struct consumer_config {
     const char *database_url;
     const char *amqp_url;
-    const char *service;     /* connection name in the broker */
-    const char *queue_type;  /* "classic" or "quorum" */
+    const char *service;    /* connection name in the broker */
+    const char *queue_type; /* "classic" or "quorum" */
     /* Declared at every connect, and every queue of it consumed; it must
      * outlive the consumer (static data). */
     const struct mq_topology *topology;

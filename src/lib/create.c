@@ -21,7 +21,7 @@ struct create_job {
     http_request *req;
     const struct create_spec *spec;
     const struct service *service; /* outlives its group commit */
-    char *items; /* count parsed items of spec->item_size bytes */
+    char *items;                   /* count parsed items of spec->item_size bytes */
     size_t count;
     int is_batch;
     struct jsonw answer;

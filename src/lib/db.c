@@ -40,7 +40,7 @@ struct db_pool {
     db **conns;      /* by slot; a slot's conn changes only on reopen */
     int *free_slots; /* stack of slots not acquired */
     int free_count;
-    int waiting;     /* threads blocked in acquire, for tests */
+    int waiting; /* threads blocked in acquire, for tests */
 };
 
 int db_fail(db *conn, int result, const char *fmt, ...)
@@ -69,13 +69,12 @@ void db_put_err(char *err, size_t errlen, const char *fmt, ...)
 
 static int is_scheme_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '-' || c == '.';
 }
 
 /* Never echoes the URL itself: a postgres:// URL may carry a password. */
-static int find_backend(const char *url, const struct db_backend **out,
-                        char *err, size_t errlen)
+static int find_backend(const char *url, const struct db_backend **out, char *err, size_t errlen)
 {
     size_t len = 0;
 
@@ -88,8 +87,7 @@ static int find_backend(const char *url, const struct db_backend **out,
         return DB_ERROR;
     }
     for (size_t i = 0; i < ARRAY_LEN(schemes); i++) {
-        if (strlen(schemes[i].name) != len ||
-            strncmp(url, schemes[i].name, len) != 0)
+        if (strlen(schemes[i].name) != len || strncmp(url, schemes[i].name, len) != 0)
             continue;
         *out = schemes[i].backend;
         return DB_OK;
@@ -244,7 +242,10 @@ const char *db_errmsg(const db *conn)
     return conn ? conn->errmsg : "no database connection";
 }
 
-int db_last_error(const db *conn) { return conn ? conn->last_error : DB_UNAVAILABLE; }
+int db_last_error(const db *conn)
+{
+    return conn ? conn->last_error : DB_UNAVAILABLE;
+}
 
 void db_clear_error(db *conn)
 {
@@ -436,8 +437,8 @@ int db_commit(db *conn)
 int db_set_durable(db *conn, int durable)
 {
     if (db_kind(conn) == DB_KIND_POSTGRES)
-        return db_exec(conn, durable ? "SET synchronous_commit = on"
-                                     : "SET synchronous_commit = off");
+        return db_exec(conn,
+                       durable ? "SET synchronous_commit = on" : "SET synchronous_commit = off");
     return db_exec(conn, durable ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
 }
 
@@ -495,14 +496,12 @@ static int compare_version(const void *a, const void *b)
 
 static const char *migration_sql(const db *conn, const struct db_migration *m)
 {
-    return conn->backend->kind == DB_KIND_SQLITE ? m->sqlite_sql
-                                                 : m->postgres_sql;
+    return conn->backend->kind == DB_KIND_SQLITE ? m->sqlite_sql : m->postgres_sql;
 }
 
 static int is_applied(db *conn, int version, int *applied)
 {
-    db_stmt *st = db_prepare(
-        conn, "SELECT 1 FROM schema_migrations WHERE version = $1");
+    db_stmt *st = db_prepare(conn, "SELECT 1 FROM schema_migrations WHERE version = $1");
     int rc;
 
     if (!st)
@@ -520,9 +519,10 @@ static int is_applied(db *conn, int version, int *applied)
 
 static int record_applied(db *conn, const struct db_migration *m)
 {
-    db_stmt *st = db_prepare(conn, "INSERT INTO schema_migrations "
-                                   "(version, name, applied_at) "
-                                   "VALUES ($1, $2, $3)");
+    db_stmt *st = db_prepare(conn,
+                             "INSERT INTO schema_migrations "
+                             "(version, name, applied_at) "
+                             "VALUES ($1, $2, $3)");
     int rc;
 
     if (!st)
@@ -562,8 +562,7 @@ static int create_migrations_table(db *conn)
     return rc;
 }
 
-static int apply_one(db *conn, const struct db_migration *m, char *err,
-                     size_t errlen)
+static int apply_one(db *conn, const struct db_migration *m, char *err, size_t errlen)
 {
     int applied = 0;
     int rc;
@@ -588,16 +587,14 @@ static int apply_one(db *conn, const struct db_migration *m, char *err,
         rc = db_commit(conn);
 out:
     if (rc != DB_OK)
-        db_put_err(err, errlen, "migration %d (%s): %s", m->version, m->name,
-                   db_errmsg(conn));
+        db_put_err(err, errlen, "migration %d (%s): %s", m->version, m->name, db_errmsg(conn));
     /* Ends the transaction when the re-check found the work done, and
      * undoes a half-applied migration; a no-op after a commit. */
     db_rollback(conn);
     return rc;
 }
 
-int db_migrate(db *conn, const struct db_migration *list, size_t count,
-               char *err, size_t errlen)
+int db_migrate(db *conn, const struct db_migration *list, size_t count, char *err, size_t errlen)
 {
     const struct db_migration **order = NULL;
     int rc;
@@ -614,22 +611,19 @@ int db_migrate(db *conn, const struct db_migration *list, size_t count,
             db_put_err(err, errlen,
                        "migration %d (%s): version must be >= 1 and name and "
                        "%s SQL must be set",
-                       m->version, m->name ? m->name : "?",
-                       conn->backend->name);
+                       m->version, m->name ? m->name : "?", conn->backend->name);
             rc = DB_ERROR;
             goto out;
         }
         if (i > 0 && order[i - 1]->version == m->version) {
-            db_put_err(err, errlen, "migration version %d listed twice",
-                       m->version);
+            db_put_err(err, errlen, "migration version %d listed twice", m->version);
             rc = DB_ERROR;
             goto out;
         }
     }
     rc = create_migrations_table(conn);
     if (rc != DB_OK) {
-        db_put_err(err, errlen, "creating schema_migrations: %s",
-                   db_errmsg(conn));
+        db_put_err(err, errlen, "creating schema_migrations: %s", db_errmsg(conn));
         goto out;
     }
     for (size_t i = 0; i < count; i++) {
@@ -656,8 +650,7 @@ db_pool *db_pool_open(const char *url, int size, char *err, size_t errlen)
     int rc = DB_OK;
 
     if (size < 1 || size > DB_POOL_MAX_SIZE) {
-        db_put_err(err, errlen, "database pool size %d not in 1..%d", size,
-                   DB_POOL_MAX_SIZE);
+        db_put_err(err, errlen, "database pool size %d not in 1..%d", size, DB_POOL_MAX_SIZE);
         return NULL;
     }
     pool = xcalloc(1, sizeof(*pool));

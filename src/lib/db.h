@@ -167,8 +167,7 @@ struct db_migration {
     const char *sqlite_sql;
     const char *postgres_sql;
 };
-int db_migrate(db *conn, const struct db_migration *list, size_t count,
-               char *err, size_t errlen);
+int db_migrate(db *conn, const struct db_migration *list, size_t count, char *err, size_t errlen);
 
 /* A fixed-size pool of connections to one URL, all opened by
  * db_pool_open (NULL and err on failure). acquire blocks until one is

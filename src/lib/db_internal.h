@@ -28,7 +28,7 @@
 #define DB_STMT_BUCKETS 128
 
 struct db_backend {
-    const char *name;     /* for messages: "sqlite" */
+    const char *name; /* for messages: "sqlite" */
     enum db_kind kind;
     /* CREATE TABLE IF NOT EXISTS schema_migrations in this dialect. */
     const char *migrations_table_sql;
@@ -75,24 +75,24 @@ struct db_backend {
 
 struct db_stmt {
     db *conn;
-    void *impl;            /* backend statement (sqlite3_stmt *) */
-    char *sql;             /* cache key, owned */
+    void *impl; /* backend statement (sqlite3_stmt *) */
+    char *sql;  /* cache key, owned */
     uint64_t hash;
-    int held;              /* between db_prepare and db_stmt_reset */
-    int done;              /* a step returned DB_DONE since the reset */
+    int held; /* between db_prepare and db_stmt_reset */
+    int done; /* a step returned DB_DONE since the reset */
     /* The first failed bind since the reset (a negative db_result) and
      * its message, owned: what the next db_step reports. */
     int bind_error;
     char *bind_errmsg;
-    db_stmt *bucket_next;  /* hash chain */
-    db_stmt *newer;        /* recency list, for eviction */
+    db_stmt *bucket_next; /* hash chain */
+    db_stmt *newer;       /* recency list, for eviction */
     db_stmt *older;
 };
 
 struct db {
     const struct db_backend *backend;
-    void *impl;                 /* backend connection (sqlite3 *) */
-    int last_error;             /* last negative db_result, 0 if none */
+    void *impl;     /* backend connection (sqlite3 *) */
+    int last_error; /* last negative db_result, 0 if none */
     char errmsg[DB_ERRMSG_MAX];
     db_stmt *buckets[DB_STMT_BUCKETS];
     db_stmt *newest;
@@ -111,8 +111,7 @@ extern const struct db_backend db_postgres_backend;
 
 /* Records an error on conn and returns result, so a backend can write
  * `return db_fail(conn, DB_BUSY, "...", ...)`. */
-int db_fail(db *conn, int result, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int db_fail(db *conn, int result, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Formats into a caller's err buffer; err may be NULL or errlen 0. */
 void db_put_err(char *err, size_t errlen, const char *fmt, ...)

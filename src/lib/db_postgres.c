@@ -92,10 +92,10 @@ struct pg_conn {
 struct pg_stmt {
     char name[STMT_NAME_MAX];
     int nparams;
-    char **values;  /* per parameter, owned text; NULL is SQL NULL */
-    PGresult *res;  /* of the first step, until reset */
-    int row;        /* current row of res */
-    int error;      /* the first step's failure, repeated by later ones */
+    char **values; /* per parameter, owned text; NULL is SQL NULL */
+    PGresult *res; /* of the first step, until reset */
+    int row;       /* current row of res */
+    int error;     /* the first step's failure, repeated by later ones */
 };
 
 static struct pg_conn *conn_of(const db *conn)
@@ -137,15 +137,13 @@ static int map_error(PGconn *pg, const PGresult *res)
         return DB_DUPLICATE;
     if (state_class(state, "23"))
         return DB_CONSTRAINT;
-    if (state_is(state, "40001") || state_is(state, "40P01") ||
-        state_is(state, "55P03"))
+    if (state_is(state, "40001") || state_is(state, "40P01") || state_is(state, "55P03"))
         return DB_BUSY;
     /* Connection exceptions, the server shutting down or not yet up, and
      * insufficient resources (disk full, too many connections), as a full
      * disk is on SQLite. */
-    if (state_class(state, "08") || state_is(state, "57P01") ||
-        state_is(state, "57P02") || state_is(state, "57P03") ||
-        state_class(state, "53"))
+    if (state_class(state, "08") || state_is(state, "57P01") || state_is(state, "57P02") ||
+        state_is(state, "57P03") || state_class(state, "53"))
         return DB_UNAVAILABLE;
     return DB_ERROR;
 }
@@ -157,27 +155,23 @@ static int fail_pg(db *conn, const PGresult *res, const char *what)
 {
     PGconn *pg = pg_of(conn);
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    const char *primary =
-        res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     int rc = map_error(pg, res);
 
     if (primary)
-        return db_fail(conn, rc, "%s: %s (SQLSTATE %s)", what, primary,
-                       state ? state : "?");
+        return db_fail(conn, rc, "%s: %s (SQLSTATE %s)", what, primary, state ? state : "?");
     const char *msg = res ? PQresultErrorMessage(res) : "";
     if (!*msg)
         msg = PQerrorMessage(pg);
     size_t len = strcspn(msg, "\n");
-    return db_fail(conn, rc, "%s: %.*s", what, (int)len,
-                   len ? msg : "no answer from the server");
+    return db_fail(conn, rc, "%s: %.*s", what, (int)len, len ? msg : "no answer from the server");
 }
 
 /* ---- SQL text ----------------------------------------------------------- */
 
 static int is_ident_start(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-           (unsigned char)c >= 0x80;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (unsigned char)c >= 0x80;
 }
 
 static int is_ident_char(char c)
@@ -224,8 +218,7 @@ static void scan_sql(const char *sql, int *max_param, int *has_token)
         } else if (*p == '\'' || *p == '"') {
             char quote = *p;
             /* E'...' takes backslash escapes. */
-            int escapes = quote == '\'' && p > sql &&
-                          (p[-1] == 'E' || p[-1] == 'e') &&
+            int escapes = quote == '\'' && p > sql && (p[-1] == 'E' || p[-1] == 'e') &&
                           (p - 1 == sql || !is_ident_char(p[-2]));
             *has_token = 1;
             for (p++; *p; p++) {
@@ -260,8 +253,7 @@ static void scan_sql(const char *sql, int *max_param, int *has_token)
             while (is_ident_char(*p))
                 p++;
         } else {
-            if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' &&
-                *p != '\f' && *p != ';')
+            if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != '\f' && *p != ';')
                 *has_token = 1;
             p++;
         }
@@ -283,8 +275,8 @@ static int valid_schema(const char *s, size_t len)
         return 0;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '_'))
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_'))
             return 0;
     }
     return 1;
@@ -341,13 +333,11 @@ static void scrub(char *msg, const char *password)
 
 /* Takes our options (schema=NAME, busy_timeout=MS) out of the query part
  * and hands the rest to libpq, adding connect_timeout unless set. */
-static int parse_url(const char *url, struct pg_url *u, char *err,
-                     size_t errlen)
+static int parse_url(const char *url, struct pg_url *u, char *err, size_t errlen)
 {
     const char *query = strchr(url, '?');
     size_t base = query ? (size_t)(query - url) : strlen(url);
-    size_t cap = strlen(url) + sizeof("?connect_timeout=") +
-                 sizeof(DEFAULT_CONNECT_TIMEOUT_S) + 1;
+    size_t cap = strlen(url) + sizeof("?connect_timeout=") + sizeof(DEFAULT_CONNECT_TIMEOUT_S) + 1;
     char *out = xmalloc(cap);
     size_t used = base;
     int has_timeout = 0;
@@ -377,8 +367,7 @@ static int parse_url(const char *url, struct pg_url *u, char *err,
             char *stop = NULL;
             errno = 0;
             long v = vlen ? strtol(val, &stop, 10) : -1;
-            if (errno || vlen == 0 || stop != val + vlen || v < 0 ||
-                v > MAX_LOCK_TIMEOUT_MS) {
+            if (errno || vlen == 0 || stop != val + vlen || v < 0 || v > MAX_LOCK_TIMEOUT_MS) {
                 db_put_err(err, errlen,
                            "PostgreSQL: busy_timeout must be 0..%d "
                            "milliseconds",
@@ -399,8 +388,8 @@ static int parse_url(const char *url, struct pg_url *u, char *err,
             p++;
     }
     if (!has_timeout)
-        snprintf(out + used, cap - used, "%cconnect_timeout=%s",
-                 strchr(out, '?') ? '&' : '?', DEFAULT_CONNECT_TIMEOUT_S);
+        snprintf(out + used, cap - used, "%cconnect_timeout=%s", strchr(out, '?') ? '&' : '?',
+                 DEFAULT_CONNECT_TIMEOUT_S);
     u->conninfo = out;
     u->password = url_password(url);
     return DB_OK;
@@ -411,8 +400,7 @@ fail:
 
 /* Session settings, in one round trip. The schema name was checked to be
  * a plain identifier, so quoting it is enough. */
-static int configure(PGconn *pg, const struct pg_url *u, char *err,
-                     size_t errlen)
+static int configure(PGconn *pg, const struct pg_url *u, char *err, size_t errlen)
 {
     char sql[256];
     PGresult *res;
@@ -426,8 +414,8 @@ static int configure(PGconn *pg, const struct pg_url *u, char *err,
     res = PQexec(pg, sql);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         const char *msg = PQresultErrorMessage(res);
-        db_put_err(err, errlen, "PostgreSQL: setting up the session: %.*s",
-                   (int)strcspn(msg, "\n"), msg);
+        db_put_err(err, errlen, "PostgreSQL: setting up the session: %.*s", (int)strcspn(msg, "\n"),
+                   msg);
         rc = map_error(pg, res);
     }
     PQclear(res);
@@ -451,11 +439,9 @@ static int pg_open(db *conn, const char *url, char *err, size_t errlen)
     opts = PQconninfoParse(u.conninfo, &perr);
     if (!opts) {
         char msg[DB_ERRMSG_MAX];
-        snprintf(msg, sizeof(msg), "%.*s",
-                 perr ? (int)strcspn(perr, "\n") : 0, perr ? perr : "");
+        snprintf(msg, sizeof(msg), "%.*s", perr ? (int)strcspn(perr, "\n") : 0, perr ? perr : "");
         scrub(msg, u.password);
-        db_put_err(err, errlen, "PostgreSQL: bad database URL: %s",
-                   *msg ? msg : "out of memory");
+        db_put_err(err, errlen, "PostgreSQL: bad database URL: %s", *msg ? msg : "out of memory");
         rc = DB_ERROR;
         goto out;
     }
@@ -474,8 +460,7 @@ static int pg_open(db *conn, const char *url, char *err, size_t errlen)
         goto out;
     }
     if (PQserverVersion(pg) < MIN_SERVER_VERSION) {
-        db_put_err(err, errlen,
-                   "PostgreSQL: server version %d is older than 9.5",
+        db_put_err(err, errlen, "PostgreSQL: server version %d is older than 9.5",
                    PQserverVersion(pg));
         rc = DB_ERROR;
         goto out;
@@ -557,8 +542,7 @@ static int pg_exec(db *conn, const char *sql)
     ExecStatusType status = PQresultStatus(res);
     int rc = DB_OK;
 
-    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK &&
-        status != PGRES_EMPTY_QUERY)
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && status != PGRES_EMPTY_QUERY)
         rc = fail_pg(conn, res, "exec");
     PQclear(res);
     return rc;
@@ -580,8 +564,7 @@ static void flush_doomed(db *conn)
     sql = xmalloc(cap);
     sql[0] = '\0';
     for (size_t i = 0; i < c->doomed_count; i++) {
-        used += (size_t)snprintf(sql + used, cap - used, "DEALLOCATE \"%s\"; ",
-                                 c->doomed[i]);
+        used += (size_t)snprintf(sql + used, cap - used, "DEALLOCATE \"%s\"; ", c->doomed[i]);
         free(c->doomed[i]);
     }
     c->doomed_count = 0;
@@ -591,8 +574,7 @@ static void flush_doomed(db *conn)
 
 static int sqlstate_of(const PGresult *res, const char *want)
 {
-    return state_is(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL,
-                    want);
+    return state_is(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL, want);
 }
 
 /* The n of the first "$n" in the server's message, 0 if none. */
@@ -616,8 +598,8 @@ static int param_in_message(const PGresult *res)
  * "status = $2"), text instead. Anything else is the caller's error.
  * In a transaction each failure is undone back to the caller's
  * savepoint, which a failed statement would otherwise abort. */
-static PGresult *prepare_typed(PGconn *pg, const char *name, const char *sql,
-                               int max_param, int in_tx)
+static PGresult *prepare_typed(PGconn *pg, const char *name, const char *sql, int max_param,
+                               int in_tx)
 {
     Oid *types = xcalloc((size_t)max_param + 1, sizeof(*types));
     int declared = 0; /* nParams passed: the highest declared index */
@@ -633,8 +615,7 @@ static PGresult *prepare_typed(PGconn *pg, const char *name, const char *sql,
             break;
         if (in_tx)
             PQclear(PQexec(pg, "ROLLBACK TO SAVEPOINT " PREPARE_SAVEPOINT));
-        if (sqlstate_of(res, "42P18") || sqlstate_of(res, "42P08") ||
-            sqlstate_of(res, "42725")) {
+        if (sqlstate_of(res, "42P18") || sqlstate_of(res, "42P08") || sqlstate_of(res, "42725")) {
             k = param_in_message(res);
             if (k < 1 || k > max_param || types[k - 1] != 0)
                 for (k = 1; k <= max_param && types[k - 1] != 0; k++)
@@ -671,8 +652,7 @@ static int pg_prepare(db *conn, const char *sql, void **impl)
         goto out;
     }
     if (max_param > MAX_PARAMS) {
-        rc = db_fail(conn, DB_ERROR, "prepare: more than %d parameters",
-                     MAX_PARAMS);
+        rc = db_fail(conn, DB_ERROR, "prepare: more than %d parameters", MAX_PARAMS);
         goto out;
     }
     flush_doomed(conn);
@@ -798,20 +778,18 @@ static int pg_step(db_stmt *st)
             s->row++;
         return s->row < PQntuples(s->res) ? DB_ROW : DB_DONE;
     }
-    s->res = PQexecPrepared(pg_of(st->conn), s->name, s->nparams,
-                            (const char *const *)s->values, NULL, NULL, 0);
+    s->res = PQexecPrepared(pg_of(st->conn), s->name, s->nparams, (const char *const *)s->values,
+                            NULL, NULL, 0);
     s->row = 0;
     status = PQresultStatus(s->res);
     if (status == PGRES_TUPLES_OK)
         return PQntuples(s->res) > 0 ? DB_ROW : DB_DONE;
     if (status == PGRES_COMMAND_OK)
         return DB_DONE;
-    if (status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR ||
-        !s->res)
+    if (status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR || !s->res)
         s->error = fail_pg(st->conn, s->res, "step");
     else
-        s->error = db_fail(st->conn, DB_ERROR, "step: unexpected result %s",
-                           PQresStatus(status));
+        s->error = db_fail(st->conn, DB_ERROR, "step: unexpected result %s", PQresStatus(status));
     return s->error;
 }
 
@@ -831,9 +809,8 @@ static const char *cell(db_stmt *st, int col)
 {
     struct pg_stmt *s = stmt_of(st);
 
-    if (!s->res || PQresultStatus(s->res) != PGRES_TUPLES_OK ||
-        s->row >= PQntuples(s->res) || col < 0 || col >= PQnfields(s->res) ||
-        PQgetisnull(s->res, s->row, col))
+    if (!s->res || PQresultStatus(s->res) != PGRES_TUPLES_OK || s->row >= PQntuples(s->res) ||
+        col < 0 || col >= PQnfields(s->res) || PQgetisnull(s->res, s->row, col))
         return NULL;
     return PQgetvalue(s->res, s->row, col);
 }
@@ -861,9 +838,7 @@ static const char *pg_col_text(db_stmt *st, int col)
 
 static size_t pg_col_len(db_stmt *st, int col)
 {
-    return cell(st, col) ? (size_t)PQgetlength(stmt_of(st)->res,
-                                               stmt_of(st)->row, col)
-                         : 0;
+    return cell(st, col) ? (size_t)PQgetlength(stmt_of(st)->res, stmt_of(st)->row, col) : 0;
 }
 
 /* ---- transactions ------------------------------------------------------- */
@@ -873,10 +848,8 @@ static int pg_begin(db *conn)
     PGresult *res;
 
     /* PostgreSQL only warns about a nested BEGIN; SQLite refuses it. */
-    if (PQtransactionStatus(pg_of(conn)) != PQTRANS_IDLE &&
-        PQstatus(pg_of(conn)) == CONNECTION_OK)
-        return db_fail(conn, DB_ERROR,
-                       "begin: a transaction is already open");
+    if (PQtransactionStatus(pg_of(conn)) != PQTRANS_IDLE && PQstatus(pg_of(conn)) == CONNECTION_OK)
+        return db_fail(conn, DB_ERROR, "begin: a transaction is already open");
     res = command(conn, "BEGIN", "begin");
     if (!res)
         return conn->last_error;
@@ -975,8 +948,7 @@ static int pg_try_advisory_lock(db *conn, int64_t key)
 
     if (lock_index(c, key) < c->lock_count)
         return 1;
-    rc = lock_call(conn, "SELECT pg_try_advisory_lock($1::bigint)", key,
-                   &taken);
+    rc = lock_call(conn, "SELECT pg_try_advisory_lock($1::bigint)", key, &taken);
     if (rc != DB_OK)
         return rc;
     if (taken) {

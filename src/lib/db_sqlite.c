@@ -84,16 +84,14 @@ static int fail_sqlite(db *conn, int rc, const char *what)
 
     if ((ext & 0xff) != (rc & 0xff))
         return db_fail(conn, map_code(rc), "%s: %s", what, sqlite3_errstr(rc));
-    return db_fail(conn, map_code(ext), "%s: %s", what,
-                   sqlite3_errmsg(handle_of(conn)));
+    return db_fail(conn, map_code(ext), "%s: %s", what, sqlite3_errmsg(handle_of(conn)));
 }
 
 /* ---- opening ------------------------------------------------------------ */
 
 /* Options after '?', '&'-separated. Only busy_timeout=MS exists: tests
  * use it to see DB_BUSY without waiting the full default. */
-static int parse_options(const char *opts, int *busy_ms, char *err,
-                         size_t errlen)
+static int parse_options(const char *opts, int *busy_ms, char *err, size_t errlen)
 {
     static const char key[] = "busy_timeout=";
     const char *p = opts;
@@ -113,10 +111,9 @@ static int parse_options(const char *opts, int *busy_ms, char *err,
         }
         errno = 0;
         v = strtol(p + sizeof(key) - 1, &stop, 10);
-        if (errno || stop != p + len || stop == p + sizeof(key) - 1 ||
-            v < 0 || v > MAX_BUSY_TIMEOUT_MS) {
-            db_put_err(err, errlen,
-                       "sqlite: busy_timeout must be 0..%d milliseconds",
+        if (errno || stop != p + len || stop == p + sizeof(key) - 1 || v < 0 ||
+            v > MAX_BUSY_TIMEOUT_MS) {
+            db_put_err(err, errlen, "sqlite: busy_timeout must be 0..%d milliseconds",
                        MAX_BUSY_TIMEOUT_MS);
             return DB_ERROR;
         }
@@ -130,8 +127,7 @@ static int parse_options(const char *opts, int *busy_ms, char *err,
 
 /* "sqlite:PATH" or "sqlite://PATH"; after the "//" PATH is taken as
  * written, so sqlite:///abs is absolute and sqlite://rel relative. */
-static int parse_url(const char *url, char **path, int *busy_ms, char *err,
-                     size_t errlen)
+static int parse_url(const char *url, char **path, int *busy_ms, char *err, size_t errlen)
 {
     const char *p = url + strlen(SCHEME_PREFIX);
     const char *query;
@@ -168,9 +164,8 @@ static int check_directory(const char *path, char *err, size_t errlen)
     else
         dir = xstrndup(path, (size_t)(slash - path));
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        db_put_err(err, errlen,
-                   "sqlite: directory '%s' of database '%s' does not exist",
-                   dir, path);
+        db_put_err(err, errlen, "sqlite: directory '%s' of database '%s' does not exist", dir,
+                   path);
         rc = DB_UNAVAILABLE;
     }
     free(dir);
@@ -196,8 +191,8 @@ static int enable_wal(sqlite3 *h, const char *path, char *err, size_t errlen)
     }
     mode = (const char *)sqlite3_column_text(stmt, 0);
     if (!mode || sqlite3_stricmp(mode, "wal") != 0) {
-        db_put_err(err, errlen, "sqlite: '%s': cannot use WAL (mode is %s)",
-                   path, mode ? mode : "unknown");
+        db_put_err(err, errlen, "sqlite: '%s': cannot use WAL (mode is %s)", path,
+                   mode ? mode : "unknown");
         rc = DB_UNAVAILABLE;
         goto out;
     }
@@ -212,8 +207,7 @@ out:
  * when several connections open the same new file together (a service
  * and its relay starting, say). So the wait is done here, within the same
  * busy timeout. */
-static int open_wal(sqlite3 *h, const char *path, int busy_ms, char *err,
-                    size_t errlen)
+static int open_wal(sqlite3 *h, const char *path, int busy_ms, char *err, size_t errlen)
 {
     const struct timespec pause = {0, WAL_RETRY_PAUSE_MS * 1000000L};
     int64_t deadline = util_monotonic_ns() + (int64_t)busy_ms * 1000000;
@@ -229,8 +223,7 @@ static int open_wal(sqlite3 *h, const char *path, int busy_ms, char *err,
 
 static int sqlite_open(db *conn, const char *url, char *err, size_t errlen)
 {
-    const int flags =
-        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     char *path = NULL;
     sqlite3 *h = NULL;
     int busy_ms = 0;
@@ -265,8 +258,9 @@ static int sqlite_open(db *conn, const char *url, char *err, size_t errlen)
     /* FULL: a commit we answered 201 for survives a power cut. */
     /* temp_store: the group commit's savepoint journals stay in memory
      * instead of spilling to a temporary file. */
-    rc = sqlite3_exec(h, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-                         " PRAGMA temp_store=MEMORY",
+    rc = sqlite3_exec(h,
+                      "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                      " PRAGMA temp_store=MEMORY",
                       NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         db_put_err(err, errlen, "sqlite: '%s': %s", path, sqlite3_errmsg(h));
@@ -313,8 +307,7 @@ static int sqlite_prepare(db *conn, const char *sql, void **impl)
     int rc;
 
     /* PERSISTENT: cached statements live as long as the connection. */
-    rc = sqlite3_prepare_v3(h, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt,
-                            &tail);
+    rc = sqlite3_prepare_v3(h, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, &tail);
     if (rc != SQLITE_OK) {
         rc = fail_sqlite(conn, rc, "prepare");
         goto out;
@@ -373,15 +366,14 @@ static int sqlite_bind_int64(db_stmt *st, int index, int64_t value)
     return bind_result(st, sqlite3_bind_int64(stmt_of(st), slot, value));
 }
 
-static int sqlite_bind_text(db_stmt *st, int index, const char *text,
-                            size_t len)
+static int sqlite_bind_text(db_stmt *st, int index, const char *text, size_t len)
 {
     int slot = param_slot(st, index);
 
     if (slot == 0)
         return DB_OK;
-    return bind_result(st, sqlite3_bind_text64(stmt_of(st), slot, text, len,
-                                               SQLITE_TRANSIENT, SQLITE_UTF8));
+    return bind_result(
+        st, sqlite3_bind_text64(stmt_of(st), slot, text, len, SQLITE_TRANSIENT, SQLITE_UTF8));
 }
 
 static int sqlite_bind_null(db_stmt *st, int index)
@@ -440,8 +432,7 @@ static int sqlite_begin(db *conn)
 {
     /* IMMEDIATE takes the write lock now, so waiting for it happens here
      * under the busy timeout, never as a failed commit of finished work. */
-    int rc = sqlite3_exec(handle_of(conn), "BEGIN IMMEDIATE", NULL, NULL,
-                          NULL);
+    int rc = sqlite3_exec(handle_of(conn), "BEGIN IMMEDIATE", NULL, NULL, NULL);
 
     return rc == SQLITE_OK ? DB_OK : fail_sqlite(conn, rc, "begin");
 }

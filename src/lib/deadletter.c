@@ -152,12 +152,13 @@ static void write_body(struct jsonw *w, const char *bytes, size_t len)
 int deadletter_record(db *conn, const struct deadletter_entry *e)
 {
     db_stmt *st =
-        db_prepare(conn, "INSERT INTO dead_letters (message_key, queue, reason, dead_lettered_at,"
-                         " body_hex, message_id, type, correlation_id, app_id, timestamp_s)"
-                         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-                         " ON CONFLICT (message_key) DO UPDATE SET queue = excluded.queue,"
-                         " reason = excluded.reason, dead_lettered_at = excluded.dead_lettered_at,"
-                         " body_hex = excluded.body_hex");
+        db_prepare(conn,
+                   "INSERT INTO dead_letters (message_key, queue, reason, dead_lettered_at,"
+                   " body_hex, message_id, type, correlation_id, app_id, timestamp_s)"
+                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                   " ON CONFLICT (message_key) DO UPDATE SET queue = excluded.queue,"
+                   " reason = excluded.reason, dead_lettered_at = excluded.dead_lettered_at,"
+                   " body_hex = excluded.body_hex");
     char *hex = hex_encode(e->body, e->body_len);
     int rc = DB_ERROR;
 

@@ -19,8 +19,8 @@ static int bad(struct api_error *err, const char *message, const char *name)
     return -1;
 }
 
-int eventlog_parse_query(const struct query_param *params, size_t count,
-                         struct eventlog_query *out, struct api_error *err)
+int eventlog_parse_query(const struct query_param *params, size_t count, struct eventlog_query *out,
+                         struct api_error *err)
 {
     int seen_after = 0, seen_limit = 0;
 

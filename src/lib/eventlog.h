@@ -36,8 +36,8 @@ struct eventlog_query {
  * and "limit" (1..1000, default 100), each at most once and not empty,
  * as plain decimal digits. Returns 0, or -1 with err set to 400
  * invalid_query (the message names the parameter, or the allowed ones). */
-int eventlog_parse_query(const struct query_param *params, size_t count,
-                         struct eventlog_query *out, struct api_error *err);
+int eventlog_parse_query(const struct query_param *params, size_t count, struct eventlog_query *out,
+                         struct api_error *err);
 
 /* GET <prefix>/events. */
 void eventlog_handle_list(http_request *req, void *app);

@@ -94,8 +94,8 @@ int field_reject_unknown(json_t *obj, const char *const *allowed, size_t count,
     return 0;
 }
 
-int field_string(json_t *obj, const char *name, int required, size_t max_chars,
-                 const char **out, struct api_error *err)
+int field_string(json_t *obj, const char *name, int required, size_t max_chars, const char **out,
+                 struct api_error *err)
 {
     json_t *v = json_object_get(obj, name);
     size_t len, chars;
@@ -108,14 +108,14 @@ int field_string(json_t *obj, const char *name, int required, size_t max_chars,
     len = json_string_length(v);
     /* Valid JSON ("\u0000"), but stored text is a C string: refused. */
     if (memchr(json_string_value(v), '\0', len))
-        return api_error_set(err, 422, "invalid_field", name,
-                             "%s must not contain NUL characters", name);
+        return api_error_set(err, 422, "invalid_field", name, "%s must not contain NUL characters",
+                             name);
     chars = field_utf8_length(json_string_value(v), len);
     if (required && (len == 0 || field_is_blank(json_string_value(v), len)))
         return api_error_set(err, 422, "invalid_field", name, "%s must not be empty", name);
     if (chars > max_chars)
-        return api_error_set(err, 422, "invalid_field", name,
-                             "%s must be at most %zu characters", name, max_chars);
+        return api_error_set(err, 422, "invalid_field", name, "%s must be at most %zu characters",
+                             name, max_chars);
     *out = json_string_value(v);
     return 0;
 }
@@ -154,8 +154,8 @@ int field_id(json_t *obj, const char *name, int required, int64_t *out, int *pre
     if (!v || json_is_null(v))
         return required ? missing(name, err) : 0;
     if (!json_is_integer(v) || json_integer_value(v) <= 0)
-        return api_error_set(err, 422, "invalid_field", name,
-                             "%s must be a positive integer", name);
+        return api_error_set(err, 422, "invalid_field", name, "%s must be a positive integer",
+                             name);
     *out = json_integer_value(v);
     if (present)
         *present = 1;

@@ -25,8 +25,8 @@ int field_reject_unknown(json_t *obj, const char *const *allowed, size_t count,
 
 /* Required (1..max code points, not blank) or optional (0..max, *out NULL
  * when absent or null). */
-int field_string(json_t *obj, const char *name, int required, size_t max_chars,
-                 const char **out, struct api_error *err);
+int field_string(json_t *obj, const char *name, int required, size_t max_chars, const char **out,
+                 struct api_error *err);
 
 /* A required email (docs/api.md "User Service"): a string by field_string's
  * rules with one '@' that has text on both sides, and no white space or

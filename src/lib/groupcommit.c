@@ -13,11 +13,11 @@ struct groupcommit {
     int max_group;
     db *conn; /* the committer's own; NULL after it was found broken */
 
-    struct worker w;                   /* its lock guards the queue */
+    struct worker w; /* its lock guards the queue */
     struct groupcommit_job *head, *tail;
 
-    struct groupcommit_chore chore; /* run is NULL when there is none */
-    int64_t chore_due_ns;           /* util_monotonic_ns() time */
+    struct groupcommit_chore chore;         /* run is NULL when there is none */
+    int64_t chore_due_ns;                   /* util_monotonic_ns() time */
     struct groupcommit_precommit precommit; /* run is NULL when there is none */
 };
 
@@ -141,7 +141,7 @@ static void *committer(void *arg)
         while (!gc->head && !worker_stopping(&gc->w) && !chore_due(gc))
             worker_wait_until(&gc->w, gc->chore.run ? gc->chore_due_ns : WORKER_FOREVER);
         if (!gc->head && worker_stopping(&gc->w))
-            break; /* nothing left */
+            break;       /* nothing left */
         if (!gc->head) { /* idle, and the chore is due */
             pthread_mutex_unlock(&gc->w.lock);
             run_chore(gc);

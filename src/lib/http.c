@@ -33,7 +33,7 @@
 #define CONTENT_TYPE_JSON "application/json; charset=utf-8"
 #define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
 #define CORS_ALLOW_HEADERS "Content-Type, X-Request-Id, Idempotency-Key, Authorization, traceparent"
-#define CORS_EXPOSE_HEADERS                                                                \
+#define CORS_EXPOSE_HEADERS                                                                        \
     "Location, X-Request-Id, X-Consistency-Token, Idempotent-Replayed, Retry-After"
 #define CORS_MAX_AGE "86400"
 
@@ -83,7 +83,7 @@ struct extra_header {
 struct http_request {
     http_server *srv;
     struct MHD_Connection *conn;
-    struct http_conn *link; /* its connection's deadline record, or NULL */
+    struct http_conn *link;         /* its connection's deadline record, or NULL */
     const struct http_route *route; /* NULL until matched */
     const char *route_label;        /* for metrics: a pattern, never raw input */
     const char *method_label;
@@ -109,11 +109,11 @@ struct http_request {
 
     struct extra_header headers[MAX_EXTRA_HEADERS];
     int header_count;
-    int status;  /* answered status, 0 while unanswered */
-    int queued;  /* a response went to MHD */
-    int answered_raw; /* the early 413 was written to the socket */
-    int suspended;       /* waiting for another thread's answer */
-    atomic_int resumed;  /* that answer is ready */
+    int status;         /* answered status, 0 while unanswered */
+    int queued;         /* a response went to MHD */
+    int answered_raw;   /* the early 413 was written to the socket */
+    int suspended;      /* waiting for another thread's answer */
+    atomic_int resumed; /* that answer is ready */
     char *reply_body;
     size_t reply_len;
     const char *reply_type;
@@ -250,8 +250,8 @@ static void route_request(http_request *req, const char *method, const char *pat
         return;
     }
     req->route_label = "method_not_allowed";
-    api_error_set(&req->error, 405, "method_not_allowed", NULL, "%s is not allowed here; allowed: %s",
-                  shown_method(method), req->allow);
+    api_error_set(&req->error, 405, "method_not_allowed", NULL,
+                  "%s is not allowed here; allowed: %s", shown_method(method), req->allow);
 }
 
 /* ------------------------------------------------------------ answering */
@@ -340,8 +340,14 @@ http_stream *http_reply_stream(http_request *req, const char *content_type,
     return st;
 }
 
-void http_stream_suspend(http_stream *st) { MHD_suspend_connection(st->conn); }
-void http_stream_resume(http_stream *st) { MHD_resume_connection(st->conn); }
+void http_stream_suspend(http_stream *st)
+{
+    MHD_suspend_connection(st->conn);
+}
+void http_stream_resume(http_stream *st)
+{
+    MHD_resume_connection(st->conn);
+}
 
 /* The socket is closed only after done() has run (libmicrohttpd frees the
  * answer, and so calls done, before it closes the socket), so before then
@@ -354,7 +360,10 @@ void http_stream_close(http_stream *st)
     if (ci)
         shutdown(ci->connect_fd, SHUT_RDWR);
 }
-int http_stream_draining(const http_stream *st) { return atomic_load(&st->srv->draining); }
+int http_stream_draining(const http_stream *st)
+{
+    return atomic_load(&st->srv->draining);
+}
 
 /* Hands the prepared answer to MHD. */
 static enum MHD_Result queue_reply(http_request *req)
@@ -377,8 +386,8 @@ static enum MHD_Result queue_reply(http_request *req)
             return MHD_NO;
         }
     } else {
-        resp = MHD_create_response_from_buffer(req->reply_len, req->reply_body,
-                                               MHD_RESPMEM_MUST_FREE);
+        resp =
+            MHD_create_response_from_buffer(req->reply_len, req->reply_body, MHD_RESPMEM_MUST_FREE);
         if (!resp)
             return MHD_NO;
         req->reply_body = NULL; /* MHD owns it now */
@@ -682,10 +691,10 @@ static void begin_request(http_request *req, const char *url, const char *method
         return;
     req->wants_body = 1;
 
-    const char *cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-    const char *te = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    const char *cl =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
     int has_body = (cl && strcmp(cl, "0") != 0) || te;
     if (cl) {
         char *end;
@@ -699,8 +708,8 @@ static void begin_request(http_request *req, const char *url, const char *method
     }
     if (req->next != NEXT_HANDLER)
         return;
-    const char *ct = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
+    const char *ct =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (has_body && !is_json_content_type(ct)) {
         req->next = NEXT_ERROR;
         api_error_set(&req->error, 415, "unsupported_media_type", NULL,
@@ -725,11 +734,13 @@ static void answer_413_now(http_request *req)
     api_error_write(&req->error, &body);
     int n = snprintf(head, sizeof(head),
                      "HTTP/1.1 413 Content Too Large\r\n"
-                     "Content-Type: " CONTENT_TYPE_JSON "\r\n"
+                     "Content-Type: " CONTENT_TYPE_JSON
+                     "\r\n"
                      "Content-Length: %zu\r\n"
                      "Connection: close\r\n"
                      "Access-Control-Allow-Origin: *\r\n"
-                     "Access-Control-Expose-Headers: " CORS_EXPOSE_HEADERS "\r\n"
+                     "Access-Control-Expose-Headers: " CORS_EXPOSE_HEADERS
+                     "\r\n"
                      "X-Request-Id: %s\r\n\r\n",
                      body.len, req->request_id);
     if (info && n > 0 && (size_t)n < sizeof(head)) {
@@ -781,7 +792,7 @@ static enum MHD_Result receive_body(http_request *req, const char *data, size_t 
 static enum MHD_Result finish_request(http_request *req)
 {
     if (req->answered_raw)
-        return MHD_NO; /* the early 413 went out: close the connection */
+        return MHD_NO;  /* the early 413 went out: close the connection */
     if (req->suspended) /* called again once resumed, with the answer set */
         return atomic_load(&req->resumed) ? queue_reply(req) : MHD_YES;
     if (req->next == NEXT_ERROR)
@@ -799,9 +810,8 @@ static enum MHD_Result finish_request(http_request *req)
 }
 
 static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_data_size,
-                                 void **con_cls)
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
 {
     http_server *srv = cls;
     http_request *req = *con_cls;
@@ -940,16 +950,13 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
     }
 
     srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_access, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, /* first, so it sees everything */
-        MHD_OPTION_SOCK_ADDR, addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
+        flags, (uint16_t)cfg->port, NULL, NULL, on_access, srv, MHD_OPTION_EXTERNAL_LOGGER,
+        on_mhd_log, NULL, /* first, so it sees everything */
+        MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->http_threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->idle_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL,
-        MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        srv, MHD_OPTION_UNESCAPE_CALLBACK, unescape_url, NULL, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot listen on %s:%d (in use, or not allowed)", cfg->bind,
                  cfg->port);
@@ -1006,18 +1013,39 @@ void http_resume(http_request *req)
 
 /* ------------------------------------------------------ request access */
 
-const char *http_request_id(const http_request *req) { return req->request_id; }
-const struct trace_context *http_trace(const http_request *req) { return &req->trace; }
-const char *http_method(const http_request *req) { return req->method_label; }
-const char *http_path(const http_request *req) { return req->path; }
+const char *http_request_id(const http_request *req)
+{
+    return req->request_id;
+}
+const struct trace_context *http_trace(const http_request *req)
+{
+    return &req->trace;
+}
+const char *http_method(const http_request *req)
+{
+    return req->method_label;
+}
+const char *http_path(const http_request *req)
+{
+    return req->path;
+}
 
 const char *http_request_header(const http_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
-const void *http_route_data(const http_request *req) { return req->route->data; }
-int64_t http_path_id(const http_request *req) { return req->path_id; }
-json_t *http_body(const http_request *req) { return req->json; }
+const void *http_route_data(const http_request *req)
+{
+    return req->route->data;
+}
+int64_t http_path_id(const http_request *req)
+{
+    return req->path_id;
+}
+json_t *http_body(const http_request *req)
+{
+    return req->json;
+}
 
 const char *http_raw_body(const http_request *req, size_t *len)
 {
@@ -1047,8 +1075,8 @@ int http_header(const http_request *req, const char *name, const char **value, s
 
     *value = NULL;
     *len = 0;
-    if (MHD_lookup_connection_value_n(req->conn, MHD_HEADER_KIND, name, strlen(name), value,
-                                      len) != MHD_YES)
+    if (MHD_lookup_connection_value_n(req->conn, MHD_HEADER_KIND, name, strlen(name), value, len) !=
+        MHD_YES)
         return 0;
     MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &hc);
     return hc.count > 0 ? hc.count : 1;

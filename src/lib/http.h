@@ -43,7 +43,7 @@ struct http_route {
     const char *method;  /* "GET" or "POST" (GET also answers HEAD) */
     const char *pattern; /* "/order-service/orders/{id}" */
     http_handler handler;
-    const void *data;    /* for the handler: http_route_data(); may be NULL */
+    const void *data; /* for the handler: http_route_data(); may be NULL */
     /* POST only: an empty body is accepted (http_body() is then NULL), as
      * for an action that takes no input; a body sent is still checked. */
     int body_optional;

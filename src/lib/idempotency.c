@@ -17,17 +17,18 @@
 /* The key is (service, idem_key); created_at (ms since the epoch) decides
  * expiry against the TTL configured now, so a changed TTL applies to keys
  * stored before. headers holds "Name: value\n" lines. */
-#define IDEMPOTENCY_SCHEMA(INT64)                                                         \
-    "CREATE TABLE idempotency_keys (\n"                                                    \
-    "    service TEXT NOT NULL,\n"                                                         \
-    "    idem_key TEXT NOT NULL,\n"                                                        \
-    "    fingerprint TEXT NOT NULL,\n"                                                     \
-    "    status INTEGER NOT NULL,\n"                                                       \
-    "    headers TEXT NOT NULL,\n"                                                         \
-    "    body TEXT NOT NULL,\n"                                                            \
-    "    created_at " INT64 " NOT NULL,\n"                                                 \
-    "    PRIMARY KEY (service, idem_key)\n"                                                \
-    ");\n"                                                                                 \
+#define IDEMPOTENCY_SCHEMA(INT64)                                                                  \
+    "CREATE TABLE idempotency_keys (\n"                                                            \
+    "    service TEXT NOT NULL,\n"                                                                 \
+    "    idem_key TEXT NOT NULL,\n"                                                                \
+    "    fingerprint TEXT NOT NULL,\n"                                                             \
+    "    status INTEGER NOT NULL,\n"                                                               \
+    "    headers TEXT NOT NULL,\n"                                                                 \
+    "    body TEXT NOT NULL,\n"                                                                    \
+    "    created_at " INT64                                                                        \
+    " NOT NULL,\n"                                                                                 \
+    "    PRIMARY KEY (service, idem_key)\n"                                                        \
+    ");\n"                                                                                         \
     "CREATE INDEX idempotency_keys_age ON idempotency_keys (service, created_at);\n"
 
 const char idempotency_schema_sqlite[] = IDEMPOTENCY_SCHEMA("INTEGER");

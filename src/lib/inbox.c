@@ -36,9 +36,10 @@ int inbox_record(db *conn, const char *event_id, const char *type)
 int inbox_record_at(db *conn, const char *event_id, const char *type, const char *source,
                     int64_t seq)
 {
-    db_stmt *st = db_prepare(conn, "INSERT INTO inbox (event_id, type, applied_at, source,"
-                                   " source_seq) VALUES ($1, $2, $3, $4, $5)"
-                                   " ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
+    db_stmt *st = db_prepare(conn,
+                             "INSERT INTO inbox (event_id, type, applied_at, source,"
+                             " source_seq) VALUES ($1, $2, $3, $4, $5)"
+                             " ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
     int rc;
 
     if (!st)
@@ -69,8 +70,9 @@ int inbox_note_position(db *conn, const char *event_id, const char *source, int6
 
     if (!source || seq <= 0)
         return 0;
-    st = db_prepare(conn, "UPDATE inbox SET source = $2, source_seq = $3"
-                          " WHERE event_id = $1 AND source_seq IS NULL RETURNING event_id");
+    st = db_prepare(conn,
+                    "UPDATE inbox SET source = $2, source_seq = $3"
+                    " WHERE event_id = $1 AND source_seq IS NULL RETURNING event_id");
     if (!st)
         return DB_ERROR;
     db_bind_str(st, 1, event_id);
@@ -85,8 +87,9 @@ int inbox_note_position(db *conn, const char *event_id, const char *source, int6
 
 int inbox_count_applied(db *conn, const char *source, int64_t first, int64_t last, int64_t *count)
 {
-    db_stmt *st = db_prepare(conn, "SELECT count(DISTINCT source_seq) FROM inbox"
-                                   " WHERE source = $1 AND source_seq BETWEEN $2 AND $3");
+    db_stmt *st = db_prepare(conn,
+                             "SELECT count(DISTINCT source_seq) FROM inbox"
+                             " WHERE source = $1 AND source_seq BETWEEN $2 AND $3");
     int rc;
 
     if (!st)
@@ -101,32 +104,35 @@ int inbox_count_applied(db *conn, const char *source, int64_t first, int64_t las
     return rc == DB_ROW ? DB_OK : rc < 0 ? rc : DB_ERROR;
 }
 
-const char inbox_attempts_schema_sqlite[] = "CREATE TABLE delivery_attempts ("
-                                            "  message_key TEXT PRIMARY KEY,"
-                                            "  queue TEXT NOT NULL,"
-                                            "  attempts INTEGER NOT NULL,"
-                                            "  last_error TEXT NOT NULL,"
-                                            "  first_failed_at INTEGER NOT NULL,"
-                                            "  last_failed_at INTEGER NOT NULL);";
+const char inbox_attempts_schema_sqlite[] =
+    "CREATE TABLE delivery_attempts ("
+    "  message_key TEXT PRIMARY KEY,"
+    "  queue TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL,"
+    "  last_error TEXT NOT NULL,"
+    "  first_failed_at INTEGER NOT NULL,"
+    "  last_failed_at INTEGER NOT NULL);";
 
-const char inbox_attempts_schema_postgres[] = "CREATE TABLE delivery_attempts ("
-                                              "  message_key TEXT PRIMARY KEY,"
-                                              "  queue TEXT NOT NULL,"
-                                              "  attempts INTEGER NOT NULL,"
-                                              "  last_error TEXT NOT NULL,"
-                                              "  first_failed_at BIGINT NOT NULL,"
-                                              "  last_failed_at BIGINT NOT NULL);";
+const char inbox_attempts_schema_postgres[] =
+    "CREATE TABLE delivery_attempts ("
+    "  message_key TEXT PRIMARY KEY,"
+    "  queue TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL,"
+    "  last_error TEXT NOT NULL,"
+    "  first_failed_at BIGINT NOT NULL,"
+    "  last_failed_at BIGINT NOT NULL);";
 
 int inbox_attempt_failed(db *conn, const char *key, const char *queue, const char *error,
                          int *attempts)
 {
-    db_stmt *st = db_prepare(
-        conn, "INSERT INTO delivery_attempts (message_key, queue, attempts, last_error,"
-              " first_failed_at, last_failed_at) VALUES ($1, $2, 1, $3, $4, $4)"
-              " ON CONFLICT (message_key) DO UPDATE SET"
-              " attempts = delivery_attempts.attempts + 1, queue = excluded.queue,"
-              " last_error = excluded.last_error, last_failed_at = excluded.last_failed_at"
-              " RETURNING attempts");
+    db_stmt *st =
+        db_prepare(conn,
+                   "INSERT INTO delivery_attempts (message_key, queue, attempts, last_error,"
+                   " first_failed_at, last_failed_at) VALUES ($1, $2, 1, $3, $4, $4)"
+                   " ON CONFLICT (message_key) DO UPDATE SET"
+                   " attempts = delivery_attempts.attempts + 1, queue = excluded.queue,"
+                   " last_error = excluded.last_error, last_failed_at = excluded.last_failed_at"
+                   " RETURNING attempts");
     int rc;
 
     *attempts = 0;

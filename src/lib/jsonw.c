@@ -102,10 +102,22 @@ static void close_(struct jsonw *w, char c)
     putc_(w, c);
 }
 
-void jsonw_object_begin(struct jsonw *w) { open_(w, '{'); }
-void jsonw_object_end(struct jsonw *w) { close_(w, '}'); }
-void jsonw_array_begin(struct jsonw *w) { open_(w, '['); }
-void jsonw_array_end(struct jsonw *w) { close_(w, ']'); }
+void jsonw_object_begin(struct jsonw *w)
+{
+    open_(w, '{');
+}
+void jsonw_object_end(struct jsonw *w)
+{
+    close_(w, '}');
+}
+void jsonw_array_begin(struct jsonw *w)
+{
+    open_(w, '[');
+}
+void jsonw_array_end(struct jsonw *w)
+{
+    close_(w, ']');
+}
 
 static void escaped(struct jsonw *w, const char *s, size_t n)
 {
@@ -120,13 +132,27 @@ static void escaped(struct jsonw *w, const char *s, size_t n)
         put(w, s + start, i - start);
         start = i + 1;
         switch (c) {
-        case '"': put(w, "\\\"", 2); break;
-        case '\\': put(w, "\\\\", 2); break;
-        case '\n': put(w, "\\n", 2); break;
-        case '\r': put(w, "\\r", 2); break;
-        case '\t': put(w, "\\t", 2); break;
-        case '\b': put(w, "\\b", 2); break;
-        case '\f': put(w, "\\f", 2); break;
+        case '"':
+            put(w, "\\\"", 2);
+            break;
+        case '\\':
+            put(w, "\\\\", 2);
+            break;
+        case '\n':
+            put(w, "\\n", 2);
+            break;
+        case '\r':
+            put(w, "\\r", 2);
+            break;
+        case '\t':
+            put(w, "\\t", 2);
+            break;
+        case '\b':
+            put(w, "\\b", 2);
+            break;
+        case '\f':
+            put(w, "\\f", 2);
+            break;
         default: {
             char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
             put(w, u, sizeof(u));

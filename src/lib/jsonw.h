@@ -22,7 +22,7 @@
 #define JSONW_MAX_DEPTH 32 /* deepest nesting written; ours is about 4 */
 
 struct jsonw {
-    char *buf;       /* NUL-terminated output, owned */
+    char *buf; /* NUL-terminated output, owned */
     size_t len;
     size_t cap;
     int depth;
@@ -46,7 +46,7 @@ void jsonw_string_len(struct jsonw *w, const char *s, size_t len);
 void jsonw_string_or_null(struct jsonw *w, const char *s);
 void jsonw_int(struct jsonw *w, int64_t v);
 void jsonw_money(struct jsonw *w, int64_t cents);
-void jsonw_time(struct jsonw *w, int64_t ms);   /* RFC 3339 string */
+void jsonw_time(struct jsonw *w, int64_t ms); /* RFC 3339 string */
 void jsonw_bool(struct jsonw *w, int v);
 void jsonw_null(struct jsonw *w);
 /* Inserts already-serialized JSON (an object, say) as one value. */

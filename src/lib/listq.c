@@ -116,8 +116,8 @@ int listq_parse(const struct query_param *params, size_t count, const char *cons
         if (!seen && f == ndefs) {
             char names[256];
             allowed_names(defs, ndefs, names, sizeof(names));
-            api_error_set(err, 400, "invalid_query", NULL,
-                          "unknown query parameter; allowed: %s", names);
+            api_error_set(err, 400, "invalid_query", NULL, "unknown query parameter; allowed: %s",
+                          names);
             return -1;
         }
         if (!value || !*value)

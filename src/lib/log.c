@@ -77,7 +77,10 @@ static void write_all(const char *p, size_t len)
     }
 }
 
-int log_enabled(enum log_level level) { return (int)level >= atomic_load(&min_level); }
+int log_enabled(enum log_level level)
+{
+    return (int)level >= atomic_load(&min_level);
+}
 
 void log_write(enum log_level level, const char *request_id, const char *fmt, ...)
 {
@@ -93,8 +96,8 @@ void log_write(enum log_level level, const char *request_id, const char *fmt, ..
         level = LOG_LVL_ERROR;
 
     timeutil_format_rfc3339(util_now_ms(), stamp);
-    n = snprintf(line, sizeof line, "%s %s %s rid=%.*s ", stamp, level_names[level],
-                 service_name, LOG_REQUEST_ID_MAX, request_id ? request_id : "-");
+    n = snprintf(line, sizeof line, "%s %s %s rid=%.*s ", stamp, level_names[level], service_name,
+                 LOG_REQUEST_ID_MAX, request_id ? request_id : "-");
     if (n < 0)
         return;
     used = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
@@ -242,8 +245,8 @@ void log_redact_url(const char *url, char *buf, size_t size)
         memcpy(one, p, n);
         one[n] = '\0';
         redact_one(one, shown, sizeof(shown));
-        used += (size_t)snprintf(buf + used, used < size ? size - used : 0, "%s%s",
-                                 used ? "," : "", shown);
+        used += (size_t)snprintf(buf + used, used < size ? size - used : 0, "%s%s", used ? "," : "",
+                                 shown);
         if (used >= size)
             break;
         p += strcspn(p, ",");

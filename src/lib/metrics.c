@@ -30,11 +30,10 @@
 
 /* Upper bounds in seconds; the +Inf bucket is implicit (the count). The
  * text form is kept beside the value so "le" reads as written here. */
-static const double bucket_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                       0.1,    0.25,  0.5,    1,     2.5};
-static const char *const bucket_labels[] = {"0.0005", "0.001", "0.0025", "0.005",
-                                            "0.01",   "0.025", "0.05",   "0.1",
-                                            "0.25",   "0.5",   "1",      "2.5"};
+static const double bucket_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                       0.05,   0.1,   0.25,   0.5,   1,    2.5};
+static const char *const bucket_labels[] = {"0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025",
+                                            "0.05",   "0.1",   "0.25",   "0.5",   "1",    "2.5"};
 #define BUCKETS ARRAY_LEN(bucket_bounds)
 
 _Static_assert(ARRAY_LEN(bucket_bounds) == ARRAY_LEN(bucket_labels), "bucket tables differ");
@@ -313,8 +312,7 @@ static void set_default_help(const char *name, const char *help)
         families[fi].help = xstrdup(help);
 }
 
-void metrics_observe_request(const char *route, const char *method, int status,
-                             double seconds)
+void metrics_observe_request(const char *route, const char *method, int status, double seconds)
 {
     char labels[LABELS_MAX];
     char status_text[32];

@@ -24,8 +24,7 @@ void metrics_gauge_add(const char *name, const char *labels, int64_t delta);
 
 /* One HTTP request: counted by route, method and status, and its latency
  * added to a histogram by route and method. */
-void metrics_observe_request(const char *route, const char *method, int status,
-                             double seconds);
+void metrics_observe_request(const char *route, const char *method, int status, double seconds);
 
 /* Observes a duration in seconds into a histogram (e.g. event lag). */
 void metrics_observe(const char *name, const char *labels, double seconds);

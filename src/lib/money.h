@@ -19,9 +19,9 @@
 
 enum money_result {
     MONEY_OK = 0,
-    MONEY_NOT_A_NUMBER = -1,  /* not a JSON number (string, bool, ...) */
-    MONEY_OUT_OF_RANGE = -2,  /* <= 0 or above the maximum, or not finite */
-    MONEY_TOO_PRECISE = -3,   /* not a whole number of cents */
+    MONEY_NOT_A_NUMBER = -1, /* not a JSON number (string, bool, ...) */
+    MONEY_OUT_OF_RANGE = -2, /* <= 0 or above the maximum, or not finite */
+    MONEY_TOO_PRECISE = -3,  /* not a whole number of cents */
 };
 
 /* Reads a positive amount from a JSON value (borrowed) into *cents. */

@@ -46,9 +46,9 @@ struct pending_delivery {
 
 struct mq {
     amqp_connection_state_t conn;
-    int socket_ok;   /* connection usable at the AMQP level */
-    int channel_ok;  /* channel 1 open */
-    int confirm;     /* confirm.select done */
+    int socket_ok;  /* connection usable at the AMQP level */
+    int channel_ok; /* channel 1 open */
+    int confirm;    /* confirm.select done */
 
     /* Confirm window: the tags published since the last completed
      * mq_wait_confirms(), [win_first, next_tag). win_done[i] says whether
@@ -71,9 +71,7 @@ struct mq {
     char error[UTIL_ERR_MAX];
 };
 
-__attribute__((format(printf, 2, 3))) static void set_error(mq *m,
-                                                            const char *fmt,
-                                                            ...)
+__attribute__((format(printf, 2, 3))) static void set_error(mq *m, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -134,8 +132,8 @@ static int lost(mq *m, const char *what, int status)
 static void on_channel_close(mq *m, const amqp_channel_close_t *c)
 {
     amqp_channel_close_ok_t ok = {0};
-    set_error(m, "channel closed by broker: %u %.*s", c->reply_code,
-              (int)c->reply_text.len, (const char *)c->reply_text.bytes);
+    set_error(m, "channel closed by broker: %u %.*s", c->reply_code, (int)c->reply_text.len,
+              (const char *)c->reply_text.bytes);
     amqp_send_method(m->conn, MQ_CHANNEL, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
     m->channel_ok = 0;
 }
@@ -143,8 +141,8 @@ static void on_channel_close(mq *m, const amqp_channel_close_t *c)
 static void on_connection_close(mq *m, const amqp_connection_close_t *c)
 {
     amqp_connection_close_ok_t ok = {0};
-    set_error(m, "connection closed by broker: %u %.*s", c->reply_code,
-              (int)c->reply_text.len, (const char *)c->reply_text.bytes);
+    set_error(m, "connection closed by broker: %u %.*s", c->reply_code, (int)c->reply_text.len,
+              (const char *)c->reply_text.bytes);
     amqp_send_method(m->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
     m->socket_ok = 0;
 }
@@ -195,8 +193,7 @@ static int rpc_check(mq *m, const char *what)
 
 /* ---- connection ---- */
 
-static mq *open_one(const char *url, const char *name, int heartbeat_s, char *err,
-                    size_t errlen)
+static mq *open_one(const char *url, const char *name, int heartbeat_s, char *err, size_t errlen)
 {
     char *copy = xstrdup(url ? url : "");
     struct amqp_connection_info ci;
@@ -264,13 +261,11 @@ static mq *open_one(const char *url, const char *name, int heartbeat_s, char *er
             props[table.num_entries].value.value.bytes = amqp_cstring_bytes(name);
             table.num_entries++;
         }
-        r = amqp_login_with_properties(m->conn, ci.vhost, 0,
-                                       AMQP_DEFAULT_FRAME_SIZE, heartbeat_s,
-                                       &table, AMQP_SASL_METHOD_PLAIN, ci.user,
-                                       ci.password);
+        r = amqp_login_with_properties(m->conn, ci.vhost, 0, AMQP_DEFAULT_FRAME_SIZE, heartbeat_s,
+                                       &table, AMQP_SASL_METHOD_PLAIN, ci.user, ci.password);
         if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
-            snprintf(err, errlen, "AMQP login to %s:%d failed: %s", ci.host,
-                     ci.port, amqp_error_string2(r.library_error));
+            snprintf(err, errlen, "AMQP login to %s:%d failed: %s", ci.host, ci.port,
+                     amqp_error_string2(r.library_error));
             goto fail;
         }
         if (r.reply_type != AMQP_RESPONSE_NORMAL) {
@@ -282,8 +277,8 @@ static mq *open_one(const char *url, const char *name, int heartbeat_s, char *er
                 why = c->reply_text.bytes;
                 why_len = (int)c->reply_text.len;
             }
-            snprintf(err, errlen, "AMQP login to %s:%d vhost %s failed: %.*s",
-                     ci.host, ci.port, ci.vhost, why_len, why);
+            snprintf(err, errlen, "AMQP login to %s:%d vhost %s failed: %.*s", ci.host, ci.port,
+                     ci.vhost, why_len, why);
             goto fail;
         }
     }
@@ -365,8 +360,7 @@ const char *mq_last_error(const mq *m)
 /* Fills args with x-queue-type for non-classic queue types. Classic
  * queues are declared without the argument, so a queue declared by an
  * older release (without it) still matches. */
-static int queue_args(mq *m, const char *queue_type, amqp_table_entry_t *entry,
-                      amqp_table_t *args)
+static int queue_args(mq *m, const char *queue_type, amqp_table_entry_t *entry, amqp_table_t *args)
 {
     args->num_entries = 0;
     args->entries = entry;
@@ -395,20 +389,17 @@ int mq_declare_queue(mq *m, const char *queue, const char *queue_type)
     if (rc != MQ_OK)
         return rc;
     amqp_maybe_release_buffers(m->conn);
-    amqp_queue_declare(m->conn, MQ_CHANNEL, amqp_cstring_bytes(queue), 0, 1, 0,
-                       0, args);
+    amqp_queue_declare(m->conn, MQ_CHANNEL, amqp_cstring_bytes(queue), 0, 1, 0, 0, args);
     return rpc_check(m, "queue.declare");
 }
 
-int mq_bind_queue(mq *m, const char *queue, const char *exchange,
-                  const char *routing_key)
+int mq_bind_queue(mq *m, const char *queue, const char *exchange, const char *routing_key)
 {
     if (!usable(m))
         return MQ_ERR_CONNECTION;
     amqp_maybe_release_buffers(m->conn);
-    amqp_queue_bind(m->conn, MQ_CHANNEL, amqp_cstring_bytes(queue),
-                    amqp_cstring_bytes(exchange), amqp_cstring_bytes(routing_key),
-                    amqp_empty_table);
+    amqp_queue_bind(m->conn, MQ_CHANNEL, amqp_cstring_bytes(queue), amqp_cstring_bytes(exchange),
+                    amqp_cstring_bytes(routing_key), amqp_empty_table);
     return rpc_check(m, "queue.bind");
 }
 
@@ -429,8 +420,7 @@ int mq_declare_topology(mq *m, const struct mq_topology *t, const char *queue_ty
         return MQ_ERR_CONNECTION;
     amqp_maybe_release_buffers(m->conn);
     amqp_exchange_declare(m->conn, MQ_CHANNEL, amqp_cstring_bytes(t->exchange),
-                          amqp_cstring_bytes("topic"), 0, 1, 0, 0,
-                          amqp_empty_table);
+                          amqp_cstring_bytes("topic"), 0, 1, 0, 0, amqp_empty_table);
     rc = rpc_check(m, "exchange.declare");
     for (size_t i = 0; rc == MQ_OK && i < t->queue_count; i++) {
         rc = mq_declare_queue(m, t->queues[i].queue, queue_type);
@@ -482,8 +472,7 @@ static int64_t header_int(const amqp_field_value_t *v)
     }
 }
 
-static void copy_properties(struct mq_delivery *d,
-                            const amqp_basic_properties_t *p)
+static void copy_properties(struct mq_delivery *d, const amqp_basic_properties_t *p)
 {
     amqp_flags_t fl = p->_flags;
     if (fl & AMQP_BASIC_MESSAGE_ID_FLAG)
@@ -530,8 +519,7 @@ static int read_content(mq *m, struct mq_delivery *d)
     if (rc != AMQP_STATUS_OK)
         return lost(m, "reading message header", rc);
     if (f.frame_type != AMQP_FRAME_HEADER) {
-        set_error(m, "expected a content header, got frame type %u",
-                  f.frame_type);
+        set_error(m, "expected a content header, got frame type %u", f.frame_type);
         m->socket_ok = 0;
         return MQ_ERR_CONNECTION;
     }
@@ -545,8 +533,7 @@ static int read_content(mq *m, struct mq_delivery *d)
         rc = wait_frame(m, &f, deadline);
         if (rc != AMQP_STATUS_OK)
             return lost(m, "reading message body", rc);
-        if (f.frame_type != AMQP_FRAME_BODY ||
-            f.payload.body_fragment.len > size - got) {
+        if (f.frame_type != AMQP_FRAME_BODY || f.payload.body_fragment.len > size - got) {
             set_error(m, "malformed message body");
             m->socket_ok = 0;
             return MQ_ERR_CONNECTION;
@@ -670,9 +657,8 @@ static int handle_frame(mq *m, const amqp_frame_t *f)
         /* An unroutable mandatory message. Its ack follows, so the return
          * always lands in the window of the message it belongs to. */
         const amqp_basic_return_t *r = method->decoded;
-        set_error(m, "message returned: %u %.*s (exchange \"%.*s\", key \"%.*s\")",
-                  r->reply_code, (int)r->reply_text.len,
-                  (const char *)r->reply_text.bytes, (int)r->exchange.len,
+        set_error(m, "message returned: %u %.*s (exchange \"%.*s\", key \"%.*s\")", r->reply_code,
+                  (int)r->reply_text.len, (const char *)r->reply_text.bytes, (int)r->exchange.len,
                   (const char *)r->exchange.bytes, (int)r->routing_key.len,
                   (const char *)r->routing_key.bytes);
         if (m->confirm)
@@ -701,8 +687,8 @@ static int handle_frame(mq *m, const amqp_frame_t *f)
         const amqp_basic_cancel_t *c = method->decoded;
         /* The broker cancelled our consumer (its queue was deleted):
          * nothing more will arrive here, so start over. */
-        set_error(m, "consumer %.*s cancelled by broker",
-                  (int)c->consumer_tag.len, (const char *)c->consumer_tag.bytes);
+        set_error(m, "consumer %.*s cancelled by broker", (int)c->consumer_tag.len,
+                  (const char *)c->consumer_tag.bytes);
         m->channel_ok = 0;
         return MQ_ERR_CONNECTION;
     }
@@ -776,8 +762,7 @@ int mq_publish(mq *m, const struct mq_message *msg)
             entries[i].key = amqp_cstring_bytes(msg->headers[i].key);
             entries[i].value.kind = AMQP_FIELD_KIND_UTF8;
             entries[i].value.value.bytes =
-                amqp_cstring_bytes(msg->headers[i].value ? msg->headers[i].value
-                                                         : "");
+                amqp_cstring_bytes(msg->headers[i].value ? msg->headers[i].value : "");
         }
         p._flags |= AMQP_BASIC_HEADERS_FLAG;
         p.headers.num_entries = (int)msg->header_count;
@@ -787,11 +772,9 @@ int mq_publish(mq *m, const struct mq_message *msg)
     body.bytes = (void *)msg->body;
 
     amqp_maybe_release_buffers(m->conn);
-    rc = amqp_basic_publish(m->conn, MQ_CHANNEL,
-                            amqp_cstring_bytes(msg->exchange ? msg->exchange : ""),
-                            amqp_cstring_bytes(msg->routing_key ? msg->routing_key
-                                                                : ""),
-                            1, 0, &p, body);
+    rc = amqp_basic_publish(
+        m->conn, MQ_CHANNEL, amqp_cstring_bytes(msg->exchange ? msg->exchange : ""),
+        amqp_cstring_bytes(msg->routing_key ? msg->routing_key : ""), 1, 0, &p, body);
     if (rc != AMQP_STATUS_OK) {
         result = lost(m, "basic.publish", rc);
         goto out;
@@ -821,8 +804,7 @@ int mq_wait_confirms(mq *m, int timeout_ms)
         amqp_maybe_release_buffers(m->conn);
         rc = wait_frame(m, &f, deadline);
         if (rc == AMQP_STATUS_TIMEOUT) {
-            set_error(m, "%zu publish confirms still outstanding",
-                      m->win_pending);
+            set_error(m, "%zu publish confirms still outstanding", m->win_pending);
             return MQ_TIMEOUT;
         }
         if (rc != AMQP_STATUS_OK)
@@ -910,8 +892,8 @@ int mq_consume(mq *m, const char *queue)
     if (!usable(m))
         return MQ_ERR_CONNECTION;
     amqp_maybe_release_buffers(m->conn);
-    amqp_basic_consume(m->conn, MQ_CHANNEL, amqp_cstring_bytes(queue),
-                       amqp_cstring_bytes(queue), 0, 0, 0, amqp_empty_table);
+    amqp_basic_consume(m->conn, MQ_CHANNEL, amqp_cstring_bytes(queue), amqp_cstring_bytes(queue), 0,
+                       0, 0, amqp_empty_table);
     return rpc_check(m, "basic.consume");
 }
 
@@ -1023,8 +1005,7 @@ static uint64_t jitter_random(void)
     static _Thread_local uint64_t state;
     uint64_t x = state;
     if (x == 0)
-        x = (uint64_t)util_monotonic_ns() ^ (uint64_t)(uintptr_t)&state ^
-            0x9e3779b97f4a7c15ull;
+        x = (uint64_t)util_monotonic_ns() ^ (uint64_t)(uintptr_t)&state ^ 0x9e3779b97f4a7c15ull;
     x ^= x << 13;
     x ^= x >> 7;
     x ^= x << 17;

@@ -41,10 +41,10 @@ struct mq_topology {
 
 enum mq_result {
     MQ_OK = 0,
-    MQ_TIMEOUT = 1,             /* nothing arrived in time; still usable */
-    MQ_ERR_CONNECTION = -1,     /* socket or channel gone */
-    MQ_ERR_REJECTED = -2,       /* a publish was nacked or returned */
-    MQ_ERR_PROTOCOL = -3,       /* bad URL or unexpected broker answer */
+    MQ_TIMEOUT = 1,         /* nothing arrived in time; still usable */
+    MQ_ERR_CONNECTION = -1, /* socket or channel gone */
+    MQ_ERR_REJECTED = -2,   /* a publish was nacked or returned */
+    MQ_ERR_PROTOCOL = -3,   /* bad URL or unexpected broker answer */
 };
 
 /* Connects (TCP, login, channel 1) to an AMQP URL such as
@@ -53,8 +53,7 @@ enum mq_result {
  * tried in order and the first that answers is used.
  * name is shown in the broker's connection list. heartbeat in seconds.
  * Returns NULL and fills err on failure. */
-mq *mq_open(const char *url, const char *name, int heartbeat_s, char *err,
-            size_t errlen);
+mq *mq_open(const char *url, const char *name, int heartbeat_s, char *err, size_t errlen);
 void mq_close(mq *conn);
 
 /* queue_type: "classic" or "quorum". Declares exchange, queues, bindings. */
@@ -62,8 +61,7 @@ int mq_declare_topology(mq *conn, const struct mq_topology *topology, const char
 /* Declares one more durable queue (e.g. the dead-letter queue). */
 int mq_declare_queue(mq *conn, const char *queue, const char *queue_type);
 /* Binds queue to exchange with a routing key (idempotent). */
-int mq_bind_queue(mq *conn, const char *queue, const char *exchange,
-                  const char *routing_key);
+int mq_bind_queue(mq *conn, const char *queue, const char *exchange, const char *routing_key);
 /* Deletes a queue with its messages (tests and tools). */
 int mq_delete_queue(mq *conn, const char *queue);
 
@@ -81,15 +79,15 @@ struct mq_header {
 };
 
 struct mq_message {
-    const char *exchange;      /* "" for the default exchange */
+    const char *exchange; /* "" for the default exchange */
     const char *routing_key;
     const void *body;
     size_t body_len;
-    const char *message_id;    /* optional (NULL) */
-    const char *type;          /* optional */
-    const char *app_id;        /* optional */
-    const char *correlation_id;/* optional */
-    int64_t timestamp_s;       /* 0 = not set */
+    const char *message_id;          /* optional (NULL) */
+    const char *type;                /* optional */
+    const char *app_id;              /* optional */
+    const char *correlation_id;      /* optional */
+    int64_t timestamp_s;             /* 0 = not set */
     const struct mq_header *headers; /* optional string headers */
     size_t header_count;
 };
@@ -127,21 +125,21 @@ int mq_consume(mq *conn, const char *queue);
 
 struct mq_delivery {
     uint64_t tag;
-    char *queue;            /* source queue (from the consumer tag) */
+    char *queue; /* source queue (from the consumer tag) */
     char *routing_key;
-    char *message_id;       /* NULL when absent */
-    char *type;             /* NULL when absent */
-    int64_t timestamp_s;    /* 0 when absent */
-    void *body;             /* body_len bytes plus a NUL, for convenience */
+    char *message_id;    /* NULL when absent */
+    char *type;          /* NULL when absent */
+    int64_t timestamp_s; /* 0 when absent */
+    void *body;          /* body_len bytes plus a NUL, for convenience */
     size_t body_len;
     int redelivered;
-    char *correlation_id;   /* NULL when absent */
-    char *app_id;           /* NULL when absent */
-    char *content_type;     /* NULL when absent */
-    int delivery_mode;      /* 2 = persistent, 0 when absent */
-    int64_t outbox_seq;     /* header MQ_SEQ_HEADER; 0 when absent or
+    char *correlation_id; /* NULL when absent */
+    char *app_id;         /* NULL when absent */
+    char *content_type;   /* NULL when absent */
+    int delivery_mode;    /* 2 = persistent, 0 when absent */
+    int64_t outbox_seq;   /* header MQ_SEQ_HEADER; 0 when absent or
                                not a positive integer */
-    char *traceparent;      /* header "traceparent" (trace.h) as sent, not
+    char *traceparent;    /* header "traceparent" (trace.h) as sent, not
                                yet checked; NULL when absent */
 };
 

@@ -98,8 +98,7 @@ static const char sql_mark_range[] =
 static const char sql_mark_one[] =
     "UPDATE outbox SET published_at = $1"
     " WHERE seq = $2 AND published_at IS NULL";
-static const char sql_count_pending[] =
-    "SELECT count(*) FROM outbox WHERE published_at IS NULL";
+static const char sql_count_pending[] = "SELECT count(*) FROM outbox WHERE published_at IS NULL";
 
 /* ---- appending ---- */
 
@@ -311,7 +310,7 @@ struct batch {
 
 struct outbox_relay {
     char *amqp_url;
-    char *amqp_url_log;     /* with the password masked */
+    char *amqp_url_log; /* with the password masked */
     char *service;
     char *queue_type;
     const struct mq_topology *topology;
@@ -342,16 +341,16 @@ struct outbox_relay {
     int one_at_a_time;
     /* A broker problem was logged as a warning: say when it is over. */
     int outage_logged;
-    groupcommit *gc;        /* marks rows through it when set */
+    groupcommit *gc; /* marks rows through it when set */
     /* Holds the database's relay lock: of several replicas sharing one
      * database, only the holder publishes, so events leave in order. */
     int leader;
     int64_t lock_key;
 
-    struct worker w;        /* the relay thread; its lock guards the next two
+    struct worker w; /* the relay thread; its lock guards the next two
                                and the marks' outcomes */
     int wake_pending;
-    int64_t stop_ns;        /* when stop was asked */
+    int64_t stop_ns; /* when stop was asked */
     atomic_int connected;
 };
 
@@ -387,8 +386,7 @@ static int woken(outbox_relay *r)
 
 static void wait_for_work(outbox_relay *r)
 {
-    int ms = r->poll_interval_ms < OUTBOX_IDLE_MAX_MS ? r->poll_interval_ms
-                                                      : OUTBOX_IDLE_MAX_MS;
+    int ms = r->poll_interval_ms < OUTBOX_IDLE_MAX_MS ? r->poll_interval_ms : OUTBOX_IDLE_MAX_MS;
     int64_t deadline = util_monotonic_ns() + (int64_t)ms * 1000000;
 
     pthread_mutex_lock(&r->w.lock);
@@ -417,24 +415,22 @@ static int connect_broker(outbox_relay *r, int attempt)
     if (lvl == LOG_LVL_WARN)
         r->outage_logged = 1;
 
-    r->mq = mq_open(r->amqp_url, r->connection_name, OUTBOX_HEARTBEAT_S, err,
-                    sizeof(err));
+    r->mq = mq_open(r->amqp_url, r->connection_name, OUTBOX_HEARTBEAT_S, err, sizeof(err));
     if (!r->mq) {
-        log_write(lvl, NULL, "outbox relay: cannot connect to %s: %s",
-                  r->amqp_url_log, err);
+        log_write(lvl, NULL, "outbox relay: cannot connect to %s: %s", r->amqp_url_log, err);
         return -1;
     }
     if (mq_confirm_select(r->mq) != MQ_OK ||
         mq_declare_topology(r->mq, r->topology, r->queue_type) != MQ_OK) {
-        log_write(lvl, NULL, "outbox relay: broker setup on %s failed: %s",
-                  r->amqp_url_log, mq_last_error(r->mq));
+        log_write(lvl, NULL, "outbox relay: broker setup on %s failed: %s", r->amqp_url_log,
+                  mq_last_error(r->mq));
         drop_broker(r);
         return -1;
     }
     atomic_store(&r->connected, 1);
     /* Quiet while retrying a rejected batch; heard after an outage. */
-    log_write(attempt == 0 || r->outage_logged ? LOG_LVL_INFO : LOG_LVL_DEBUG,
-              NULL, "outbox relay: connected to %s", r->amqp_url_log);
+    log_write(attempt == 0 || r->outage_logged ? LOG_LVL_INFO : LOG_LVL_DEBUG, NULL,
+              "outbox relay: connected to %s", r->amqp_url_log);
     r->outage_logged = 0;
     return 0;
 }
@@ -459,8 +455,7 @@ static int open_database(outbox_relay *r, int attempt, char *err, size_t errlen)
 
 /* After a database error: an unusable connection is reopened on the next
  * round; anything else (busy, a hiccup) is simply tried again. */
-static void database_failed(outbox_relay *r, int rc, const char *what,
-                            int attempt)
+static void database_failed(outbox_relay *r, int rc, const char *what, int attempt)
 {
     log_write(should_log(attempt) ? LOG_LVL_WARN : LOG_LVL_DEBUG, NULL,
               "outbox relay: %s failed (%d): %s", what, rc, db_errmsg(r->db));
@@ -575,8 +570,7 @@ static int load_batch(outbox_relay *r, struct batch *b)
         row->type = xstrdup(db_col_text(st, 2));
         row->body = xstrndup(db_col_text(st, 3), db_col_len(st, 3));
         row->body_len = db_col_len(st, 3);
-        row->correlation_id =
-            db_col_is_null(st, 4) ? NULL : xstrdup(db_col_text(st, 4));
+        row->correlation_id = db_col_is_null(st, 4) ? NULL : xstrdup(db_col_text(st, 4));
         row->occurred_at = db_col_int64(st, 5);
         row->traceparent = db_col_is_null(st, 6) ? NULL : xstrdup(db_col_text(st, 6));
     }
@@ -763,8 +757,7 @@ static void refresh_pending(outbox_relay *r, int known_zero)
         r->pending_checked_ns = now;
         return;
     }
-    if (!r->db ||
-        now - r->pending_checked_ns < (int64_t)OUTBOX_PENDING_REFRESH_MS * 1000000)
+    if (!r->db || now - r->pending_checked_ns < (int64_t)OUTBOX_PENDING_REFRESH_MS * 1000000)
         return;
     st = db_prepare(r->db, sql_count_pending);
     if (!st)
@@ -874,8 +867,7 @@ static void relay_step(outbox_relay *r)
     wait_for_work(r);
     r->want_load = 1;
     if (mq_poll(r->mq) != MQ_OK) {
-        log_warn(NULL, "outbox relay: broker connection lost: %s",
-                 mq_last_error(r->mq));
+        log_warn(NULL, "outbox relay: broker connection lost: %s", mq_last_error(r->mq));
         r->outage_logged = 1;
         drop_broker(r);
     }
@@ -984,8 +976,9 @@ outbox_relay *outbox_relay_start(const struct outbox_relay_config *cfg)
     int rc;
 
     if (!cfg || !cfg->database_url || !cfg->amqp_url || !cfg->service) {
-        log_error(NULL, "outbox relay: database_url, amqp_url and service "
-                        "are required");
+        log_error(NULL,
+                  "outbox relay: database_url, amqp_url and service "
+                  "are required");
         return NULL;
     }
     r = xcalloc(1, sizeof(*r));
@@ -1019,10 +1012,8 @@ outbox_relay *outbox_relay_start(const struct outbox_relay_config *cfg)
 
     atomic_init(&r->connected, 0);
 
-    metrics_describe(METRIC_PUBLISHED, "counter",
-                     "Outbox events confirmed by the broker.");
-    metrics_describe(METRIC_PENDING, "gauge",
-                     "Outbox events not yet confirmed by the broker.");
+    metrics_describe(METRIC_PUBLISHED, "counter", "Outbox events confirmed by the broker.");
+    metrics_describe(METRIC_PENDING, "gauge", "Outbox events not yet confirmed by the broker.");
 
     if (worker_start(&r->w, relay_main, r) != 0) {
         log_error(NULL, "outbox relay: cannot start its thread");
@@ -1030,8 +1021,8 @@ outbox_relay *outbox_relay_start(const struct outbox_relay_config *cfg)
         relay_free(r);
         return NULL;
     }
-    log_info(NULL, "outbox relay started: broker %s, batch %d, poll %d ms",
-             r->amqp_url_log, r->batch_size, r->poll_interval_ms);
+    log_info(NULL, "outbox relay started: broker %s, batch %d, poll %d ms", r->amqp_url_log,
+             r->batch_size, r->poll_interval_ms);
     return r;
 }
 

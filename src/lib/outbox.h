@@ -60,7 +60,7 @@ struct outbox_event {
     size_t data_len;            /* 0: data_json is NUL-terminated */
     const char *correlation_id; /* request id, may be NULL */
     int64_t occurred_at_ms;
-    const char *traceparent;    /* the event's span (trace.h), may be NULL */
+    const char *traceparent; /* the event's span (trace.h), may be NULL */
 };
 
 /* Appends one event row inside the caller's open transaction. source is
@@ -74,16 +74,16 @@ int outbox_append_seq(db *conn, const char *source, const struct outbox_event *e
 typedef struct outbox_relay outbox_relay;
 
 struct outbox_relay_config {
-    const char *database_url;  /* the relay opens its own connection */
+    const char *database_url; /* the relay opens its own connection */
     const char *amqp_url;
-    const char *service;       /* app_id and "source" */
-    const char *queue_type;    /* "classic" or "quorum" */
+    const char *service;    /* app_id and "source" */
+    const char *queue_type; /* "classic" or "quorum" */
     /* Declared at every connect; events go to its exchange. It must
      * outlive the relay (static data). */
     const struct mq_topology *topology;
-    int batch_size;            /* rows per confirmed batch */
-    int poll_interval_ms;      /* fallback when no wake-up arrives */
-    groupcommit *gc;           /* optional: the service's writer, through
+    int batch_size;       /* rows per confirmed batch */
+    int poll_interval_ms; /* fallback when no wake-up arrives */
+    groupcommit *gc;      /* optional: the service's writer, through
                                   which rows are marked published; must
                                   outlive the relay */
 };

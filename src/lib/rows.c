@@ -36,16 +36,23 @@ static int write_rows(db *conn, db_stmt *st, int single, const struct rows_list 
     return single && rows == 0 ? DB_DONE : DB_OK;
 }
 
-/* sql = inner wrapped with the list's children, or inner itself. */
+/* sql = inner wrapped with the list's children, or inner itself. The SQL
+ * comes from constants only, so it always fits; if a change ever made it
+ * not fit, sql is left empty and the query fails (500) rather than run cut
+ * short. */
 static void with_children(const struct rows_list *list, const char *inner, const char *order,
                           char *sql, size_t size)
 {
+    int n;
+
     if (!list->child_join)
-        snprintf(sql, size, "%s", inner);
+        n = snprintf(sql, size, "%s", inner);
     else
-        snprintf(sql, size, "SELECT b.*, %s FROM (%s) b %s ORDER BY %s%s%s", list->child_columns,
-                 inner, list->child_join, order ? order : "", order ? ", " : "",
-                 list->child_order);
+        n = snprintf(sql, size, "SELECT b.*, %s FROM (%s) b %s ORDER BY %s%s%s",
+                     list->child_columns, inner, list->child_join, order ? order : "",
+                     order ? ", " : "", list->child_order);
+    if (n < 0 || (size_t)n >= size)
+        sql[0] = '\0';
 }
 
 /* Answers 200 with w, 404 for a missing single row, or the db error. */
@@ -70,7 +77,7 @@ void rows_handle_get(http_request *req, void *app)
 {
     const struct service *s = app;
     const struct rows_list *list = http_route_data(req);
-    char inner[SQL_MAX], sql[SQL_MAX];
+    char inner[SQL_MAX], sql[2 * SQL_MAX];
     struct jsonw w;
 
     if (http_refuse_query(req))
@@ -141,7 +148,7 @@ void rows_handle_list(http_request *req, void *app)
     size_t count;
     struct api_error err;
     struct listq q;
-    char inner[SQL_MAX], sql[SQL_MAX], order[128];
+    char inner[SQL_MAX], sql[2 * SQL_MAX], order[128];
     struct jsonw w;
 
     api_error_clear(&err);

@@ -49,9 +49,9 @@ struct rows_list {
      * Each object's rows come together (ordered by the object's order,
      * then its id), the columns of the query first, the children's after
      * them (NULL for an object without children, with a LEFT JOIN). */
-    const char *child_columns;    /* "l.a, l.b" */
-    const char *child_join;       /* "LEFT JOIN t l ON l.parent = b.id" */
-    const char *child_order;      /* "l.a, l.b" */
+    const char *child_columns;      /* "l.a, l.b" */
+    const char *child_join;         /* "LEFT JOIN t l ON l.parent = b.id" */
+    const char *child_order;        /* "l.a, l.b" */
     const char *const *outer_exprs; /* column_exprs as named outside: "b.total" */
     const char *outer_default_order;
 };

@@ -114,7 +114,10 @@ size_t sse_queue_take(struct sse_queue *q, char *out, size_t max)
     return k;
 }
 
-size_t sse_queue_unsent(const struct sse_queue *q) { return q->len - q->off; }
+size_t sse_queue_unsent(const struct sse_queue *q)
+{
+    return q->len - q->off;
+}
 
 int sse_keepalive_due(int64_t last_ns, int64_t now_ns)
 {
@@ -208,8 +211,7 @@ void sse_hub_handle(http_request *req, sse_hub *hub)
     if (hub->count >= SSE_MAX_CLIENTS || hub->drained || http_draining(req)) {
         pthread_mutex_unlock(&hub->lock);
         api_error_set(&err, 503, "unavailable", NULL,
-                      "too many event streams are open (at most %d); retry later",
-                      SSE_MAX_CLIENTS);
+                      "too many event streams are open (at most %d); retry later", SSE_MAX_CLIENTS);
         http_add_header(req, "Retry-After", "1");
         http_reply_error(req, &err);
         return;

@@ -64,7 +64,7 @@ void sse_hub_stop(sse_hub *hub);
  * that missed an event must not be sent the ones after it as if it had
  * not (the hub disconnects it; a browser reconnects and re-reads). */
 struct sse_queue {
-    char *buf;      /* SSE_CLIENT_BUFFER bytes; unsent: buf[off, len) */
+    char *buf; /* SSE_CLIENT_BUFFER bytes; unsent: buf[off, len) */
     size_t off, len;
     int overflowed; /* a piece was refused: everything is, from then on */
 };

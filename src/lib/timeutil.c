@@ -108,9 +108,9 @@ int timeutil_parse_rfc3339(const char *text, size_t len, int64_t *ms)
     if (!text || len < DATE_TIME_LEN)
         return -1;
     if (!read_digits(text, 4, &year) || text[4] != '-' || !read_digits(text + 5, 2, &month) ||
-        text[7] != '-' || !read_digits(text + 8, 2, &day) ||
-        (text[10] != 'T' && text[10] != 't') || !read_digits(text + 11, 2, &hour) ||
-        text[13] != ':' || !read_digits(text + 14, 2, &minute) || text[16] != ':' ||
+        text[7] != '-' || !read_digits(text + 8, 2, &day) || (text[10] != 'T' && text[10] != 't') ||
+        !read_digits(text + 11, 2, &hour) || text[13] != ':' ||
+        !read_digits(text + 14, 2, &minute) || text[16] != ':' ||
         !read_digits(text + 17, 2, &second))
         return -1;
     /* second <= 59: a leap second has no place in a count of ms. */

@@ -22,7 +22,10 @@ static int is_hex(const char *s, size_t n, int nonzero)
     return !nonzero || any;
 }
 
-static unsigned hex_value(char c) { return c <= '9' ? (unsigned)(c - '0') : (unsigned)(c - 'a' + 10); }
+static unsigned hex_value(char c)
+{
+    return c <= '9' ? (unsigned)(c - '0') : (unsigned)(c - 'a' + 10);
+}
 
 int trace_parse(const char *text, struct trace_context *out)
 {

@@ -19,8 +19,8 @@ static int parse_order(json_t *obj, void *item, struct api_error *err)
     if (field_reject_unknown(obj, order_fields, ARRAY_LEN(order_fields), err) != 0 ||
         field_id(obj, "user_id", 1, &o->user_id, NULL, err) != 0 ||
         field_money(obj, "amount", &o->amount_cents, err) != 0 ||
-        field_string(obj, "description", 0, CONTRACT_DESCRIPTION_MAX_CHARS, &o->description,
-                     err) != 0 ||
+        field_string(obj, "description", 0, CONTRACT_DESCRIPTION_MAX_CHARS, &o->description, err) !=
+            0 ||
         field_time(obj, "created_at", &o->created_at, &o->has_created_at, err) != 0)
         return -1;
     return 0;
@@ -48,9 +48,10 @@ static int insert_order(db *conn, const void *item, struct jsonw *out, int64_t *
                         struct api_error *err)
 {
     const struct new_order *o = item;
-    db_stmt *st = db_prepare(conn, "INSERT INTO orders (user_id, amount_cents, description,"
-                                   " created_at) VALUES ($1, $2, $3, $4)"
-                                   " RETURNING " ORDER_COLUMNS);
+    db_stmt *st = db_prepare(conn,
+                             "INSERT INTO orders (user_id, amount_cents, description,"
+                             " created_at) VALUES ($1, $2, $3, $4)"
+                             " RETURNING " ORDER_COLUMNS);
     if (!st)
         return DB_ERROR;
     db_bind_int64(st, 1, o->user_id);

@@ -37,8 +37,8 @@ static int parse_account(json_t *obj, void *item, struct api_error *err)
 
 static int write_account(db *conn, db_stmt *st, struct jsonw *w)
 {
-    static const char *const text_keys[] = {"address1", "address2", "city", "state", "zip",
-                                            "status"};
+    static const char *const text_keys[] = {"address1", "address2", "city",
+                                            "state",    "zip",      "status"};
     (void)conn;
     jsonw_object_begin(w);
     jsonw_key(w, "id");
@@ -87,10 +87,11 @@ static int insert_account(db *conn, const void *item, struct jsonw *out, int64_t
                       (long long)a->user_id);
         return DB_CONSTRAINT;
     }
-    db_stmt *st = db_prepare(conn, "INSERT INTO accounts (user_id, address1, address2, city,"
-                                   " state, zip, status, created_at)"
-                                   " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                                   " RETURNING " ACCOUNT_COLUMNS);
+    db_stmt *st = db_prepare(conn,
+                             "INSERT INTO accounts (user_id, address1, address2, city,"
+                             " state, zip, status, created_at)"
+                             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                             " RETURNING " ACCOUNT_COLUMNS);
     if (!st)
         return DB_ERROR;
     db_bind_int64(st, 1, a->user_id);

@@ -47,8 +47,9 @@ static int insert_user(db *conn, const void *item, struct jsonw *out, int64_t *i
                        struct api_error *err)
 {
     const struct new_user *u = item;
-    db_stmt *st = db_prepare(conn, "INSERT INTO users (name, email, created_at) "
-                                   "VALUES ($1, $2, $3) RETURNING " USER_COLUMNS);
+    db_stmt *st = db_prepare(conn,
+                             "INSERT INTO users (name, email, created_at) "
+                             "VALUES ($1, $2, $3) RETURNING " USER_COLUMNS);
     if (!st)
         return DB_ERROR;
     /* A failed bind is what create_returning's step returns. */

@@ -55,9 +55,10 @@ int dbtest_setup_postgres(void **state)
     struct dbtest *f;
 
     if (!dbtest_pg_url()) {
-        print_error("TEST_PG_URL is not set: these tests need a PostgreSQL "
-                    "server (scripts/run-tests.sh starts one with "
-                    "scripts/postgres.sh)\n");
+        print_error(
+            "TEST_PG_URL is not set: these tests need a PostgreSQL "
+            "server (scripts/run-tests.sh starts one with "
+            "scripts/postgres.sh)\n");
         return -1;
     }
     f = xcalloc(1, sizeof(*f));
@@ -89,8 +90,7 @@ static int drop_schemas(void **state)
 int dbtest_teardown(void **state)
 {
     struct dbtest *f = *state;
-    int rc = f->kind == DB_KIND_SQLITE ? testutil_rmtree(f->dir)
-                                       : drop_schemas(state);
+    int rc = f->kind == DB_KIND_SQLITE ? testutil_rmtree(f->dir) : drop_schemas(state);
 
     free(f);
     return rc;
@@ -123,14 +123,13 @@ const char *dbtest_url(void **state, int n, const char *opts, char *buf)
     if (n >= f->databases)
         f->databases = n + 1;
     if (f->kind == DB_KIND_SQLITE) {
-        snprintf(buf, DBTEST_URL_MAX, "sqlite:%s/db%d.db%s%s", f->dir, n,
-                 opts ? "?" : "", opts ? opts : "");
+        snprintf(buf, DBTEST_URL_MAX, "sqlite:%s/db%d.db%s%s", f->dir, n, opts ? "?" : "",
+                 opts ? opts : "");
         return buf;
     }
     base = dbtest_pg_url();
-    snprintf(buf, DBTEST_URL_MAX, "%s%cschema=%s%s%s", base,
-             strchr(base, '?') ? '&' : '?', dbtest_schema(state, n, schema),
-             opts ? "&" : "", opts ? opts : "");
+    snprintf(buf, DBTEST_URL_MAX, "%s%cschema=%s%s%s", base, strchr(base, '?') ? '&' : '?',
+             dbtest_schema(state, n, schema), opts ? "&" : "", opts ? opts : "");
     return buf;
 }
 
@@ -191,14 +190,12 @@ int64_t dbtest_query_int(db *conn, const char *sql)
     return v;
 }
 
-const char *dbtest_query_text(db *conn, const char *sql, char *buf,
-                              size_t size)
+const char *dbtest_query_text(db *conn, const char *sql, char *buf, size_t size)
 {
     db_stmt *st = dbtest_prepare(conn, sql);
 
     assert_int_equal(db_step(st), DB_ROW);
-    util_strlcpy(buf, db_col_text(st, 0) ? db_col_text(st, 0) : "(null)",
-                 size);
+    util_strlcpy(buf, db_col_text(st, 0) ? db_col_text(st, 0) : "(null)", size);
     db_stmt_reset(st);
     return buf;
 }
@@ -215,8 +212,7 @@ int dbtest_run(db_stmt *st)
 
 void test_bind_step_columns(void **state)
 {
-    static const char insert[] =
-        "INSERT INTO t (id, name, n) VALUES ($1, $2, $3)";
+    static const char insert[] = "INSERT INTO t (id, name, n) VALUES ($1, $2, $3)";
     static const char odd[] = "ab\0cd";        /* 5 bytes, a NUL inside */
     static const char utf8[] = "h\xc3\xa9llo"; /* "héllo", 6 bytes */
     int pg = dbtest_kind(state) == DB_KIND_POSTGRES;
@@ -226,8 +222,9 @@ void test_bind_step_columns(void **state)
     db_stmt *st;
     int rows = 0;
 
-    dbtest_exec(conn, "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT, "
-                      "n BIGINT)");
+    dbtest_exec(conn,
+                "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT, "
+                "n BIGINT)");
     st = dbtest_prepare(conn, insert);
     assert_int_equal(db_bind_int64(st, 1, 1), DB_OK);
     assert_int_equal(db_bind_text(st, 2, utf8, strlen(utf8)), DB_OK);
@@ -248,8 +245,7 @@ void test_bind_step_columns(void **state)
     if (pg) {
         st = dbtest_prepare(conn, insert);
         assert_int_equal(db_bind_int64(st, 1, 3), DB_OK);
-        assert_int_equal(db_bind_text(st, 2, odd, sizeof(odd) - 1),
-                         DB_ERROR);
+        assert_int_equal(db_bind_text(st, 2, odd, sizeof(odd) - 1), DB_ERROR);
         assert_non_null(strstr(db_errmsg(conn), "NUL"));
         assert_int_equal(db_bind_text(st, 2, odd, odd_len), DB_OK);
         assert_int_equal(db_step(st), DB_ERROR);
@@ -374,8 +370,9 @@ void test_param_order_and_reuse(void **state)
     if (dbtest_kind(state) == DB_KIND_POSTGRES) {
         /* Dollar signs inside literals, quoted names and comments are not
          * parameters (dollar quotes and E'' are PostgreSQL's syntax). */
-        st = dbtest_prepare(conn, "SELECT '$3' AS \"$4\", $1 /* $5 */ -- $6\n"
-                                  ", $$ $7 $$, E'\\' $8'");
+        st = dbtest_prepare(conn,
+                            "SELECT '$3' AS \"$4\", $1 /* $5 */ -- $6\n"
+                            ", $$ $7 $$, E'\\' $8'");
         assert_int_equal(db_bind_int64(st, 1, 11), DB_OK);
         assert_int_equal(db_step(st), DB_ROW);
         assert_string_equal(db_col_text(st, 0), "$3");
@@ -404,8 +401,9 @@ void test_prepare_errors(void **state)
     assert_null(db_prepare(conn, "   "));
     assert_null(db_prepare(conn, " ; -- nothing\n /* at all */"));
     if (pg) /* one parameter, two types */
-        assert_null(db_prepare(conn, "SELECT x FROM t WHERE x = $1 AND "
-                                     "lower($1) = 'a'"));
+        assert_null(db_prepare(conn,
+                               "SELECT x FROM t WHERE x = $1 AND "
+                               "lower($1) = 'a'"));
     assert_int_equal(db_stmt_cache_size(conn), 0);
     /* Trailing blanks, semicolons and comments are fine. */
     assert_non_null(db_prepare(conn, "SELECT 1;  \n"));
@@ -418,8 +416,9 @@ void test_prepare_errors(void **state)
     dbtest_exec(conn, "INSERT INTO t VALUES (1)");
     assert_null(db_prepare(conn, "SELEKT $1"));
     assert_null(db_prepare(conn, "SELECT nothing FROM t"));
-    st = dbtest_prepare(conn, "SELECT count(*) FROM t WHERE ($1 IS NULL OR "
-                              "x = $1)");
+    st = dbtest_prepare(conn,
+                        "SELECT count(*) FROM t WHERE ($1 IS NULL OR "
+                        "x = $1)");
     assert_int_equal(db_step(st), DB_ROW);
     assert_int_equal(db_col_int64(st, 0), 1);
     db_stmt_reset(st);
@@ -467,16 +466,15 @@ void test_statement_cache(void **state)
     /* Evicted statements are deallocated on the server too (in batches,
      * at the next prepare outside a transaction). */
     if (dbtest_kind(state) == DB_KIND_POSTGRES)
-        assert_true(dbtest_query_int(conn, "SELECT count(*) FROM "
-                                           "pg_prepared_statements"
-                                           " WHERE 1 = 1") <=
-                    DB_STMT_CACHE_MAX + 1);
+        assert_true(dbtest_query_int(conn,
+                                     "SELECT count(*) FROM "
+                                     "pg_prepared_statements"
+                                     " WHERE 1 = 1") <= DB_STMT_CACHE_MAX + 1);
     db_close(conn);
 }
 
 /* Runs insert ($1 email, $2 n, $3 id) and returns what the step said. */
-static int insert_p(db *conn, const char *insert, const char *email,
-                    int64_t n, int64_t id)
+static int insert_p(db *conn, const char *insert, const char *email, int64_t n, int64_t id)
 {
     db_stmt *st = dbtest_prepare(conn, insert);
     int rc;
@@ -491,18 +489,18 @@ static int insert_p(db *conn, const char *insert, const char *email,
 
 void test_constraints(void **state)
 {
-    static const char insert[] =
-        "INSERT INTO p (id, email, n) VALUES ($3, $1, $2)";
+    static const char insert[] = "INSERT INTO p (id, email, n) VALUES ($3, $1, $2)";
     int pg = dbtest_kind(state) == DB_KIND_POSTGRES;
     db *conn = dbtest_open(state, 0, NULL);
     db_stmt *st;
 
-    dbtest_exec(conn, "CREATE TABLE p (id BIGINT PRIMARY KEY, email TEXT "
-                      "UNIQUE NOT NULL, n BIGINT CHECK (n >= 0));"
-                      "CREATE UNIQUE INDEX p_email_ci ON p (lower(email));"
-                      "CREATE TABLE c (p_id BIGINT NOT NULL REFERENCES "
-                      "p(id));"
-                      "INSERT INTO p (id, email, n) VALUES (1, 'a@x', 0)");
+    dbtest_exec(conn,
+                "CREATE TABLE p (id BIGINT PRIMARY KEY, email TEXT "
+                "UNIQUE NOT NULL, n BIGINT CHECK (n >= 0));"
+                "CREATE UNIQUE INDEX p_email_ci ON p (lower(email));"
+                "CREATE TABLE c (p_id BIGINT NOT NULL REFERENCES "
+                "p(id));"
+                "INSERT INTO p (id, email, n) VALUES (1, 'a@x', 0)");
 
     /* A taken unique key (column, expression index, primary key) is
      * DB_DUPLICATE, told apart from every other violation. */
@@ -545,12 +543,9 @@ void test_constraints(void **state)
     db_stmt_reset(st);
 
     /* db_exec tells them apart too. */
-    assert_int_equal(
-        db_exec(conn, "INSERT INTO p (id, email) VALUES (1, 'z')"),
-        DB_DUPLICATE);
-    assert_int_equal(
-        db_exec(conn, "INSERT INTO p (id, email, n) VALUES (2, 'z', -5)"),
-        DB_CONSTRAINT);
+    assert_int_equal(db_exec(conn, "INSERT INTO p (id, email) VALUES (1, 'z')"), DB_DUPLICATE);
+    assert_int_equal(db_exec(conn, "INSERT INTO p (id, email, n) VALUES (2, 'z', -5)"),
+                     DB_CONSTRAINT);
 
     if (pg) {
         /* A type error is a plain error (SQLite stores the text). */
@@ -583,8 +578,9 @@ void test_failed_bind_sticks(void **state)
     db_stmt *st;
     char *huge;
 
-    dbtest_exec(conn, "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT);"
-                      "INSERT INTO t (id, name) VALUES (1, 'x')");
+    dbtest_exec(conn,
+                "CREATE TABLE t (id BIGINT PRIMARY KEY, name TEXT);"
+                "INSERT INTO t (id, name) VALUES (1, 'x')");
 
     /* An index out of range fails the insert, however the other binds
      * went: no row with a NULL where a value was meant. */
@@ -613,8 +609,7 @@ void test_failed_bind_sticks(void **state)
      * mapping cannot be read at all), on a statement whose $1 was bound
      * before: the step neither counts the old value (a wrong answer)
      * nor NULL (no row found), it fails. */
-    huge = mmap(NULL, HUGE_TEXT_LEN, PROT_NONE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    huge = mmap(NULL, HUGE_TEXT_LEN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     assert_true(huge != MAP_FAILED);
     st = dbtest_prepare(conn, count);
     assert_int_equal(db_bind_str(st, 1, "x"), DB_OK);
@@ -641,8 +636,9 @@ void test_failed_bind_sticks(void **state)
     assert_int_equal(db_step(st), DB_DONE);
     db_stmt_reset(st);
     assert_int_equal(dbtest_query_int(conn, "SELECT count(*) FROM t"), 2);
-    assert_int_equal(dbtest_query_int(conn, "SELECT count(*) FROM t WHERE "
-                                            "name IS NULL"),
+    assert_int_equal(dbtest_query_int(conn,
+                                      "SELECT count(*) FROM t WHERE "
+                                      "name IS NULL"),
                      0);
 
     /* A failed bind does not abort PostgreSQL's transaction (nothing ran):
@@ -759,8 +755,7 @@ static const struct db_migration migrations[] = {
     /* Listed out of order on purpose: 2 needs 1's table. */
     {2, "seed", "INSERT INTO t (x) VALUES (1); INSERT INTO t (x) VALUES (2)",
      "INSERT INTO t (x) VALUES (1), (2)"},
-    {1, "create t", "CREATE TABLE t (x INTEGER NOT NULL)",
-     "CREATE TABLE t (x BIGINT NOT NULL)"},
+    {1, "create t", "CREATE TABLE t (x INTEGER NOT NULL)", "CREATE TABLE t (x BIGINT NOT NULL)"},
 };
 
 /* Connections here do not make the PostgreSQL schema: db_migrate does. */
@@ -779,14 +774,11 @@ void test_migrate(void **state)
     db_stmt *st;
     int rows = 0;
 
-    if (db_migrate(conn, migrations, ARRAY_LEN(migrations), err,
-                   sizeof(err)) != DB_OK)
+    if (db_migrate(conn, migrations, ARRAY_LEN(migrations), err, sizeof(err)) != DB_OK)
         fail_msg("db_migrate: %s", err);
     /* Twice: nothing is applied again (a second CREATE TABLE t would
      * fail, a second seed would double the rows). */
-    assert_int_equal(db_migrate(conn, migrations, ARRAY_LEN(migrations), err,
-                                sizeof(err)),
-                     DB_OK);
+    assert_int_equal(db_migrate(conn, migrations, ARRAY_LEN(migrations), err, sizeof(err)), DB_OK);
     assert_int_equal(dbtest_query_int(conn, "SELECT count(*) FROM t"), 2);
 
     if (dbtest_kind(state) == DB_KIND_POSTGRES) {
@@ -801,13 +793,13 @@ void test_migrate(void **state)
         assert_int_equal(dbtest_query_int(conn, sql), 2);
     }
 
-    st = dbtest_prepare(conn, "SELECT version, name, applied_at "
-                              "FROM schema_migrations ORDER BY version");
+    st = dbtest_prepare(conn,
+                        "SELECT version, name, applied_at "
+                        "FROM schema_migrations ORDER BY version");
     while (db_step(st) == DB_ROW) {
         rows++;
         assert_int_equal(db_col_int64(st, 0), rows);
-        assert_string_equal(db_col_text(st, 1),
-                            rows == 1 ? "create t" : "seed");
+        assert_string_equal(db_col_text(st, 1), rows == 1 ? "create t" : "seed");
         assert_true(db_col_int64(st, 2) >= before);
         assert_true(db_col_int64(st, 2) <= util_now_ms());
     }
@@ -817,9 +809,7 @@ void test_migrate(void **state)
     /* A fresh connection (a restart) applies nothing either. */
     db_close(conn);
     conn = open_bare(state, 0);
-    assert_int_equal(db_migrate(conn, migrations, ARRAY_LEN(migrations), err,
-                                sizeof(err)),
-                     DB_OK);
+    assert_int_equal(db_migrate(conn, migrations, ARRAY_LEN(migrations), err, sizeof(err)), DB_OK);
     assert_int_equal(dbtest_query_int(conn, "SELECT count(*) FROM t"), 2);
     /* No transaction is left open. */
     assert_int_equal(db_begin(conn), DB_OK);
@@ -837,24 +827,21 @@ void test_migrate_empty(void **state)
     char sql[256];
     db *conn = open_bare(state, 0);
 
-    snprintf(sql, sizeof(sql),
-             "SELECT count(*) FROM pg_namespace WHERE nspname = '%s'",
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM pg_namespace WHERE nspname = '%s'",
              dbtest_schema(state, 0, schema));
     if (pg)
         assert_int_equal(dbtest_query_int(conn, sql), 0);
     assert_int_equal(db_migrate(conn, NULL, 0, err, sizeof(err)), DB_OK);
     if (pg)
         assert_int_equal(dbtest_query_int(conn, sql), 1);
-    assert_int_equal(
-        dbtest_query_int(conn, "SELECT count(*) FROM schema_migrations"), 0);
+    assert_int_equal(dbtest_query_int(conn, "SELECT count(*) FROM schema_migrations"), 0);
     db_close(conn);
 }
 
 void test_migrate_failure(void **state)
 {
     static const struct db_migration broken[] = {
-        {1, "create t", "CREATE TABLE t (x INTEGER)",
-         "CREATE TABLE t (x BIGINT)"},
+        {1, "create t", "CREATE TABLE t (x INTEGER)", "CREATE TABLE t (x BIGINT)"},
         {2, "half", "INSERT INTO t VALUES (1); INSERT INTO nowhere VALUES (1)",
          "INSERT INTO t VALUES (1); INSERT INTO nowhere VALUES (1)"},
         {3, "never", "INSERT INTO t VALUES (3)", "INSERT INTO t VALUES (3)"},
@@ -874,30 +861,22 @@ void test_migrate_failure(void **state)
     db *conn = open_bare(state, 0);
     char err[DBTEST_ERR_MAX] = "";
 
-    assert_int_equal(
-        db_migrate(conn, broken, ARRAY_LEN(broken), err, sizeof(err)),
-        DB_ERROR);
+    assert_int_equal(db_migrate(conn, broken, ARRAY_LEN(broken), err, sizeof(err)), DB_ERROR);
     assert_non_null(strstr(err, "migration 2 (half)"));
     assert_non_null(strstr(err, "nowhere"));
     /* 1 is recorded, 2 left nothing behind, 3 was not tried. */
     assert_int_equal(dbtest_query_int(conn, "SELECT count(*) FROM t"), 0);
-    assert_int_equal(
-        dbtest_query_int(conn, "SELECT count(*) FROM schema_migrations"), 1);
-    assert_int_equal(
-        dbtest_query_int(conn, "SELECT max(version) FROM schema_migrations"),
-        1);
+    assert_int_equal(dbtest_query_int(conn, "SELECT count(*) FROM schema_migrations"), 1);
+    assert_int_equal(dbtest_query_int(conn, "SELECT max(version) FROM schema_migrations"), 1);
     /* No transaction is left open. */
     assert_int_equal(db_begin(conn), DB_OK);
     assert_int_equal(db_rollback(conn), DB_OK);
 
     err[0] = '\0';
-    assert_int_equal(db_migrate(conn, dup, ARRAY_LEN(dup), err, sizeof(err)),
-                     DB_ERROR);
+    assert_int_equal(db_migrate(conn, dup, ARRAY_LEN(dup), err, sizeof(err)), DB_ERROR);
     assert_non_null(strstr(err, "twice"));
     err[0] = '\0';
-    assert_int_equal(db_migrate(conn, pg ? no_postgres : no_sqlite, 1, err,
-                                sizeof(err)),
-                     DB_ERROR);
+    assert_int_equal(db_migrate(conn, pg ? no_postgres : no_sqlite, 1, err, sizeof(err)), DB_ERROR);
     assert_non_null(strstr(err, pg ? "postgres" : "sqlite"));
     db_close(conn);
 }
@@ -917,8 +896,7 @@ static void *migrate_thread(void *arg)
     job->rc = db_open(job->url, &conn, job->err, sizeof(job->err));
     pthread_barrier_wait(job->start);
     if (job->rc == DB_OK)
-        job->rc = db_migrate(conn, migrations, ARRAY_LEN(migrations),
-                             job->err, sizeof(job->err));
+        job->rc = db_migrate(conn, migrations, ARRAY_LEN(migrations), job->err, sizeof(job->err));
     db_close(conn);
     return NULL;
 }
@@ -931,8 +909,7 @@ static void *migrate_thread(void *arg)
 void test_migrate_concurrent(void **state)
 {
     enum { JOBS = 4, SQLITE_ROUNDS = 20, POSTGRES_ROUNDS = 6 };
-    int rounds = dbtest_kind(state) == DB_KIND_SQLITE ? SQLITE_ROUNDS
-                                                      : POSTGRES_ROUNDS;
+    int rounds = dbtest_kind(state) == DB_KIND_SQLITE ? SQLITE_ROUNDS : POSTGRES_ROUNDS;
     struct migrate_job jobs[JOBS];
     pthread_t threads[JOBS];
     pthread_barrier_t start;
@@ -947,9 +924,7 @@ void test_migrate_concurrent(void **state)
             memset(&jobs[i], 0, sizeof(jobs[i]));
             util_strlcpy(jobs[i].url, url, sizeof(jobs[i].url));
             jobs[i].start = &start;
-            assert_int_equal(
-                pthread_create(&threads[i], NULL, migrate_thread, &jobs[i]),
-                0);
+            assert_int_equal(pthread_create(&threads[i], NULL, migrate_thread, &jobs[i]), 0);
         }
         /* All joined before any check: a failed check leaves the test,
          * and the threads write into jobs. */
@@ -958,14 +933,11 @@ void test_migrate_concurrent(void **state)
         pthread_barrier_destroy(&start);
         for (int i = 0; i < JOBS; i++) {
             if (jobs[i].rc != DB_OK)
-                fail_msg("round %d job %d: %d %s", round, i, jobs[i].rc,
-                         jobs[i].err);
+                fail_msg("round %d job %d: %d %s", round, i, jobs[i].rc, jobs[i].err);
         }
         conn = dbtest_open_url(url);
         assert_int_equal(dbtest_query_int(conn, "SELECT count(*) FROM t"), 2);
-        assert_int_equal(
-            dbtest_query_int(conn, "SELECT count(*) FROM schema_migrations"),
-            2);
+        assert_int_equal(dbtest_query_int(conn, "SELECT count(*) FROM schema_migrations"), 2);
         db_close(conn);
     }
 }
@@ -1040,19 +1012,18 @@ void test_pool_threads(void **state)
     char err[DBTEST_ERR_MAX] = "";
     db *conn = dbtest_open(state, 0, NULL);
 
-    dbtest_exec(conn, "CREATE TABLE t (x BIGINT);"
-                      "CREATE TABLE total (n BIGINT);"
-                      "INSERT INTO total VALUES (0)");
+    dbtest_exec(conn,
+                "CREATE TABLE t (x BIGINT);"
+                "CREATE TABLE total (n BIGINT);"
+                "INSERT INTO total VALUES (0)");
     db_close(conn);
-    s.pool = db_pool_open(dbtest_url(state, 0, NULL, url), POOL_SIZE, err,
-                          sizeof(err));
+    s.pool = db_pool_open(dbtest_url(state, 0, NULL, url), POOL_SIZE, err, sizeof(err));
     if (!s.pool)
         fail_msg("db_pool_open: %s", err);
     pthread_mutex_init(&s.lock, NULL);
 
     for (int i = 0; i < POOL_THREADS; i++)
-        assert_int_equal(pthread_create(&threads[i], NULL, pool_worker, &s),
-                         0);
+        assert_int_equal(pthread_create(&threads[i], NULL, pool_worker, &s), 0);
     for (int i = 0; i < POOL_THREADS; i++)
         pthread_join(threads[i], NULL);
 
@@ -1062,8 +1033,7 @@ void test_pool_threads(void **state)
     conn = db_pool_acquire(s.pool);
     assert_int_equal(dbtest_query_int(conn, "SELECT count(*) FROM t"),
                      POOL_THREADS * POOL_ITERATIONS);
-    assert_int_equal(dbtest_query_int(conn, "SELECT n FROM total"),
-                     POOL_THREADS * POOL_ITERATIONS);
+    assert_int_equal(dbtest_query_int(conn, "SELECT n FROM total"), POOL_THREADS * POOL_ITERATIONS);
     db_pool_release(s.pool, conn);
     pthread_mutex_destroy(&s.lock);
     db_pool_close(s.pool);

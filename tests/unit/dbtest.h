@@ -71,8 +71,7 @@ db_stmt *dbtest_prepare(db *conn, const char *sql);
 /* The first column of the first row of a query without parameters, as an
  * integer, or as text copied into buf ("(null)" for NULL). */
 int64_t dbtest_query_int(db *conn, const char *sql);
-const char *dbtest_query_text(db *conn, const char *sql, char *buf,
-                              size_t size);
+const char *dbtest_query_text(db *conn, const char *sql, char *buf, size_t size);
 
 /* Steps a statement that returns no rows and resets it; returns DB_OK or
  * the error. */
@@ -95,24 +94,20 @@ void test_pool_threads(void **state);
 void test_pool_blocks_and_cleans_up(void **state);
 
 /* Their entries in a cmocka test list, with a backend's setup. */
-#define DBTEST_SHARED_TESTS(setup, teardown)                                  \
-    cmocka_unit_test_setup_teardown(test_bind_step_columns, setup, teardown), \
-    cmocka_unit_test_setup_teardown(test_param_order_and_reuse, setup,        \
-                                    teardown),                                \
-    cmocka_unit_test_setup_teardown(test_prepare_errors, setup, teardown),    \
-    cmocka_unit_test_setup_teardown(test_statement_cache, setup, teardown),   \
-    cmocka_unit_test_setup_teardown(test_constraints, setup, teardown),       \
-    cmocka_unit_test_setup_teardown(test_failed_bind_sticks, setup,           \
-                                    teardown),                                \
-    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),      \
-    cmocka_unit_test_setup_teardown(test_relaxed_commits, setup, teardown),   \
-    cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),           \
-    cmocka_unit_test_setup_teardown(test_migrate_empty, setup, teardown),     \
-    cmocka_unit_test_setup_teardown(test_migrate_failure, setup, teardown),   \
-    cmocka_unit_test_setup_teardown(test_migrate_concurrent, setup,           \
-                                    teardown),                                \
-    cmocka_unit_test_setup_teardown(test_pool_threads, setup, teardown),      \
-    cmocka_unit_test_setup_teardown(test_pool_blocks_and_cleans_up, setup,    \
-                                    teardown)
+#define DBTEST_SHARED_TESTS(setup, teardown)                                                       \
+    cmocka_unit_test_setup_teardown(test_bind_step_columns, setup, teardown),                      \
+        cmocka_unit_test_setup_teardown(test_param_order_and_reuse, setup, teardown),              \
+        cmocka_unit_test_setup_teardown(test_prepare_errors, setup, teardown),                     \
+        cmocka_unit_test_setup_teardown(test_statement_cache, setup, teardown),                    \
+        cmocka_unit_test_setup_teardown(test_constraints, setup, teardown),                        \
+        cmocka_unit_test_setup_teardown(test_failed_bind_sticks, setup, teardown),                 \
+        cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),                       \
+        cmocka_unit_test_setup_teardown(test_relaxed_commits, setup, teardown),                    \
+        cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),                            \
+        cmocka_unit_test_setup_teardown(test_migrate_empty, setup, teardown),                      \
+        cmocka_unit_test_setup_teardown(test_migrate_failure, setup, teardown),                    \
+        cmocka_unit_test_setup_teardown(test_migrate_concurrent, setup, teardown),                 \
+        cmocka_unit_test_setup_teardown(test_pool_threads, setup, teardown),                       \
+        cmocka_unit_test_setup_teardown(test_pool_blocks_and_cleans_up, setup, teardown)
 
 #endif

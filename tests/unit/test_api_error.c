@@ -99,8 +99,9 @@ static void test_write_with_field(void **state)
     api_error_set(&e, 422, "invalid_field", "amount",
                   "amount must be a positive number with at most 2 decimal places");
     json_t *doc = expect_written(
-        &e, "{\"error\":{\"status\":422,\"code\":\"invalid_field\",\"field\":\"amount\","
-            "\"message\":\"amount must be a positive number with at most 2 decimal places\"}}");
+        &e,
+        "{\"error\":{\"status\":422,\"code\":\"invalid_field\",\"field\":\"amount\","
+        "\"message\":\"amount must be a positive number with at most 2 decimal places\"}}");
     json_t *err = json_object_get(doc, "error");
     assert_int_equal(json_object_size(err), 4);
     assert_true(json_is_integer(json_object_get(err, "status")));
@@ -117,8 +118,9 @@ static void test_write_without_field(void **state)
     (void)state;
 
     api_error_set(&e, 400, "malformed_json", NULL, "request body is empty");
-    json_t *doc = expect_written(&e, "{\"error\":{\"status\":400,\"code\":\"malformed_json\","
-                                     "\"message\":\"request body is empty\"}}");
+    json_t *doc = expect_written(&e,
+                                 "{\"error\":{\"status\":400,\"code\":\"malformed_json\","
+                                 "\"message\":\"request body is empty\"}}");
     json_t *err = json_object_get(doc, "error");
     assert_int_equal(json_object_size(err), 3);
     assert_null(json_object_get(err, "field"));
@@ -127,8 +129,9 @@ static void test_write_without_field(void **state)
 
     /* An empty field name is no field. */
     api_error_set(&e, 503, "unavailable", "", "database unavailable");
-    doc = expect_written(&e, "{\"error\":{\"status\":503,\"code\":\"unavailable\","
-                             "\"message\":\"database unavailable\"}}");
+    doc = expect_written(&e,
+                         "{\"error\":{\"status\":503,\"code\":\"unavailable\","
+                         "\"message\":\"database unavailable\"}}");
     json_decref(doc);
 }
 
@@ -139,9 +142,10 @@ static void test_write_with_index(void **state)
 
     api_error_set(&e, 422, "missing_field", "email", "email is required");
     e.index = 2;
-    json_t *doc = expect_written(&e, "{\"error\":{\"status\":422,\"code\":\"missing_field\","
-                                     "\"field\":\"email\",\"message\":\"email is required\","
-                                     "\"index\":2}}");
+    json_t *doc = expect_written(&e,
+                                 "{\"error\":{\"status\":422,\"code\":\"missing_field\","
+                                 "\"field\":\"email\",\"message\":\"email is required\","
+                                 "\"index\":2}}");
     json_t *err = json_object_get(doc, "error");
     assert_int_equal(json_object_size(err), 5);
     assert_true(json_is_integer(json_object_get(err, "index")));
@@ -151,23 +155,27 @@ static void test_write_with_index(void **state)
     /* Index 0 is an index; a 409 in a batch carries it with no field. */
     api_error_set(&e, 409, "conflict", NULL, "email already exists");
     e.index = 0;
-    doc = expect_written(&e, "{\"error\":{\"status\":409,\"code\":\"conflict\","
-                             "\"message\":\"email already exists\",\"index\":0}}");
+    doc = expect_written(&e,
+                         "{\"error\":{\"status\":409,\"code\":\"conflict\","
+                         "\"message\":\"email already exists\",\"index\":0}}");
     json_decref(doc);
 
     e.index = 999;
-    doc = expect_written(&e, "{\"error\":{\"status\":409,\"code\":\"conflict\","
-                             "\"message\":\"email already exists\",\"index\":999}}");
+    doc = expect_written(&e,
+                         "{\"error\":{\"status\":409,\"code\":\"conflict\","
+                         "\"message\":\"email already exists\",\"index\":999}}");
     json_decref(doc);
 
     /* Negative indexes are not written. */
     e.index = -1;
-    doc = expect_written(&e, "{\"error\":{\"status\":409,\"code\":\"conflict\","
-                             "\"message\":\"email already exists\"}}");
+    doc = expect_written(&e,
+                         "{\"error\":{\"status\":409,\"code\":\"conflict\","
+                         "\"message\":\"email already exists\"}}");
     json_decref(doc);
     e.index = -5;
-    doc = expect_written(&e, "{\"error\":{\"status\":409,\"code\":\"conflict\","
-                             "\"message\":\"email already exists\"}}");
+    doc = expect_written(&e,
+                         "{\"error\":{\"status\":409,\"code\":\"conflict\","
+                         "\"message\":\"email already exists\"}}");
     json_decref(doc);
 }
 
@@ -177,9 +185,10 @@ static void test_write_escapes(void **state)
     (void)state;
 
     api_error_set(&e, 422, "unknown_field", "a\"b", "unknown field %s\\%s", "a\"b", "\n");
-    json_t *doc = expect_written(&e, "{\"error\":{\"status\":422,\"code\":\"unknown_field\","
-                                     "\"field\":\"a\\\"b\","
-                                     "\"message\":\"unknown field a\\\"b\\\\\\n\"}}");
+    json_t *doc = expect_written(&e,
+                                 "{\"error\":{\"status\":422,\"code\":\"unknown_field\","
+                                 "\"field\":\"a\\\"b\","
+                                 "\"message\":\"unknown field a\\\"b\\\\\\n\"}}");
     json_t *err = json_object_get(doc, "error");
     assert_string_equal(json_string_value(json_object_get(err, "field")), "a\"b");
     assert_string_equal(json_string_value(json_object_get(err, "message")),
@@ -201,8 +210,9 @@ static void test_write_inside_a_document(void **state)
     jsonw_int(&w, 1);
     api_error_write(&e, &w);
     jsonw_array_end(&w);
-    assert_string_equal(w.buf, "[1,{\"error\":{\"status\":404,\"code\":\"not_found\","
-                               "\"message\":\"not found\"}}]");
+    assert_string_equal(w.buf,
+                        "[1,{\"error\":{\"status\":404,\"code\":\"not_found\","
+                        "\"message\":\"not found\"}}]");
     json_t *doc = json_loadb(w.buf, w.len, 0, &jerr);
     assert_non_null(doc);
     json_decref(doc);

@@ -79,11 +79,9 @@ static void test_url_forms(void **state)
     /* sqlite://rel and sqlite:rel are relative to the working directory. */
     assert_non_null(getcwd(cwd, sizeof(cwd)));
     assert_int_equal(chdir(f->dir), 0);
-    assert_int_equal(db_open("sqlite://rel1.db", &conn, err, sizeof(err)),
-                     DB_OK);
+    assert_int_equal(db_open("sqlite://rel1.db", &conn, err, sizeof(err)), DB_OK);
     db_close(conn);
-    assert_int_equal(db_open("sqlite:rel2.db", &conn, err, sizeof(err)),
-                     DB_OK);
+    assert_int_equal(db_open("sqlite:rel2.db", &conn, err, sizeof(err)), DB_OK);
     db_close(conn);
     assert_int_equal(chdir(cwd), 0);
     snprintf(path, sizeof(path), "%s/rel1.db", f->dir);
@@ -170,8 +168,7 @@ static sqlite3 *handle_of(db *conn)
 
 /* Binds text of BIND_TEXT_LEN as $2 of an insert of id and checks that
  * the bind fails, the step fails with it and nothing is stored. */
-static void insert_fails(db *conn, int64_t id, const char *text,
-                         const char *why)
+static void insert_fails(db *conn, int64_t id, const char *text, const char *why)
 {
     db_stmt *st = dbtest_prepare(conn, "INSERT INTO t (id, name) VALUES ($1, $2)");
 
@@ -193,8 +190,7 @@ static void test_failed_binds_sqlite(void **state)
     db_stmt *st;
 
     /* The shared test's huge text is over this build's limit. */
-    assert_true(sqlite3_limit(handle_of(conn), SQLITE_LIMIT_LENGTH, -1) <
-                0x40000001);
+    assert_true(sqlite3_limit(handle_of(conn), SQLITE_LIMIT_LENGTH, -1) < 0x40000001);
     memset(text, 'a', BIND_TEXT_LEN);
     dbtest_exec(conn, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)");
 
@@ -202,9 +198,7 @@ static void test_failed_binds_sqlite(void **state)
     insert_fails(conn, 1, text, "too big");
     sqlite3_limit(handle_of(conn), SQLITE_LIMIT_LENGTH, 0x7fffffff);
 
-    assert_int_equal(sqlite3_hard_heap_limit64(sqlite3_memory_used() +
-                                               HEAP_HEADROOM),
-                     0);
+    assert_int_equal(sqlite3_hard_heap_limit64(sqlite3_memory_used() + HEAP_HEADROOM), 0);
     insert_fails(conn, 2, text, "out of memory");
     sqlite3_hard_heap_limit64(0); /* no limit */
 
@@ -214,8 +208,7 @@ static void test_failed_binds_sqlite(void **state)
     assert_int_equal(db_bind_text(st, 2, text, BIND_TEXT_LEN), DB_OK);
     assert_int_equal(db_step(st), DB_DONE);
     db_stmt_reset(st);
-    assert_int_equal(dbtest_query_int(conn, "SELECT length(name) FROM t"),
-                     BIND_TEXT_LEN);
+    assert_int_equal(dbtest_query_int(conn, "SELECT length(name) FROM t"), BIND_TEXT_LEN);
     free(text);
     db_close(conn);
 }
@@ -226,14 +219,13 @@ static void test_rowid_duplicate(void **state)
 {
     db *conn = dbtest_open(state, 0, NULL);
 
-    dbtest_exec(conn, "CREATE TABLE r (id INTEGER PRIMARY KEY, n INTEGER);"
-                      "CREATE TRIGGER r_no_seven BEFORE INSERT ON r "
-                      "WHEN NEW.n = 7 BEGIN SELECT RAISE(ABORT, 'no'); END;"
-                      "INSERT INTO r (id) VALUES (1)");
-    assert_int_equal(db_exec(conn, "INSERT INTO r (id) VALUES (1)"),
-                     DB_DUPLICATE);
-    assert_int_equal(db_exec(conn, "INSERT INTO r (id, n) VALUES (2, 7)"),
-                     DB_CONSTRAINT);
+    dbtest_exec(conn,
+                "CREATE TABLE r (id INTEGER PRIMARY KEY, n INTEGER);"
+                "CREATE TRIGGER r_no_seven BEFORE INSERT ON r "
+                "WHEN NEW.n = 7 BEGIN SELECT RAISE(ABORT, 'no'); END;"
+                "INSERT INTO r (id) VALUES (1)");
+    assert_int_equal(db_exec(conn, "INSERT INTO r (id) VALUES (1)"), DB_DUPLICATE);
+    assert_int_equal(db_exec(conn, "INSERT INTO r (id, n) VALUES (2, 7)"), DB_CONSTRAINT);
     db_close(conn);
 }
 
@@ -287,23 +279,18 @@ static void test_advisory_locks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_open_close_and_pragmas,
-                                        dbtest_setup_sqlite, dbtest_teardown),
-        cmocka_unit_test_setup_teardown(test_url_forms, dbtest_setup_sqlite,
+        cmocka_unit_test_setup_teardown(test_open_close_and_pragmas, dbtest_setup_sqlite,
                                         dbtest_teardown),
-        cmocka_unit_test_setup_teardown(test_bad_urls, dbtest_setup_sqlite,
+        cmocka_unit_test_setup_teardown(test_url_forms, dbtest_setup_sqlite, dbtest_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_urls, dbtest_setup_sqlite, dbtest_teardown),
+        cmocka_unit_test_setup_teardown(test_missing_directory, dbtest_setup_sqlite,
                                         dbtest_teardown),
-        cmocka_unit_test_setup_teardown(test_missing_directory,
-                                        dbtest_setup_sqlite, dbtest_teardown),
         DBTEST_SHARED_TESTS(dbtest_setup_sqlite, dbtest_teardown),
-        cmocka_unit_test_setup_teardown(test_failed_binds_sqlite,
-                                        dbtest_setup_sqlite, dbtest_teardown),
-        cmocka_unit_test_setup_teardown(test_rowid_duplicate,
-                                        dbtest_setup_sqlite, dbtest_teardown),
-        cmocka_unit_test_setup_teardown(test_busy, dbtest_setup_sqlite,
+        cmocka_unit_test_setup_teardown(test_failed_binds_sqlite, dbtest_setup_sqlite,
                                         dbtest_teardown),
-        cmocka_unit_test_setup_teardown(test_advisory_locks,
-                                        dbtest_setup_sqlite, dbtest_teardown),
+        cmocka_unit_test_setup_teardown(test_rowid_duplicate, dbtest_setup_sqlite, dbtest_teardown),
+        cmocka_unit_test_setup_teardown(test_busy, dbtest_setup_sqlite, dbtest_teardown),
+        cmocka_unit_test_setup_teardown(test_advisory_locks, dbtest_setup_sqlite, dbtest_teardown),
     };
 
     return cmocka_run_group_tests_name("db", tests, NULL, NULL);

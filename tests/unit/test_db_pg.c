@@ -61,14 +61,10 @@ static void test_open_and_session(void **state)
     assert_int_equal(db_kind(conn), DB_KIND_POSTGRES);
     assert_string_equal(db_errmsg(conn), "");
     assert_int_equal(db_ping(conn), DB_OK);
-    assert_string_equal(dbtest_query_text(conn, "SELECT current_schema()",
-                                          buf, sizeof(buf)),
+    assert_string_equal(dbtest_query_text(conn, "SELECT current_schema()", buf, sizeof(buf)),
                         f->schema);
-    assert_string_equal(
-        dbtest_query_text(conn, "SHOW lock_timeout", buf, sizeof(buf)), "5s");
-    assert_string_equal(
-        dbtest_query_text(conn, "SHOW client_encoding", buf, sizeof(buf)),
-        "UTF8");
+    assert_string_equal(dbtest_query_text(conn, "SHOW lock_timeout", buf, sizeof(buf)), "5s");
+    assert_string_equal(dbtest_query_text(conn, "SHOW client_encoding", buf, sizeof(buf)), "UTF8");
     /* Unqualified names land in the schema. */
     dbtest_exec(conn, "CREATE TABLE here (x BIGINT)");
     snprintf(buf, sizeof(buf),
@@ -79,17 +75,13 @@ static void test_open_and_session(void **state)
     db_close(conn);
 
     conn = dbtest_open(state, 0, "busy_timeout=50");
-    assert_string_equal(
-        dbtest_query_text(conn, "SHOW lock_timeout", buf, sizeof(buf)),
-        "50ms");
+    assert_string_equal(dbtest_query_text(conn, "SHOW lock_timeout", buf, sizeof(buf)), "50ms");
     db_close(conn);
     db_close(NULL);
 
     /* Without ?schema= the schema is demo. */
     conn = dbtest_open_url(dbtest_pg_url());
-    assert_string_equal(
-        dbtest_query_text(conn, "SHOW search_path", buf, sizeof(buf)),
-        "demo");
+    assert_string_equal(dbtest_query_text(conn, "SHOW search_path", buf, sizeof(buf)), "demo");
     db_close(conn);
 }
 
@@ -138,8 +130,7 @@ static void test_bad_urls(void **state)
 
     for (size_t i = 0; i < ARRAY_LEN(bad_config); i++) {
         err[0] = '\0';
-        assert_int_equal(db_open(bad_config[i], &conn, err, sizeof(err)),
-                         DB_ERROR);
+        assert_int_equal(db_open(bad_config[i], &conn, err, sizeof(err)), DB_ERROR);
         assert_null(conn);
         assert_non_null(strstr(err, "PostgreSQL"));
         assert_null(strstr(err, "s3cret"));
@@ -148,26 +139,22 @@ static void test_bad_urls(void **state)
 
     /* Nobody listens: unavailable (worth retrying), not a bad URL. */
     err[0] = '\0';
-    assert_int_equal(db_open("postgres://app:s3cret@127.0.0.1:1/orders",
-                             &conn, err, sizeof(err)),
+    assert_int_equal(db_open("postgres://app:s3cret@127.0.0.1:1/orders", &conn, err, sizeof(err)),
                      DB_UNAVAILABLE);
     assert_null(conn);
     assert_non_null(strstr(err, "PostgreSQL"));
     assert_null(strstr(err, "s3cret"));
-    assert_int_equal(db_open("postgresql://app:s3cret@127.0.0.1:1/db", &conn,
-                             err, sizeof(err)),
+    assert_int_equal(db_open("postgresql://app:s3cret@127.0.0.1:1/db", &conn, err, sizeof(err)),
                      DB_UNAVAILABLE);
     assert_null(strstr(err, "s3cret"));
     err[0] = '\0';
-    assert_null(db_pool_open("postgresql://app:s3cret@127.0.0.1:1/orders", 2,
-                             err, sizeof(err)));
+    assert_null(db_pool_open("postgresql://app:s3cret@127.0.0.1:1/orders", 2, err, sizeof(err)));
     assert_non_null(strstr(err, "PostgreSQL"));
     assert_null(strstr(err, "s3cret"));
 
     /* A wrong password on the real server. */
     server_of(host, port, dbname, sizeof(host));
-    snprintf(url, sizeof(url), "postgres://postgres:wr0ngpw@%s:%s/%s", host,
-             port, dbname);
+    snprintf(url, sizeof(url), "postgres://postgres:wr0ngpw@%s:%s/%s", host, port, dbname);
     err[0] = '\0';
     assert_int_equal(db_open(url, &conn, err, sizeof(err)), DB_UNAVAILABLE);
     assert_null(conn);
@@ -183,8 +170,7 @@ static void test_bad_urls(void **state)
         assert_non_null(slash);
         if (query)
             util_strlcpy(rest, query, sizeof(rest));
-        snprintf(slash, sizeof(url) - (size_t)(slash - url),
-                 "/no_such_db_here%s", rest);
+        snprintf(slash, sizeof(url) - (size_t)(slash - url), "/no_such_db_here%s", rest);
     }
     assert_int_equal(db_open(url, &conn, err, sizeof(err)), DB_UNAVAILABLE);
     assert_non_null(strstr(err, "no_such_db_here"));
@@ -202,8 +188,9 @@ static void test_busy(void **state)
     int64_t start;
     int64_t waited_ms;
 
-    dbtest_exec(a, "CREATE TABLE t (id BIGINT PRIMARY KEY, n BIGINT);"
-                   "INSERT INTO t VALUES (1, 0)");
+    dbtest_exec(a,
+                "CREATE TABLE t (id BIGINT PRIMARY KEY, n BIGINT);"
+                "INSERT INTO t VALUES (1, 0)");
     assert_int_equal(db_begin(a), DB_OK);
     dbtest_exec(a, "UPDATE t SET n = n + 1 WHERE id = 1");
 
@@ -242,27 +229,25 @@ static void test_busy(void **state)
  * the server cannot infer by itself), while the services now put only the
  * filters asked for in the WHERE clause (rows.c). */
 #define USER_COLUMNS "id, name, email, created_at"
-#define ACCOUNT_COLUMNS                                                       \
-    "id, user_id, address1, address2, city, state, zip, status, created_at"
+#define ACCOUNT_COLUMNS "id, user_id, address1, address2, city, state, zip, status, created_at"
 #define ORDER_COLUMNS "id, user_id, amount_cents, description, created_at"
-#define INVOICE_SELECT                                                        \
-    "SELECT i.id, i.user_id, i.year, i.month, c.name, c.email, "             \
-    "c.account_id,"                                                           \
-    " c.address1, c.address2, c.city, c.state, c.zip, i.order_count, "       \
-    "i.total_cents,"                                                          \
-    " i.updated_at FROM invoices i LEFT JOIN customers c ON c.user_id = "    \
+#define INVOICE_SELECT                                                                             \
+    "SELECT i.id, i.user_id, i.year, i.month, c.name, c.email, "                                   \
+    "c.account_id,"                                                                                \
+    " c.address1, c.address2, c.city, c.state, c.zip, i.order_count, "                             \
+    "i.total_cents,"                                                                               \
+    " i.updated_at FROM invoices i LEFT JOIN customers c ON c.user_id = "                          \
     "i.user_id"
 
 static const char sql_user_insert[] =
     "INSERT INTO users (name, email, created_at) "
     "VALUES ($1, $2, $3) RETURNING " USER_COLUMNS;
-static const char sql_user_list[] =
-    "SELECT " USER_COLUMNS " FROM users"
-    " WHERE ($1 IS NULL OR lower(email) = lower($1))"
-    " AND ($2 IS NULL OR lower(name) LIKE $2 ESCAPE '\\')"
-    " ORDER BY name DESC, id ASC LIMIT $3 OFFSET $4";
-static const char sql_user_get[] =
-    "SELECT " USER_COLUMNS " FROM users WHERE id = $1";
+static const char sql_user_list[] = "SELECT " USER_COLUMNS
+                                    " FROM users"
+                                    " WHERE ($1 IS NULL OR lower(email) = lower($1))"
+                                    " AND ($2 IS NULL OR lower(name) LIKE $2 ESCAPE '\\')"
+                                    " ORDER BY name DESC, id ASC LIMIT $3 OFFSET $4";
+static const char sql_user_get[] = "SELECT " USER_COLUMNS " FROM users WHERE id = $1";
 static const char sql_user_exists[] = "SELECT 1 FROM users WHERE id = $1";
 static const char sql_account_insert[] =
     "INSERT INTO accounts (user_id, address1, address2, city,"
@@ -270,20 +255,19 @@ static const char sql_account_insert[] =
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
     " RETURNING " ACCOUNT_COLUMNS;
 static const char sql_account_list[] =
-    "SELECT " ACCOUNT_COLUMNS " FROM accounts"
+    "SELECT " ACCOUNT_COLUMNS
+    " FROM accounts"
     " WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR status = $2)"
     " ORDER BY id, id ASC LIMIT $3 OFFSET $4";
-static const char sql_account_get[] =
-    "SELECT " ACCOUNT_COLUMNS " FROM accounts WHERE id = $1";
+static const char sql_account_get[] = "SELECT " ACCOUNT_COLUMNS " FROM accounts WHERE id = $1";
 static const char sql_order_insert[] =
     "INSERT INTO orders (user_id, amount_cents, description,"
     " created_at) VALUES ($1, $2, $3, $4)"
     " RETURNING " ORDER_COLUMNS;
-static const char sql_order_list[] =
-    "SELECT " ORDER_COLUMNS " FROM orders WHERE ($1 IS NULL OR user_id = $1)"
-    " ORDER BY amount_cents DESC, id ASC LIMIT $2 OFFSET $3";
-static const char sql_order_get[] =
-    "SELECT " ORDER_COLUMNS " FROM orders WHERE id = $1";
+static const char sql_order_list[] = "SELECT " ORDER_COLUMNS
+                                     " FROM orders WHERE ($1 IS NULL OR user_id = $1)"
+                                     " ORDER BY amount_cents DESC, id ASC LIMIT $2 OFFSET $3";
+static const char sql_order_get[] = "SELECT " ORDER_COLUMNS " FROM orders WHERE id = $1";
 static const char sql_customer_user[] =
     "INSERT INTO customers (user_id, name, email)"
     " VALUES ($1, $2, $3) ON CONFLICT (user_id)"
@@ -298,8 +282,7 @@ static const char sql_customer_account[] =
     " zip = excluded.zip"
     " WHERE customers.account_id IS NULL OR customers.account_id < "
     "excluded.account_id";
-static const char sql_order_known[] =
-    "SELECT 1 FROM invoice_lines WHERE order_id = $1";
+static const char sql_order_known[] = "SELECT 1 FROM invoice_lines WHERE order_id = $1";
 static const char sql_invoice_ensure[] =
     "INSERT INTO invoices (user_id, year, month, updated_at)"
     " VALUES ($1, $2, $3, $4)"
@@ -311,19 +294,18 @@ static const char sql_invoice_add[] =
 static const char sql_line_insert[] =
     "INSERT INTO invoice_lines (order_id, invoice_id, description,"
     " amount_cents, purchased_at) VALUES ($1, $2, $3, $4, $5)";
-static const char sql_invoice_list[] =
-    INVOICE_SELECT " WHERE ($1 IS NULL OR i.user_id = $1)"
-                   " AND ($2 IS NULL OR i.month = $2) AND ($3 IS NULL OR "
-                   "i.year = $3)"
-                   " ORDER BY i.total_cents DESC, i.id ASC LIMIT $4 OFFSET $5";
+static const char sql_invoice_list[] = INVOICE_SELECT
+    " WHERE ($1 IS NULL OR i.user_id = $1)"
+    " AND ($2 IS NULL OR i.month = $2) AND ($3 IS NULL OR "
+    "i.year = $3)"
+    " ORDER BY i.total_cents DESC, i.id ASC LIMIT $4 OFFSET $5";
 static const char sql_invoice_get[] = INVOICE_SELECT " WHERE i.id = $1";
 static const char sql_invoice_lines[] =
     "SELECT order_id, description, amount_cents, purchased_at"
     " FROM invoice_lines WHERE invoice_id = $1"
     " ORDER BY purchased_at, order_id";
 
-static int64_t insert_user(db *conn, const char *name, const char *email,
-                           int expect)
+static int64_t insert_user(db *conn, const char *name, const char *email, int expect)
 {
     db_stmt *st = dbtest_prepare(conn, sql_user_insert);
     int64_t id = 0;
@@ -360,8 +342,7 @@ static int count_rows(db_stmt *st, int64_t *first_id)
 }
 
 /* The same for a list: binds LIMIT and OFFSET, parameters at and at + 1. */
-static int count_page(db_stmt *st, int at, int64_t limit, int64_t offset,
-                      int64_t *first_id)
+static int count_page(db_stmt *st, int at, int64_t limit, int64_t offset, int64_t *first_id)
 {
     assert_int_equal(db_bind_int64(st, at, limit), DB_OK);
     assert_int_equal(db_bind_int64(st, at + 1, offset), DB_OK);
@@ -469,9 +450,10 @@ static void check_outbox(db *conn)
     static const char sql_mark_range[] =
         "UPDATE outbox SET published_at = $1"
         " WHERE seq BETWEEN $2 AND $3 AND published_at IS NULL";
-    static const char sql_mark_one[] = "UPDATE outbox SET published_at = $1"
-                                       " WHERE seq = $2 AND published_at IS "
-                                       "NULL";
+    static const char sql_mark_one[] =
+        "UPDATE outbox SET published_at = $1"
+        " WHERE seq = $2 AND published_at IS "
+        "NULL";
     static const char sql_count_pending[] =
         "SELECT count(*) FROM outbox WHERE published_at IS NULL";
     struct outbox_event ev = {
@@ -562,8 +544,8 @@ static void check_order_service(db *conn)
 }
 
 /* projection.c's apply_order, in one transaction; returns the invoice. */
-static int64_t apply_order(db *conn, int64_t order_id, int64_t user_id,
-                           int year, int month, int64_t cents)
+static int64_t apply_order(db *conn, int64_t order_id, int64_t user_id, int year, int month,
+                           int64_t cents)
 {
     int64_t invoice_id = 0;
     db_stmt *st;
@@ -598,8 +580,7 @@ static int64_t apply_order(db *conn, int64_t order_id, int64_t user_id,
     return invoice_id;
 }
 
-static void upsert_account(db *conn, int64_t user_id, int64_t account_id,
-                           const char *city)
+static void upsert_account(db *conn, int64_t user_id, int64_t account_id, const char *city)
 {
     db_stmt *st = dbtest_prepare(conn, sql_customer_account);
 
@@ -697,8 +678,7 @@ static void check_invoice_service(db *conn)
 
 /* Opens database n and applies a service's migrations, as the service
  * does at start-up. */
-static db *open_migrated(void **state, int n, const struct db_migration *list,
-                         size_t count)
+static db *open_migrated(void **state, int n, const struct db_migration *list, size_t count)
 {
     char url[DBTEST_URL_MAX];
     char err[DBTEST_ERR_MAX] = "";
@@ -720,8 +700,7 @@ static void test_service_sql(void **state)
     conn = open_migrated(state, 1, order_migrations, order_migration_count);
     check_order_service(conn);
     db_close(conn);
-    conn = open_migrated(state, 2, invoice_migrations,
-                         invoice_migration_count);
+    conn = open_migrated(state, 2, invoice_migrations, invoice_migration_count);
     check_invoice_service(conn);
     db_close(conn);
 }
@@ -766,8 +745,9 @@ static void test_event_log_positions_follow_commits(void **state)
     assert_int_equal(dbtest_query_int(c, "SELECT count(*) FROM event_log"), 2); /* a: not yet */
     assert_int_equal(db_commit(a), DB_OK);
 
-    st = dbtest_prepare(c, "SELECT o.seq, l.position FROM event_log l"
-                           " JOIN outbox o ON o.position = l.position ORDER BY l.position");
+    st = dbtest_prepare(c,
+                        "SELECT o.seq, l.position FROM event_log l"
+                        " JOIN outbox o ON o.position = l.position ORDER BY l.position");
     int64_t want[] = {seq_b1, seq_b2, seq_a}, last = 0;
     for (size_t i = 0; i < ARRAY_LEN(want); i++) {
         assert_int_equal(db_step(st), DB_ROW);
@@ -788,10 +768,10 @@ static void test_event_log_positions_follow_commits(void **state)
 /* Session advisory locks pid holds on key (the one-key form). */
 static int64_t locks_held(db *observer, int64_t pid, int64_t key)
 {
-    db_stmt *st = dbtest_prepare(
-        observer, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                  " AND pid = $1 AND objsubid = 1 AND granted"
-                  " AND ((classid::bigint << 32) | objid::bigint) = $2");
+    db_stmt *st = dbtest_prepare(observer,
+                                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                                 " AND pid = $1 AND objsubid = 1 AND granted"
+                                 " AND ((classid::bigint << 32) | objid::bigint) = $2");
     int64_t n;
 
     assert_int_equal(db_bind_int64(st, 1, pid), DB_OK);
@@ -833,11 +813,9 @@ static void test_advisory_locks(void **state)
      * bound. */
     db_close(b);
     {
-        int64_t deadline =
-            util_monotonic_ns() + TERMINATE_WAIT_MS * 1000000LL;
+        int64_t deadline = util_monotonic_ns() + TERMINATE_WAIT_MS * 1000000LL;
         int taken;
-        while ((taken = db_try_advisory_lock(a, key)) == 0 &&
-               util_monotonic_ns() < deadline)
+        while ((taken = db_try_advisory_lock(a, key)) == 0 && util_monotonic_ns() < deadline)
             usleep(10 * 1000);
         assert_int_equal(taken, 1);
     }
@@ -862,8 +840,7 @@ static void terminate_backend(db *admin, int64_t pid)
     assert_int_equal(db_col_int64(st, 0), 1);
     db_stmt_reset(st);
     for (;;) {
-        st = dbtest_prepare(admin,
-                        "SELECT count(*) FROM pg_stat_activity WHERE pid = $1");
+        st = dbtest_prepare(admin, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1");
         assert_int_equal(db_bind_int64(st, 1, pid), DB_OK);
         assert_int_equal(db_step(st), DB_ROW);
         int64_t n = db_col_int64(st, 0);
@@ -943,8 +920,7 @@ static void test_reconnect_after_terminate(void **state)
     pids[0] = dbtest_query_int(conns[0], "SELECT pg_backend_pid()");
     assert_int_equal(db_begin(conns[0]), DB_OK);
     terminate_backend(admin, pids[0]);
-    assert_int_equal(db_exec(conns[0], "INSERT INTO t VALUES (9)"),
-                     DB_UNAVAILABLE);
+    assert_int_equal(db_exec(conns[0], "INSERT INTO t VALUES (9)"), DB_UNAVAILABLE);
     db_pool_release(pool, conns[0]);
     conns[0] = db_pool_acquire(pool);
     assert_int_equal(db_ping(conns[0]), DB_OK);
@@ -959,25 +935,17 @@ static void test_reconnect_after_terminate(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_open_and_session,
-                                        dbtest_setup_postgres,
+        cmocka_unit_test_setup_teardown(test_open_and_session, dbtest_setup_postgres,
                                         dbtest_teardown),
-        cmocka_unit_test_setup_teardown(test_bad_urls, dbtest_setup_postgres,
-                                        dbtest_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_urls, dbtest_setup_postgres, dbtest_teardown),
         DBTEST_SHARED_TESTS(dbtest_setup_postgres, dbtest_teardown),
-        cmocka_unit_test_setup_teardown(test_busy, dbtest_setup_postgres,
-                                        dbtest_teardown),
-        cmocka_unit_test_setup_teardown(test_service_sql,
-                                        dbtest_setup_postgres,
-                                        dbtest_teardown),
+        cmocka_unit_test_setup_teardown(test_busy, dbtest_setup_postgres, dbtest_teardown),
+        cmocka_unit_test_setup_teardown(test_service_sql, dbtest_setup_postgres, dbtest_teardown),
         cmocka_unit_test_setup_teardown(test_event_log_positions_follow_commits,
-                                        dbtest_setup_postgres,
+                                        dbtest_setup_postgres, dbtest_teardown),
+        cmocka_unit_test_setup_teardown(test_advisory_locks, dbtest_setup_postgres,
                                         dbtest_teardown),
-        cmocka_unit_test_setup_teardown(test_advisory_locks,
-                                        dbtest_setup_postgres,
-                                        dbtest_teardown),
-        cmocka_unit_test_setup_teardown(test_reconnect_after_terminate,
-                                        dbtest_setup_postgres,
+        cmocka_unit_test_setup_teardown(test_reconnect_after_terminate, dbtest_setup_postgres,
                                         dbtest_teardown),
     };
 

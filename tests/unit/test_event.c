@@ -90,12 +90,13 @@ static void test_user_created_full_envelope(void **state)
     struct event ev;
     (void)state;
 
-    expect_ok("{\"id\":\"0b7f6e0e-1111-4222-8333-944445555666\",\"type\":\"user.created\","
-              "\"version\":1,\"source\":\"user-service\","
-              "\"occurred_at\":\"2025-04-03T10:15:00.000Z\","
-              "\"data\":{\"id\":1,\"name\":\"Alice\",\"email\":\"alice@demo.com\","
-              "\"created_at\":\"2025-04-03T10:15:00.000Z\"}}",
-              "ignored-message-id", &ev);
+    expect_ok(
+        "{\"id\":\"0b7f6e0e-1111-4222-8333-944445555666\",\"type\":\"user.created\","
+        "\"version\":1,\"source\":\"user-service\","
+        "\"occurred_at\":\"2025-04-03T10:15:00.000Z\","
+        "\"data\":{\"id\":1,\"name\":\"Alice\",\"email\":\"alice@demo.com\","
+        "\"created_at\":\"2025-04-03T10:15:00.000Z\"}}",
+        "ignored-message-id", &ev);
     assert_int_equal(ev.type, EVENT_USER_CREATED);
     assert_string_equal(ev.type_name, "user.created");
     assert_string_equal(ev.id, "0b7f6e0e-1111-4222-8333-944445555666");
@@ -112,12 +113,13 @@ static void test_account_created_full_envelope(void **state)
     struct event ev;
     (void)state;
 
-    expect_ok("{\"id\":\"acc-ev-9\",\"type\":\"account.created\",\"version\":1,"
-              "\"source\":\"user-service\",\"occurred_at\":\"2025-04-05T12:00:00.5+02:00\","
-              "\"data\":{\"id\":2,\"user_id\":1,\"address1\":\"123 Main St\","
-              "\"address2\":null,\"city\":\"Cityville\",\"state\":\"CA\",\"zip\":\"12345\","
-              "\"status\":\"open\",\"created_at\":\"2025-04-05T10:00:00.500Z\"}}",
-              NULL, &ev);
+    expect_ok(
+        "{\"id\":\"acc-ev-9\",\"type\":\"account.created\",\"version\":1,"
+        "\"source\":\"user-service\",\"occurred_at\":\"2025-04-05T12:00:00.5+02:00\","
+        "\"data\":{\"id\":2,\"user_id\":1,\"address1\":\"123 Main St\","
+        "\"address2\":null,\"city\":\"Cityville\",\"state\":\"CA\",\"zip\":\"12345\","
+        "\"status\":\"open\",\"created_at\":\"2025-04-05T10:00:00.500Z\"}}",
+        NULL, &ev);
     assert_int_equal(ev.type, EVENT_ACCOUNT_CREATED);
     assert_string_equal(ev.type_name, "account.created");
     assert_string_equal(ev.id, "acc-ev-9");
@@ -132,16 +134,18 @@ static void test_account_created_full_envelope(void **state)
     event_free(&ev);
 
     /* With an address2, and an empty one (optional strings may be ""). */
-    expect_ok("{\"type\":\"account.created\",\"data\":{\"id\":3,\"user_id\":1,"
-              "\"address1\":\"1 Road\",\"address2\":\"Apt 4\",\"city\":\"C\",\"state\":\"S\","
-              "\"zip\":\"Z\"}}",
-              NULL, &ev);
+    expect_ok(
+        "{\"type\":\"account.created\",\"data\":{\"id\":3,\"user_id\":1,"
+        "\"address1\":\"1 Road\",\"address2\":\"Apt 4\",\"city\":\"C\",\"state\":\"S\","
+        "\"zip\":\"Z\"}}",
+        NULL, &ev);
     assert_string_equal(ev.u.account.address2, "Apt 4");
     event_free(&ev);
-    expect_ok("{\"type\":\"account.created\",\"data\":{\"id\":3,\"user_id\":1,"
-              "\"address1\":\"1 Road\",\"address2\":\"\",\"city\":\"C\",\"state\":\"S\","
-              "\"zip\":\"Z\"}}",
-              NULL, &ev);
+    expect_ok(
+        "{\"type\":\"account.created\",\"data\":{\"id\":3,\"user_id\":1,"
+        "\"address1\":\"1 Road\",\"address2\":\"\",\"city\":\"C\",\"state\":\"S\","
+        "\"zip\":\"Z\"}}",
+        NULL, &ev);
     assert_string_equal(ev.u.account.address2, "");
     event_free(&ev);
 }
@@ -151,12 +155,13 @@ static void test_order_created_full_envelope(void **state)
     struct event ev;
     (void)state;
 
-    expect_ok("{\"id\":\"ord-ev-1\",\"type\":\"order.created\",\"version\":1,"
-              "\"source\":\"order-service\",\"occurred_at\":\"2025-04-05T10:00:00.500Z\","
-              "\"data\":{\"id\":1,\"user_id\":1,\"amount\":50.00,"
-              "\"description\":\"Test purchase\","
-              "\"created_at\":\"2025-04-03T10:15:00.000Z\"}}",
-              NULL, &ev);
+    expect_ok(
+        "{\"id\":\"ord-ev-1\",\"type\":\"order.created\",\"version\":1,"
+        "\"source\":\"order-service\",\"occurred_at\":\"2025-04-05T10:00:00.500Z\","
+        "\"data\":{\"id\":1,\"user_id\":1,\"amount\":50.00,"
+        "\"description\":\"Test purchase\","
+        "\"created_at\":\"2025-04-03T10:15:00.000Z\"}}",
+        NULL, &ev);
     assert_int_equal(ev.type, EVENT_ORDER_CREATED);
     assert_string_equal(ev.type_name, "order.created");
     assert_string_equal(ev.id, "ord-ev-1");
@@ -176,28 +181,31 @@ static void test_original_shape(void **state)
     (void)state;
 
     /* What the original demo sent straight to the queues. */
-    expect_ok("{\"id\":\"u1\",\"type\":\"user.created\","
-              "\"data\":{\"id\":1,\"name\":\"Alice\",\"email\":\"alice@demo.com\"}}",
-              NULL, &ev);
+    expect_ok(
+        "{\"id\":\"u1\",\"type\":\"user.created\","
+        "\"data\":{\"id\":1,\"name\":\"Alice\",\"email\":\"alice@demo.com\"}}",
+        NULL, &ev);
     assert_int_equal(ev.type, EVENT_USER_CREATED);
     assert_string_equal(ev.id, "u1");
     assert_int_equal(ev.occurred_at_ms, 0);
     assert_int_equal(ev.u.user.id, 1);
     event_free(&ev);
 
-    expect_ok("{\"id\":\"a1\",\"type\":\"account.created\",\"data\":{\"id\":1,\"user_id\":1,"
-              "\"address1\":\"123 Main St\",\"city\":\"Cityville\",\"state\":\"CA\","
-              "\"zip\":\"12345\"}}",
-              NULL, &ev);
+    expect_ok(
+        "{\"id\":\"a1\",\"type\":\"account.created\",\"data\":{\"id\":1,\"user_id\":1,"
+        "\"address1\":\"123 Main St\",\"city\":\"Cityville\",\"state\":\"CA\","
+        "\"zip\":\"12345\"}}",
+        NULL, &ev);
     assert_int_equal(ev.type, EVENT_ACCOUNT_CREATED);
     assert_string_equal(ev.id, "a1");
     assert_null(ev.u.account.address2);
     assert_string_equal(ev.u.account.zip, "12345");
     event_free(&ev);
 
-    expect_ok("{\"id\":\"o1\",\"type\":\"order.created\",\"data\":{\"id\":1,\"user_id\":1,"
-              "\"amount\":50,\"created_at\":\"2025-04-03T10:15:00Z\"}}",
-              NULL, &ev);
+    expect_ok(
+        "{\"id\":\"o1\",\"type\":\"order.created\",\"data\":{\"id\":1,\"user_id\":1,"
+        "\"amount\":50,\"created_at\":\"2025-04-03T10:15:00Z\"}}",
+        NULL, &ev);
     assert_int_equal(ev.type, EVENT_ORDER_CREATED);
     assert_string_equal(ev.id, "o1");
     assert_int_equal(ev.u.order.amount_cents, 5000);
@@ -211,18 +219,20 @@ static void test_extra_fields_tolerated(void **state)
     struct event ev;
     (void)state;
 
-    expect_ok("{\"id\":\"x\",\"type\":\"user.created\",\"version\":2,\"trace\":[1,2],"
-              "\"data\":{\"id\":5,\"name\":\"Bob\",\"email\":\"bob@demo.com\","
-              "\"created_at\":\"2025-04-03T10:15:00.000Z\",\"nickname\":\"b\","
-              "\"meta\":{\"x\":[1,{\"y\":null}]}}}",
-              NULL, &ev);
+    expect_ok(
+        "{\"id\":\"x\",\"type\":\"user.created\",\"version\":2,\"trace\":[1,2],"
+        "\"data\":{\"id\":5,\"name\":\"Bob\",\"email\":\"bob@demo.com\","
+        "\"created_at\":\"2025-04-03T10:15:00.000Z\",\"nickname\":\"b\","
+        "\"meta\":{\"x\":[1,{\"y\":null}]}}}",
+        NULL, &ev);
     assert_int_equal(ev.u.user.id, 5);
     assert_string_equal(ev.u.user.name, "Bob");
     event_free(&ev);
 
-    expect_ok("{\"type\":\"order.created\",\"data\":{\"id\":2,\"user_id\":3,\"amount\":1.5,"
-              "\"currency\":\"EUR\",\"status\":\"paid\"}}",
-              NULL, &ev);
+    expect_ok(
+        "{\"type\":\"order.created\",\"data\":{\"id\":2,\"user_id\":3,\"amount\":1.5,"
+        "\"currency\":\"EUR\",\"status\":\"paid\"}}",
+        NULL, &ev);
     assert_int_equal(ev.u.order.amount_cents, 150);
     event_free(&ev);
 }
@@ -234,23 +244,26 @@ static void test_id_falls_back_to_message_id(void **state)
     struct event ev;
     (void)state;
 
-    const char *no_id = "{\"type\":\"user.created\","
-                        "\"data\":{\"id\":1,\"name\":\"A\",\"email\":\"a@b.c\"}}";
+    const char *no_id =
+        "{\"type\":\"user.created\","
+        "\"data\":{\"id\":1,\"name\":\"A\",\"email\":\"a@b.c\"}}";
     expect_ok(no_id, "msg-42", &ev);
     assert_string_equal(ev.id, "msg-42");
     event_free(&ev);
 
     /* "id": null is no id. */
-    expect_ok("{\"id\":null,\"type\":\"user.created\","
-              "\"data\":{\"id\":1,\"name\":\"A\",\"email\":\"a@b.c\"}}",
-              "msg-43", &ev);
+    expect_ok(
+        "{\"id\":null,\"type\":\"user.created\","
+        "\"data\":{\"id\":1,\"name\":\"A\",\"email\":\"a@b.c\"}}",
+        "msg-43", &ev);
     assert_string_equal(ev.id, "msg-43");
     event_free(&ev);
 
     /* The body's id wins over the message_id. */
-    expect_ok("{\"id\":\"body-id\",\"type\":\"user.created\","
-              "\"data\":{\"id\":1,\"name\":\"A\",\"email\":\"a@b.c\"}}",
-              "msg-44", &ev);
+    expect_ok(
+        "{\"id\":\"body-id\",\"type\":\"user.created\","
+        "\"data\":{\"id\":1,\"name\":\"A\",\"email\":\"a@b.c\"}}",
+        "msg-44", &ev);
     assert_string_equal(ev.id, "body-id");
     event_free(&ev);
 }
@@ -260,8 +273,9 @@ static void test_no_id_at_all(void **state)
     struct event ev;
     (void)state;
 
-    const char *no_id = "{\"type\":\"user.created\","
-                        "\"data\":{\"id\":1,\"name\":\"A\",\"email\":\"a@b.c\"}}";
+    const char *no_id =
+        "{\"type\":\"user.created\","
+        "\"data\":{\"id\":1,\"name\":\"A\",\"email\":\"a@b.c\"}}";
     /* Applied without dedupe: decoded, with an empty id. */
     expect_ok(no_id, NULL, &ev);
     assert_string_equal(ev.id, "");
@@ -337,9 +351,10 @@ static void test_invalid_utf8(void **state)
 static void test_not_an_object(void **state)
 {
     (void)state;
-    expect_rejected("[{\"type\":\"user.created\",\"data\":{\"id\":1,\"name\":\"A\","
-                    "\"email\":\"a@b.c\"}}]",
-                    "body is not a JSON object", NULL);
+    expect_rejected(
+        "[{\"type\":\"user.created\",\"data\":{\"id\":1,\"name\":\"A\","
+        "\"email\":\"a@b.c\"}}]",
+        "body is not a JSON object", NULL);
     expect_rejected("[]", "body is not a JSON object", NULL);
     expect_rejected("\"user.created\"", "body is not a JSON object", NULL);
     expect_rejected("42", "body is not a JSON object", NULL);
@@ -505,9 +520,10 @@ static void test_amount_rules(void **state)
     free(body);
 
     /* A number the parser cannot hold is a dead letter too. */
-    expect_rejected("{\"type\":\"order.created\",\"data\":{\"id\":3,\"user_id\":1,"
-                    "\"amount\":1e400}}",
-                    "body is not usable JSON: ", NULL);
+    expect_rejected(
+        "{\"type\":\"order.created\",\"data\":{\"id\":3,\"user_id\":1,"
+        "\"amount\":1e400}}",
+        "body is not usable JSON: ", NULL);
 }
 
 static void test_string_lengths(void **state)
@@ -630,16 +646,18 @@ static void test_order_time_fallback(void **state)
     (void)state;
 
     /* No created_at: occurred_at. */
-    expect_ok("{\"type\":\"order.created\",\"occurred_at\":\"2025-04-05T10:00:00.500Z\","
-              "\"data\":{\"id\":3,\"user_id\":1,\"amount\":1}}",
-              NULL, &ev);
+    expect_ok(
+        "{\"type\":\"order.created\",\"occurred_at\":\"2025-04-05T10:00:00.500Z\","
+        "\"data\":{\"id\":3,\"user_id\":1,\"amount\":1}}",
+        NULL, &ev);
     assert_int_equal(ev.u.order.created_at_ms, APRIL_5);
     event_free(&ev);
 
     /* created_at null is absent too. */
-    expect_ok("{\"type\":\"order.created\",\"occurred_at\":\"2025-04-05T10:00:00.500Z\","
-              "\"data\":{\"id\":3,\"user_id\":1,\"amount\":1,\"created_at\":null}}",
-              NULL, &ev);
+    expect_ok(
+        "{\"type\":\"order.created\",\"occurred_at\":\"2025-04-05T10:00:00.500Z\","
+        "\"data\":{\"id\":3,\"user_id\":1,\"amount\":1,\"created_at\":null}}",
+        NULL, &ev);
     assert_int_equal(ev.u.order.created_at_ms, APRIL_5);
     event_free(&ev);
 
@@ -649,16 +667,18 @@ static void test_order_time_fallback(void **state)
     assert_int_equal(ev.occurred_at_ms, 0);
     assert_int_equal(ev.u.order.created_at_ms, NOW_MS);
     event_free(&ev);
-    expect_ok("{\"type\":\"order.created\",\"occurred_at\":null,"
-              "\"data\":{\"id\":3,\"user_id\":1,\"amount\":1}}",
-              NULL, &ev);
+    expect_ok(
+        "{\"type\":\"order.created\",\"occurred_at\":null,"
+        "\"data\":{\"id\":3,\"user_id\":1,\"amount\":1}}",
+        NULL, &ev);
     assert_int_equal(ev.u.order.created_at_ms, NOW_MS);
     event_free(&ev);
 
     /* An occurred_at at the very start of 1970 is a time like any other. */
-    expect_ok("{\"type\":\"order.created\",\"occurred_at\":\"1970-01-01T00:00:00.000Z\","
-              "\"data\":{\"id\":3,\"user_id\":1,\"amount\":1}}",
-              NULL, &ev);
+    expect_ok(
+        "{\"type\":\"order.created\",\"occurred_at\":\"1970-01-01T00:00:00.000Z\","
+        "\"data\":{\"id\":3,\"user_id\":1,\"amount\":1}}",
+        NULL, &ev);
     assert_int_equal(ev.u.order.created_at_ms, 0);
     event_free(&ev);
 }

@@ -737,34 +737,46 @@ static void test_has_space(void **state)
     assert_true(field_has_space(LIT("a\tb")));
     assert_true(field_has_space(LIT("a\nb")));
     assert_true(field_has_space(LIT("a\rb")));
-    assert_true(field_has_space(LIT("a\xc2\xa0"
-                                    "b"))); /* NBSP */
-    assert_true(field_has_space(LIT("a\xe3\x80\x80"
-                                    "b"))); /* ideographic */
-    assert_true(field_has_space(LIT("a\xe2\x80\x8b"
-                                    "b"))); /* ZWSP */
-    assert_true(field_has_space(LIT("a\xef\xbb\xbf"
-                                    "b"))); /* BOM */
-    assert_true(field_has_space(LIT("a\xe2\x80\xa8"
-                                    "b"))); /* line separator */
-    assert_true(field_has_space(LIT("a\xc2\x85"
-                                    "b"))); /* NEL */
+    assert_true(
+        field_has_space(LIT("a\xc2\xa0"
+                            "b"))); /* NBSP */
+    assert_true(
+        field_has_space(LIT("a\xe3\x80\x80"
+                            "b"))); /* ideographic */
+    assert_true(
+        field_has_space(LIT("a\xe2\x80\x8b"
+                            "b"))); /* ZWSP */
+    assert_true(
+        field_has_space(LIT("a\xef\xbb\xbf"
+                            "b"))); /* BOM */
+    assert_true(
+        field_has_space(LIT("a\xe2\x80\xa8"
+                            "b"))); /* line separator */
+    assert_true(
+        field_has_space(LIT("a\xc2\x85"
+                            "b"))); /* NEL */
     /* Control characters. */
-    assert_true(field_has_space(LIT("a\x01"
-                                    "b")));
-    assert_true(field_has_space(LIT("a\x1f"
-                                    "b")));
-    assert_true(field_has_space(LIT("a\x7f"
-                                    "b")));
+    assert_true(
+        field_has_space(LIT("a\x01"
+                            "b")));
+    assert_true(
+        field_has_space(LIT("a\x1f"
+                            "b")));
+    assert_true(
+        field_has_space(LIT("a\x7f"
+                            "b")));
     assert_true(field_has_space("a\0b", 3));
     /* C1 controls (U+0080..U+009F) are control characters too. */
-    assert_true(field_has_space(LIT("a\xc2\x80"
-                                    "b")));
-    assert_true(field_has_space(LIT("a\xc2\x9f"
-                                    "b")));
+    assert_true(
+        field_has_space(LIT("a\xc2\x80"
+                            "b")));
+    assert_true(
+        field_has_space(LIT("a\xc2\x9f"
+                            "b")));
     /* Just outside: U+00A1 is a visible character. */
-    assert_false(field_has_space(LIT("a\xc2\xa1"
-                                     "b")));
+    assert_false(
+        field_has_space(LIT("a\xc2\xa1"
+                            "b")));
 }
 
 static void test_utf8_length(void **state)

@@ -85,9 +85,10 @@ static void test_flat_object(void **state)
     jsonw_key(&w, "none");
     jsonw_null(&w);
     jsonw_object_end(&w);
-    json_t *doc = expect_output(&w, "{\"id\":1,\"name\":\"Alice\",\"address2\":null,"
-                                    "\"city\":\"Cityville\",\"ok\":true,\"closed\":false,"
-                                    "\"none\":null}");
+    json_t *doc = expect_output(&w,
+                                "{\"id\":1,\"name\":\"Alice\",\"address2\":null,"
+                                "\"city\":\"Cityville\",\"ok\":true,\"closed\":false,"
+                                "\"none\":null}");
     assert_int_equal(json_object_size(doc), 7);
     assert_true(json_is_null(json_object_get(doc, "address2")));
     assert_true(json_is_true(json_object_get(doc, "ok")));
@@ -133,8 +134,9 @@ static void test_commas_in_nested_values(void **state)
     jsonw_key(&w, "g");
     jsonw_int(&w, 6);
     jsonw_object_end(&w);
-    expect_output_only(&w, "{\"a\":[1,2,{\"b\":[],\"c\":{},\"d\":[[3],[],4]},5],"
-                           "\"e\":{\"f\":null},\"g\":6}");
+    expect_output_only(&w,
+                       "{\"a\":[1,2,{\"b\":[],\"c\":{},\"d\":[[3],[],4]},5],"
+                       "\"e\":{\"f\":null},\"g\":6}");
     jsonw_free(&w);
 }
 
@@ -157,9 +159,9 @@ static void test_array_of_objects(void **state)
         jsonw_object_end(&w);
     }
     jsonw_array_end(&w);
-    json_t *doc =
-        expect_output(&w, "[{\"id\":1,\"tags\":[\"t\"]},{\"id\":2,\"tags\":[\"t\",\"t\"]},"
-                          "{\"id\":3,\"tags\":[\"t\",\"t\",\"t\"]}]");
+    json_t *doc = expect_output(&w,
+                                "[{\"id\":1,\"tags\":[\"t\"]},{\"id\":2,\"tags\":[\"t\",\"t\"]},"
+                                "{\"id\":3,\"tags\":[\"t\",\"t\",\"t\"]}]");
     assert_int_equal(json_array_size(doc), 3);
     json_decref(doc);
     jsonw_free(&w);
@@ -207,9 +209,10 @@ static void test_escaping(void **state)
     jsonw_string(&w, "/ and \x7f stay");
     jsonw_string(&w, "");
     jsonw_array_end(&w);
-    json_t *doc = expect_output(&w, "[\"say \\\"hi\\\"\",\"C:\\\\path\\\\\","
-                                    "\"a\\nb\\rc\\td\\be\\ff\",\"\\u0001\\u0002\\u001f\","
-                                    "\"/ and \x7f stay\",\"\"]");
+    json_t *doc = expect_output(&w,
+                                "[\"say \\\"hi\\\"\",\"C:\\\\path\\\\\","
+                                "\"a\\nb\\rc\\td\\be\\ff\",\"\\u0001\\u0002\\u001f\","
+                                "\"/ and \x7f stay\",\"\"]");
     /* Parsed back, every string is what was written. */
     assert_string_equal(json_string_value(json_array_get(doc, 0)), "say \"hi\"");
     assert_string_equal(json_string_value(json_array_get(doc, 1)), "C:\\path\\");
@@ -377,9 +380,10 @@ static void test_time(void **state)
     jsonw_key(&w, "last");
     jsonw_time(&w, INT64_C(253402300799999));
     jsonw_object_end(&w);
-    json_t *doc = expect_output(&w, "{\"epoch\":\"1970-01-01T00:00:00.000Z\","
-                                    "\"created_at\":\"2025-04-03T10:15:00.123Z\","
-                                    "\"last\":\"9999-12-31T23:59:59.999Z\"}");
+    json_t *doc = expect_output(&w,
+                                "{\"epoch\":\"1970-01-01T00:00:00.000Z\","
+                                "\"created_at\":\"2025-04-03T10:15:00.123Z\","
+                                "\"last\":\"9999-12-31T23:59:59.999Z\"}");
     assert_true(json_is_string(json_object_get(doc, "created_at")));
     json_decref(doc);
     jsonw_free(&w);
@@ -402,8 +406,9 @@ static void test_raw(void **state)
     jsonw_raw(&w, "[]xyz", 2); /* only len bytes */
     jsonw_object_end(&w);
     jsonw_array_end(&w);
-    json_t *doc = expect_output(&w, "[{\"x\":[1,2],\"y\":\"z\"},7,"
-                                    "{\"r\":{\"x\":[1,2],\"y\":\"z\"},\"s\":[]}]");
+    json_t *doc = expect_output(&w,
+                                "[{\"x\":[1,2],\"y\":\"z\"},7,"
+                                "{\"r\":{\"x\":[1,2],\"y\":\"z\"},\"s\":[]}]");
     assert_int_equal(json_array_size(doc), 3);
     json_decref(doc);
     jsonw_free(&w);

@@ -223,8 +223,9 @@ static void test_order_by(void **state)
     expect_ok1("order_by", "user_id", &q);
     assert_int_equal(q.order_index, 1);
 
-    const char *message = "order_by must be one of these columns, optionally prefixed by '-': "
-                          "id, user_id, name, created_at";
+    const char *message =
+        "order_by must be one of these columns, optionally prefixed by '-': "
+        "id, user_id, name, created_at";
     static const char *const bad[] = {
         "-",        "--id",       "+id",     "ID",          "Name",
         "id desc",  "id DESC",    "id,name", " id",         "id ",

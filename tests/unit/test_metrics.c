@@ -140,12 +140,15 @@ static void test_request_metrics(void **state)
     expect_line(text, "# TYPE http_request_duration_seconds histogram");
     assert_non_null(strstr(text, "# HELP http_requests_total "));
     assert_non_null(strstr(text, "# HELP http_request_duration_seconds "));
-    expect_line(text, "http_requests_total{route=\"/order-service/orders\",method=\"POST\","
-                      "status=\"201\"} 2");
-    expect_line(text, "http_requests_total{route=\"/order-service/orders\",method=\"POST\","
-                      "status=\"422\"} 1");
-    expect_line(text, "http_requests_total{route=\"/order-service/orders\",method=\"GET\","
-                      "status=\"200\"} 1");
+    expect_line(text,
+                "http_requests_total{route=\"/order-service/orders\",method=\"POST\","
+                "status=\"201\"} 2");
+    expect_line(text,
+                "http_requests_total{route=\"/order-service/orders\",method=\"POST\","
+                "status=\"422\"} 1");
+    expect_line(text,
+                "http_requests_total{route=\"/order-service/orders\",method=\"GET\","
+                "status=\"200\"} 1");
 
     /* Cumulative buckets; a value on a bound counts in that bucket. */
     static const struct {
@@ -162,16 +165,21 @@ static void test_request_metrics(void **state)
                  post[i].le, post[i].count);
         expect_line(text, line);
     }
-    expect_line(text, "http_request_duration_seconds_sum{route=\"/order-service/orders\","
-                      "method=\"POST\"} 0.12744140625");
-    expect_line(text, "http_request_duration_seconds_count{route=\"/order-service/orders\","
-                      "method=\"POST\"} 3");
-    expect_line(text, "http_request_duration_seconds_bucket{route=\"/order-service/orders\","
-                      "method=\"GET\",le=\"2.5\"} 0");
-    expect_line(text, "http_request_duration_seconds_bucket{route=\"/order-service/orders\","
-                      "method=\"GET\",le=\"+Inf\"} 1");
-    expect_line(text, "http_request_duration_seconds_sum{route=\"/order-service/orders\","
-                      "method=\"GET\"} 3");
+    expect_line(text,
+                "http_request_duration_seconds_sum{route=\"/order-service/orders\","
+                "method=\"POST\"} 0.12744140625");
+    expect_line(text,
+                "http_request_duration_seconds_count{route=\"/order-service/orders\","
+                "method=\"POST\"} 3");
+    expect_line(text,
+                "http_request_duration_seconds_bucket{route=\"/order-service/orders\","
+                "method=\"GET\",le=\"2.5\"} 0");
+    expect_line(text,
+                "http_request_duration_seconds_bucket{route=\"/order-service/orders\","
+                "method=\"GET\",le=\"+Inf\"} 1");
+    expect_line(text,
+                "http_request_duration_seconds_sum{route=\"/order-service/orders\","
+                "method=\"GET\"} 3");
     assert_int_equal(count_of(text, "# TYPE http_requests_total "), 1);
     assert_int_equal(count_of(text, "# HELP http_requests_total "), 1);
     check_exposition(text);
@@ -183,8 +191,9 @@ static void test_label_values_escaped(void **state)
     (void)state;
     metrics_observe_request("/odd\"route\\with\nnewline", "GET", 404, 0.001);
     char *text = render();
-    expect_line(text, "http_requests_total{route=\"/odd\\\"route\\\\with\\nnewline\","
-                      "method=\"GET\",status=\"404\"} 1");
+    expect_line(text,
+                "http_requests_total{route=\"/odd\\\"route\\\\with\\nnewline\","
+                "method=\"GET\",status=\"404\"} 1");
     check_exposition(text);
     free(text);
 }

@@ -99,11 +99,9 @@ static int group_teardown(void **state)
     for (size_t i = 0; i < queue_count; i++) {
         if (mq_delete_queue(m, queues[i]) != MQ_OK) {
             /* A channel error closes the channel: reconnect and go on. */
-            fprintf(stderr, "test_mq: delete %s: %s\n", queues[i],
-                    mq_last_error(m));
+            fprintf(stderr, "test_mq: delete %s: %s\n", queues[i], mq_last_error(m));
             mq_close(m);
-            m = mq_open(amqp_url, "test_mq-cleanup", HEARTBEAT_S, err,
-                        sizeof(err));
+            m = mq_open(amqp_url, "test_mq-cleanup", HEARTBEAT_S, err, sizeof(err));
             if (!m)
                 return -1;
             rc = -1;
@@ -113,8 +111,8 @@ static int group_teardown(void **state)
     return rc;
 }
 
-static void publish_text(mq *m, const char *exchange, const char *key,
-                         const char *body, const char *message_id)
+static void publish_text(mq *m, const char *exchange, const char *key, const char *body,
+                         const char *message_id)
 {
     struct mq_message msg = {
         .exchange = exchange,
@@ -208,8 +206,7 @@ static void test_confirmed_publish_to_exchange(void **state)
     assert_int_equal(mq_declare_topology(pub, &contract_topology, "classic"), MQ_OK);
     /* A private queue bound like "order" sees the same messages. */
     assert_int_equal(mq_declare_queue(pub, tap, "classic"), MQ_OK);
-    assert_int_equal(mq_bind_queue(pub, tap, contract_topology.exchange, "order.created"),
-                     MQ_OK);
+    assert_int_equal(mq_bind_queue(pub, tap, contract_topology.exchange, "order.created"), MQ_OK);
 
     for (int i = 0; i < BATCH_N; i++) {
         snprintf(id, sizeof(id), "%s-%d", run_prefix, i);
@@ -253,8 +250,7 @@ static void test_confirmed_publish_to_exchange(void **state)
             struct mq_delivery d;
             if (mq_next_delivery(sub, QUIET_MS * 3, &d) != MQ_OK)
                 break;
-            if (d.message_id && strncmp(d.message_id, run_prefix,
-                                        strlen(run_prefix)) == 0) {
+            if (d.message_id && strncmp(d.message_id, run_prefix, strlen(run_prefix)) == 0) {
                 mq_ack(sub, d.tag, 0);
                 drained++;
             } else {
@@ -331,8 +327,7 @@ static void test_wait_confirmed_per_batch(void **state)
             publish_text(m, "", q, "{}", id);
         }
         if (batch % 5 == 4) {
-            assert_int_equal(mq_wait_confirmed(m, mq_last_tag(m) - 25, CONFIRM_TIMEOUT_MS),
-                             MQ_OK);
+            assert_int_equal(mq_wait_confirmed(m, mq_last_tag(m) - 25, CONFIRM_TIMEOUT_MS), MQ_OK);
         }
         last = mq_last_tag(m);
     }
@@ -576,11 +571,10 @@ static void test_poll_answers_heartbeats(void **state)
 
     /* The idle one may still write into a dead socket; what matters is
      * that the failure shows when it reads. */
-    if (mq_publish(idle, &(struct mq_message){.exchange = "", .routing_key = q,
-                                              .body = "{}", .body_len = 2}) ==
-        MQ_OK)
-        assert_int_equal(mq_wait_confirms(idle, CONFIRM_TIMEOUT_MS),
-                         MQ_ERR_CONNECTION);
+    if (mq_publish(idle,
+                   &(struct mq_message){
+                       .exchange = "", .routing_key = q, .body = "{}", .body_len = 2}) == MQ_OK)
+        assert_int_equal(mq_wait_confirms(idle, CONFIRM_TIMEOUT_MS), MQ_ERR_CONNECTION);
     assert_int_equal(mq_poll(idle), MQ_ERR_CONNECTION);
     mq_close(idle);
     mq_close(polled);
@@ -594,7 +588,7 @@ static void test_backoff_is_capped(void **state)
         int attempt;
         int max;
     } cases[] = {
-        {-3, 100}, {0, 100}, {1, 200}, {2, 400}, {3, 800}, {4, 1600},
+        {-3, 100}, {0, 100},  {1, 200},  {2, 400},   {3, 800},        {4, 1600},
         {5, 3200}, {6, 5000}, {7, 5000}, {30, 5000}, {1000000, 5000},
     };
 

@@ -80,11 +80,10 @@ static int group_setup(void **state)
                 "TEST_AMQP_URL=amqp://guest:guest@127.0.0.1:PORT/\n");
         return -1;
     }
-    snprintf(run_prefix, sizeof(run_prefix), "test_outbox-%ld-%lld",
-             (long)getpid(), (long long)util_now_ms());
+    snprintf(run_prefix, sizeof(run_prefix), "test_outbox-%ld-%lld", (long)getpid(),
+             (long long)util_now_ms());
     snprintf(type_created, sizeof(type_created), "%s.created", run_prefix);
-    snprintf(type_unbound, sizeof(type_unbound), "%s-unbound.created",
-             run_prefix);
+    snprintf(type_unbound, sizeof(type_unbound), "%s-unbound.created", run_prefix);
     snprintf(queue, sizeof(queue), "%s.events", run_prefix);
 
     m = mq_open(amqp_url, "test_outbox-setup", HEARTBEAT_S, err, sizeof(err));
@@ -138,10 +137,8 @@ static int setup(void **state)
     if (db_exec(f->db, outbox_schema_sqlite) != DB_OK ||
         db_exec(f->db, outbox_trace_schema) != DB_OK)
         goto fail;
-    f->sub = mq_open(amqp_url, "test_outbox-consumer", HEARTBEAT_S, err,
-                     sizeof(err));
-    if (!f->sub || mq_qos(f->sub, 100) != MQ_OK ||
-        mq_consume(f->sub, queue) != MQ_OK)
+    f->sub = mq_open(amqp_url, "test_outbox-consumer", HEARTBEAT_S, err, sizeof(err));
+    if (!f->sub || mq_qos(f->sub, 100) != MQ_OK || mq_consume(f->sub, queue) != MQ_OK)
         goto fail;
     *state = f;
     return 0;
@@ -173,8 +170,8 @@ static int teardown(void **state)
     return rc;
 }
 
-static void append(db *conn, const char *type, const char *data,
-                   const char *correlation_id, int64_t occurred_at)
+static void append(db *conn, const char *type, const char *data, const char *correlation_id,
+                   int64_t occurred_at)
 {
     struct outbox_event ev = {
         .type = type,
@@ -196,16 +193,16 @@ struct stored {
 /* Reads every outbox row in seq order. */
 static size_t read_rows(db *conn, struct stored *rows, size_t max)
 {
-    db_stmt *st = db_prepare(conn, "SELECT event_id, body, type, published_at"
-                                   " FROM outbox ORDER BY seq");
+    db_stmt *st = db_prepare(conn,
+                             "SELECT event_id, body, type, published_at"
+                             " FROM outbox ORDER BY seq");
     size_t n = 0;
     int rc;
 
     assert_non_null(st);
     while ((rc = db_step(st)) == DB_ROW) {
         assert_true(n < max);
-        util_strlcpy(rows[n].event_id, db_col_text(st, 0),
-                     sizeof(rows[n].event_id));
+        util_strlcpy(rows[n].event_id, db_col_text(st, 0), sizeof(rows[n].event_id));
         util_strlcpy(rows[n].body, db_col_text(st, 1), sizeof(rows[n].body));
         util_strlcpy(rows[n].type, db_col_text(st, 2), sizeof(rows[n].type));
         rows[n].published = !db_col_is_null(st, 3);
@@ -245,8 +242,7 @@ static void wait_published(db *conn, size_t want)
     assert_int_equal(count_published(conn), want);
 }
 
-static outbox_relay *start_relay(struct fixture *f, const char *url,
-                                 int batch_size, int poll_ms)
+static outbox_relay *start_relay(struct fixture *f, const char *url, int batch_size, int poll_ms)
 {
     struct outbox_relay_config cfg = {
         .topology = &contract_topology,
@@ -270,8 +266,7 @@ static void stop_relay_promptly(outbox_relay *r)
 }
 
 /* Takes the next delivery and checks it is exactly the stored row. */
-static void expect_delivery(struct fixture *f, const struct stored *row,
-                            const char *correlation_id)
+static void expect_delivery(struct fixture *f, const struct stored *row, const char *correlation_id)
 {
     struct mq_delivery d;
 
@@ -303,8 +298,7 @@ static void expect_only_marker(struct fixture *f)
     struct mq_delivery d;
     mq *m;
 
-    snprintf(id, sizeof(id), "%s-marker-%lld", run_prefix,
-             (long long)util_monotonic_ns());
+    snprintf(id, sizeof(id), "%s-marker-%lld", run_prefix, (long long)util_monotonic_ns());
     m = mq_open(amqp_url, "test_outbox-marker", HEARTBEAT_S, err, sizeof(err));
     assert_non_null(m);
     assert_int_equal(mq_confirm_select(m), MQ_OK);
@@ -318,8 +312,7 @@ static void expect_only_marker(struct fixture *f)
     mq_close(m);
     assert_int_equal(mq_next_delivery(f->sub, DELIVERY_TIMEOUT_MS, &d), MQ_OK);
     if (!d.message_id || strcmp(d.message_id, id) != 0)
-        fprintf(stderr, "unexpected delivery before the marker: %s\n",
-                (char *)d.body);
+        fprintf(stderr, "unexpected delivery before the marker: %s\n", (char *)d.body);
     assert_non_null(d.message_id);
     assert_string_equal(d.message_id, id);
     assert_int_equal(mq_ack(f->sub, d.tag, 0), MQ_OK);
@@ -446,8 +439,9 @@ static void test_append_writes_envelope(void **state)
     }
     assert_string_not_equal(rows[0].event_id, rows[1].event_id);
 
-    st = db_prepare(f->db, "SELECT correlation_id, occurred_at FROM outbox"
-                           " ORDER BY seq");
+    st = db_prepare(f->db,
+                    "SELECT correlation_id, occurred_at FROM outbox"
+                    " ORDER BY seq");
     assert_non_null(st);
     assert_int_equal(db_step(st), DB_ROW);
     assert_string_equal(db_col_text(st, 0), "req-7");
@@ -607,8 +601,7 @@ static void test_relay_retries_returned_events_in_order(void **state)
 
     /* The relay says it did not mark the batch once it has decided so;
      * only after that does "nothing marked" prove anything. */
-    snprintf(not_confirmed, sizeof(not_confirmed),
-             "batch from seq %lld not confirmed (rejected)",
+    snprintf(not_confirmed, sizeof(not_confirmed), "batch from seq %lld not confirmed (rejected)",
              (long long)query_int(f->db, "SELECT min(seq) FROM outbox"));
     capture_start(f, &log);
     r = start_relay(f, amqp_url, 10, 200);
@@ -627,8 +620,7 @@ static void test_relay_retries_returned_events_in_order(void **state)
      * after it, the second again. */
     for (;;) {
         struct mq_delivery d;
-        assert_int_equal(mq_next_delivery(f->sub, DELIVERY_TIMEOUT_MS * 2, &d),
-                         MQ_OK);
+        assert_int_equal(mq_next_delivery(f->sub, DELIVERY_TIMEOUT_MS * 2, &d), MQ_OK);
         if (strcmp(d.message_id, rows[0].event_id) == 0) {
             assert_string_equal((char *)d.body, rows[0].body);
             mq_ack(f->sub, d.tag, 0);
@@ -706,20 +698,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_schema, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_append_writes_envelope, setup,
+        cmocka_unit_test_setup_teardown(test_append_writes_envelope, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_relay_publishes_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_relay_pipelines_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_relay_wakes_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_relay_retries_returned_events_in_order, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_relay_publishes_in_order, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_relay_pipelines_in_order, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_relay_wakes_at_once, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(
-            test_relay_retries_returned_events_in_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_relay_broker_down, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_relay_broker_down, setup, teardown),
         cmocka_unit_test(test_relay_start_fails_on_bad_database),
     };
-    return cmocka_run_group_tests_name("outbox", tests, group_setup,
-                                       group_teardown);
+    return cmocka_run_group_tests_name("outbox", tests, group_setup, group_teardown);
 }

@@ -78,8 +78,14 @@ static void ids(void **state)
         {"/svc/orders/9223372036854775807", INT64_MAX},
     };
     static const char *const bad[] = {
-        "/svc/orders/0",  "/svc/orders/01", "/svc/orders/-1", "/svc/orders/+1",
-        "/svc/orders/1a", "/svc/orders/a",  "/svc/orders/1.0", "/svc/orders/9223372036854775808",
+        "/svc/orders/0",
+        "/svc/orders/01",
+        "/svc/orders/-1",
+        "/svc/orders/+1",
+        "/svc/orders/1a",
+        "/svc/orders/a",
+        "/svc/orders/1.0",
+        "/svc/orders/9223372036854775808",
         "/svc/orders/99999999999999999999999",
     };
     for (size_t i = 0; i < ARRAY_LEN(good); i++) {
@@ -150,9 +156,12 @@ static void allow_list(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(exact_paths),   cmocka_unit_test(ids),
-        cmocka_unit_test(head_and_allow), cmocka_unit_test(first_table_wins),
-        cmocka_unit_test(long_paths_match_nothing), cmocka_unit_test(allow_list),
+        cmocka_unit_test(exact_paths),
+        cmocka_unit_test(ids),
+        cmocka_unit_test(head_and_allow),
+        cmocka_unit_test(first_table_wins),
+        cmocka_unit_test(long_paths_match_nothing),
+        cmocka_unit_test(allow_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -57,7 +57,8 @@ static void test_event_framing(void **state)
     assert_int_equal(sse_queue_put(&q, ": keep-alive\n\n", 14), 0);
     assert_int_equal(sse_queue_put_event(&q, 18446744073709551615ULL, "{}", 2), 0);
     char *got = take_all(&q);
-    assert_string_equal(got, "id: 17\ndata: " EVENT_DATA "\n\n"
+    assert_string_equal(got, "id: 17\ndata: " EVENT_DATA
+                             "\n\n"
                              ": keep-alive\n\n"
                              "id: 18446744073709551615\ndata: {}\n\n");
     free(got);

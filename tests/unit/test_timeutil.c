@@ -175,7 +175,7 @@ static void test_shape(void **state)
     int64_t ms = -42;
     expect_rejected("");
     expect_rejected("2025-04-03");
-    expect_rejected("2025-04-03T10:15Z"); /* no seconds */
+    expect_rejected("2025-04-03T10:15Z");   /* no seconds */
     expect_rejected("2025-04-03T10:15:00"); /* no offset */
     expect_rejected("2025-04-03 10:15:00Z");
     expect_rejected("2025-04-03_10:15:00Z");
@@ -324,16 +324,11 @@ static void test_every_day_round_trips(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_utc_forms),
-        cmocka_unit_test(test_offsets),
-        cmocka_unit_test(test_fractions),
-        cmocka_unit_test(test_invalid_fields),
-        cmocka_unit_test(test_leap_years),
-        cmocka_unit_test(test_year_range_in_utc),
-        cmocka_unit_test(test_shape),
-        cmocka_unit_test(test_format_functions),
-        cmocka_unit_test(test_month_start),
-        cmocka_unit_test(test_every_day_round_trips),
+        cmocka_unit_test(test_utc_forms),   cmocka_unit_test(test_offsets),
+        cmocka_unit_test(test_fractions),   cmocka_unit_test(test_invalid_fields),
+        cmocka_unit_test(test_leap_years),  cmocka_unit_test(test_year_range_in_utc),
+        cmocka_unit_test(test_shape),       cmocka_unit_test(test_format_functions),
+        cmocka_unit_test(test_month_start), cmocka_unit_test(test_every_day_round_trips),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,11 +40,11 @@ static void test_refuses_invalid_headers(void **state)
     static const char *const bad[] = {
         "",
         "00",
-        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", /* upper case */
-        "00-00000000000000000000000000000000-00f067aa0ba902b7-01", /* zero trace */
-        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", /* zero span */
-        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", /* version ff */
-        "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01", /* misplaced - */
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  /* upper case */
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  /* zero trace */
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  /* zero span */
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  /* version ff */
+        "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",  /* misplaced - */
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", /* 00 is 55 long */
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",

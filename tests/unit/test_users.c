@@ -41,8 +41,7 @@ static db *open_users(void **state)
     char err[MIGRATE_ERR_MAX] = "";
     db *conn = dbtest_open(state, 0, NULL);
 
-    if (db_migrate(conn, user_migrations, user_migration_count, err,
-                   sizeof(err)) != DB_OK)
+    if (db_migrate(conn, user_migrations, user_migration_count, err, sizeof(err)) != DB_OK)
         fail_msg("db_migrate: %s", err);
     return conn;
 }
@@ -51,8 +50,7 @@ static db *open_users(void **state)
  * a transaction of its own the way the group commit runs it (committed
  * on success, rolled back otherwise). Returns what insert returned; err
  * holds the answer it chose. */
-static int create_user(db *conn, const char *name, const char *email,
-                       struct api_error *err)
+static int create_user(db *conn, const char *name, const char *email, struct api_error *err)
 {
     json_t *obj = json_pack("{s:s, s:s}", "name", name, "email", email);
     void *item = xcalloc(1, user_create.item_size);
@@ -113,8 +111,7 @@ static void test_duplicate_email_is_409(void **state)
     assert_int_equal(create_user(conn, "Ann", "ann@example.com", &err), DB_OK);
     assert_int_equal(err.status, 0);
     /* Unique regardless of case. */
-    assert_int_equal(create_user(conn, "Ann again", "ANN@example.com", &err),
-                     DB_DUPLICATE);
+    assert_int_equal(create_user(conn, "Ann again", "ANN@example.com", &err), DB_DUPLICATE);
     assert_int_equal(err.status, 409);
     assert_string_equal(err.code, "conflict");
     assert_string_equal(err.field, "email");
@@ -128,15 +125,13 @@ static void test_other_constraint_is_500(void **state)
     struct api_error err;
 
     forbid_name(conn, "Mallory");
-    assert_int_equal(create_user(conn, "Mallory", "mallory@example.com", &err),
-                     DB_CONSTRAINT);
+    assert_int_equal(create_user(conn, "Mallory", "mallory@example.com", &err), DB_CONSTRAINT);
     assert_int_equal(err.status, 500);
     assert_string_equal(err.code, "internal");
     assert_string_equal(err.field, "");
     /* The email was free all along: it still is. */
     assert_int_equal(count_users(conn), 0);
-    assert_int_equal(create_user(conn, "Eve", "mallory@example.com", &err),
-                     DB_OK);
+    assert_int_equal(create_user(conn, "Eve", "mallory@example.com", &err), DB_OK);
     /* Both at once: a taken email and the forbidden name. Whichever the
      * engine reports, the answer matches it. */
     {
@@ -160,31 +155,30 @@ static void test_failed_bind_is_500(void **state)
      * SQLite from compiling the insert, a failure of another kind. */
     assert_int_equal(create_user(conn, "Bo", "bo@b.c", &err), DB_OK);
     sqlite3_limit(h, SQLITE_LIMIT_LENGTH, SMALL_LENGTH_LIMIT);
-    assert_int_equal(create_user(conn, "A name too long", "a@b.c", &err),
-                     DB_ERROR);
+    assert_int_equal(create_user(conn, "A name too long", "a@b.c", &err), DB_ERROR);
     assert_int_equal(err.status, 500);
     assert_string_equal(err.code, "internal");
     assert_non_null(strstr(db_errmsg(conn), "too big"));
     sqlite3_limit(h, SQLITE_LIMIT_LENGTH, 0x7fffffff);
     assert_int_equal(count_users(conn), 1);
-    assert_int_equal(create_user(conn, "A name too long", "a@b.c", &err),
-                     DB_OK);
+    assert_int_equal(create_user(conn, "A name too long", "a@b.c", &err), DB_OK);
     db_close(conn);
 }
 
 /* A test on each backend, named after both. */
-#define BOTH(test)                                                            \
-    {#test " (sqlite)", test, dbtest_setup_sqlite, dbtest_teardown, NULL},   \
-        {#test " (postgres)", test, dbtest_setup_postgres, dbtest_teardown,   \
-         NULL}
+#define BOTH(test)                                                                                 \
+    {#test " (sqlite)", test, dbtest_setup_sqlite, dbtest_teardown, NULL},                         \
+    {                                                                                              \
+#test " (postgres)", test, dbtest_setup_postgres, dbtest_teardown, NULL                    \
+    }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         BOTH(test_duplicate_email_is_409),
         BOTH(test_other_constraint_is_500),
-        cmocka_unit_test_setup_teardown(test_failed_bind_is_500,
-                                        dbtest_setup_sqlite, dbtest_teardown),
+        cmocka_unit_test_setup_teardown(test_failed_bind_is_500, dbtest_setup_sqlite,
+                                        dbtest_teardown),
     };
 
     return cmocka_run_group_tests_name("users", tests, NULL, NULL);

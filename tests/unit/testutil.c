@@ -17,8 +17,7 @@ int testutil_mkdtemp(char *dir, size_t size, const char *name)
     return mkdtemp(dir) ? 0 : -1;
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag,
-                        struct FTW *ftw)
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
     (void)flag;
