@@ -208,29 +208,9 @@ int projection_apply_shadow(db *conn, const struct event *ev, const char *source
 
     /* An event without an id is applied without dedupe, as live. */
     if (ev->id[0]) {
-        db_stmt *st =
-            db_prepare(conn,
-                       "INSERT INTO rebuild_inbox (event_id, type, applied_at, source, source_seq)"
-                       " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING"
-                       " RETURNING event_id");
-        if (!st)
-            return DB_ERROR;
-        db_bind_str(st, 1, ev->id);
-        db_bind_str(st, 2, ev->type_name);
-        db_bind_int64(st, 3, util_now_ms());
-        if (source && seq > 0) {
-            db_bind_str(st, 4, source);
-            db_bind_int64(st, 5, seq);
-        } else {
-            db_bind_null(st, 4);
-            db_bind_null(st, 5);
-        }
-        rc = db_step(st);
-        db_stmt_reset(st);
-        if (rc == DB_DONE)
-            return 0;
-        if (rc != DB_ROW)
-            return rc;
+        rc = inbox_record_into(conn, "rebuild_inbox", ev->id, ev->type_name, source, seq);
+        if (rc <= 0)
+            return rc; /* 0: the shadow has it already */
     }
     rc = apply_event(conn, &shadow_tables, ev, replay, &added);
     return rc < 0 ? rc : added;

@@ -1,8 +1,11 @@
 #include "inbox.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "util.h"
+
+#define INBOX_SQL_MAX 256 /* the insert, with a table name */
 
 const char inbox_schema_sqlite[] =
     "CREATE TABLE inbox ("
@@ -36,12 +39,24 @@ int inbox_record(db *conn, const char *event_id, const char *type)
 int inbox_record_at(db *conn, const char *event_id, const char *type, const char *source,
                     int64_t seq)
 {
-    db_stmt *st = db_prepare(conn,
-                             "INSERT INTO inbox (event_id, type, applied_at, source,"
-                             " source_seq) VALUES ($1, $2, $3, $4, $5)"
-                             " ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
+    return inbox_record_into(conn, "inbox", event_id, type, source, seq);
+}
+
+int inbox_record_into(db *conn, const char *table, const char *event_id, const char *type,
+                      const char *source, int64_t seq)
+{
+    char sql[INBOX_SQL_MAX];
+    db_stmt *st;
     int rc;
 
+    rc = snprintf(sql, sizeof(sql),
+                  "INSERT INTO %s (event_id, type, applied_at, source, source_seq)"
+                  " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING"
+                  " RETURNING event_id",
+                  table);
+    if (rc < 0 || (size_t)rc >= sizeof(sql))
+        return DB_ERROR;
+    st = db_prepare(conn, sql);
     if (!st)
         return DB_ERROR;
     db_bind_text(st, 1, event_id, strlen(event_id));

@@ -37,6 +37,10 @@ int inbox_record(db *conn, const char *event_id, const char *type);
  * 0 when the event does not tell them). */
 int inbox_record_at(db *conn, const char *event_id, const char *type, const char *source,
                     int64_t seq);
+/* The same into another table of the inbox's columns (a rebuild's shadow
+ * inbox); table is a constant of the caller's, never input. */
+int inbox_record_into(db *conn, const char *table, const char *event_id, const char *type,
+                      const char *source, int64_t seq);
 
 /* For an event_id recorded without a position (a rebuild read it from its
  * writer's log, which names events by log position, not by seq): records

@@ -49,7 +49,7 @@ def pytest_configure(config):
 SLOW_MODULES = ("test_scaleout", "test_chaos", "test_resources", "test_faults",
                 "test_shutdown", "test_hostile_http")
 GROUPED_MODULES = ("test_scaleout", "test_resources", "test_shutdown", "test_hostile_http",
-                   "test_install")
+                   "test_install", "test_rebuild")
 
 
 @pytest.hookimpl(tryfirst=True)

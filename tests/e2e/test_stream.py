@@ -38,7 +38,8 @@ from invoice_helpers import envelope, event_id, user_data
 SSE_MAX_CLIENTS = 64      # src/lib/sse.h
 SSE_KEEPALIVE = 15        # seconds, SSE_KEEPALIVE_MS of src/lib/sse.h
 KEEPALIVE_SLACK = 20      # seconds a keep-alive may come late on a loaded machine
-SLOW_ROUND = 2000         # events published between looks at the slow client
+SLOW_ROUND = 200          # events published between looks at the slow client: a round
+                          # (~30 KiB) stays well under what a prompt reader may have queued
 SLOW_MAX_EVENTS = 100000  # bound on the events it may take to fill its buffers
 SLOW_RCVBUF = 4096        # the slow client's receive buffer (the kernel doubles it)
 IDLE_TIMEOUT = 600        # the slow-client system's: far beyond the test's waits
