@@ -317,7 +317,6 @@ def test_rebuild_under_steady_load_loses_and_doubles_nothing(rb):
                                   if o["status"] == "running" else o)(
             get_rebuild(s, token, obj["id"])), timeout=REBUILD_WAIT, interval=0.1,
             message="rebuild under load to end")
-        time.sleep(0)  # the load goes on a little after the swap
         wait_until(lambda: len(created) >= 40, timeout=60, message="load after the swap")
     finally:
         stop.set()
