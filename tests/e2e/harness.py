@@ -190,11 +190,23 @@ class Broker:
             return
         if self.paused:
             self.resume()
-        res = self._script("stop", str(self.data_dir), timeout=BROKER_STOP_TIMEOUT)
+        pid = self.pid  # read before the script removes the PID file
+        try:
+            res = self._script("stop", str(self.data_dir), timeout=BROKER_STOP_TIMEOUT)
+            ok, out = res.returncode == 0, res.stdout
+        except subprocess.TimeoutExpired:
+            ok, out = False, f"rabbitmq.sh stop took over {BROKER_STOP_TIMEOUT} s"
+        if not ok and pid:
+            # Never leave a node running behind a data folder that close()
+            # is about to remove: it would outlive the test run.
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self.running = False
         _track(self, False)
-        if res.returncode != 0:
-            raise RuntimeError(f"broker did not stop:\n{res.stdout}")
+        if not ok:
+            raise RuntimeError(f"broker did not stop:\n{out}")
 
     def restart(self):
         self.stop()
