@@ -38,7 +38,7 @@ USAGE="start DIR PORT | stop DIR | createdb DIR PORT NAME | status DIR"
 as_owner() {
     if [ "$(id -u)" -eq 0 ]; then
         setpriv --reuid="$PG_USER" --regid="$PG_USER" --init-groups \
-            env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp LANG=C.UTF-8 \
+            env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp LANG=C.UTF-8 ${CQRS_TEST_PASS:+"CQRS_TEST_PASS=$CQRS_TEST_PASS"} \
             LC_ALL=C.UTF-8 USER="$PG_USER" LOGNAME="$PG_USER" "$@"
     else
         env -u PGHOST -u PGPORT -u PGUSER -u PGDATABASE -u PGPASSWORD \

@@ -70,7 +70,7 @@ ctl() { # N ARGS...
     local n=$1
     shift
     (cd / && timeout -k 5 "$CTL_TIMEOUT" setpriv --reuid="$RABBIT_USER" --regid="$RABBIT_USER" \
-        --init-groups env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$RABBIT_HOME" \
+        --init-groups env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$RABBIT_HOME" ${CQRS_TEST_PASS:+"CQRS_TEST_PASS=$CQRS_TEST_PASS"} \
         LANG=C.UTF-8 LC_ALL=C.UTF-8 USER="$RABBIT_USER" LOGNAME="$RABBIT_USER" \
         ERL_EPMD_ADDRESS=127.0.0.1 RABBITMQ_USE_LONGNAME=false \
         RABBITMQ_CONF_ENV_FILE="$DIR/n$n/rabbitmq-env.conf" \

@@ -99,10 +99,13 @@ EOF
 
     # `detached` makes rabbitmq-server exec the VM instead of waiting on it
     # in a shell, so $! below is the beam process itself. Input is off
-    # (RABBITMQ_ALLOW_INPUT unset), so the VM does not read stdin.
+    # (RABBITMQ_ALLOW_INPUT unset), so the VM does not read stdin. An e2e
+    # pass's CQRS_TEST_PASS goes through (scripts/run-tests.sh finds by it
+    # a node the pass left running).
     cd "$dir"
     env -i \
         PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+        ${CQRS_TEST_PASS:+"CQRS_TEST_PASS=$CQRS_TEST_PASS"} \
         HOME="$RABBIT_HOME" \
         LANG=C.UTF-8 LC_ALL=C.UTF-8 \
         USER="$RABBIT_USER" LOGNAME="$RABBIT_USER" \

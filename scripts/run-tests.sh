@@ -150,6 +150,34 @@ run_fuzz() {
     failed=$((failed + f))
 }
 
+# The PIDs of processes that carry MARK in their environment (an e2e
+# pass's mark is in every process it started, down to the servers that
+# daemonise themselves: scripts/rabbitmq.sh and postgres.sh pass it on).
+# Erlang's epmd is left out: the first node starts it, and it serves
+# every node of the machine after that.
+marked_pids() { # MARK
+    local env pid
+    for env in /proc/[0-9]*/environ; do
+        pid=${env#/proc/}
+        pid=${pid%/environ}
+        [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = epmd ] && continue
+        { tr '\0' '\n' <"$env"; } 2>/dev/null | grep -qxF "CQRS_TEST_PASS=$1" && echo "$pid"
+    done
+}
+
+# After a pass nothing it started may still run: a server the harness did
+# not stop would outlive the run (and its folder). Lists them, stops them
+# (they are this pass's own), and returns the number found.
+reap_leftovers() { # MARK
+    local pids=() pid
+    mapfile -t pids < <(marked_pids "$1")
+    for pid in "${pids[@]}"; do
+        echo "run-tests.sh: left running by the pass: $pid $({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | cut -c1-200)"
+        kill -KILL "$pid" 2>/dev/null
+    done
+    return "${#pids[@]}"
+}
+
 run_e2e() { # DB (sqlite|postgres) [more pytest arguments]
     local db=$1 xml=$work/e2e-$1.xml rc counts per_test=() parallel=()
     shift
@@ -164,7 +192,7 @@ run_e2e() { # DB (sqlite|postgres) [more pytest arguments]
     fi
     echo "== e2e: tests/e2e on $db (BIN_DIR=$BUILD_DIR/bin, $E2E_WORKERS workers)"
     (cd "$ROOT" && BIN_DIR="$BUILD_DIR/bin" TEST_DB="$db" PYTHONDONTWRITEBYTECODE=1 \
-        timeout -k 30 "$E2E_TIMEOUT" /usr/bin/python3 -m pytest tests/e2e -q -rfE \
+        CQRS_TEST_PASS="$work/e2e-$db" timeout -k 30 "$E2E_TIMEOUT" /usr/bin/python3 -m pytest tests/e2e -q -rfE \
         -p no:cacheprovider --junitxml="$xml" "${parallel[@]}" "${per_test[@]}" "$@")
     rc=$?
     [ "$rc" -eq 124 ] && echo "run-tests.sh: e2e suite timed out after ${E2E_TIMEOUT}s"
@@ -194,6 +222,7 @@ EOF
         # Non-zero exit (interrupted, internal error) without a failed test.
         f=1
     fi
+    reap_leftovers "$work/e2e-$db" || f=$((f + 1))
     echo "run-tests.sh: e2e on $db: $p passed, $f failed (exit $rc)"
     passed=$((passed + p))
     failed=$((failed + f))

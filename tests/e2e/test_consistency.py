@@ -287,6 +287,39 @@ def _read_all(socks, timeout):
     return out
 
 
+def _waiting_timeline(s, count, timeout):
+    """Polls reads_waiting until count reads wait at once or timeout
+    seconds pass. Returns (reached, samples): samples are (seconds,
+    value) pairs, every change of the value, for the failure message."""
+    started = time.monotonic()
+    samples, last = [], None
+    while True:
+        try:
+            value = _metric(s, "reads_waiting")
+        except OSError as e:  # a /metrics request refused or timed out
+            value = repr(e)
+        if value != last:
+            samples.append((round(time.monotonic() - started, 2), value))
+            last = value
+        if isinstance(value, float) and value >= count:
+            return True, samples
+        if time.monotonic() - started >= timeout:
+            return False, samples
+        time.sleep(0.1)
+
+
+def _why_not_waiting(s, samples):
+    """What the service says about its waiting reads and its connections,
+    for a set-up that did not reach its count."""
+    text = http("GET", s.invoice.base_url + "/metrics").text
+    counters = [ln for ln in text.splitlines()
+                if ln.startswith(("reads_", "http_connections", "http_requests_total"))]
+    return (f"reads_waiting over time (s, value): {samples}\n"
+            + "\n".join(counters) + "\n--- invoice-service warnings and errors ---\n"
+            + "\n".join(ln for ln in s.invoice.log_text().splitlines()
+                        if " WARN " in ln or " ERROR " in ln)[-6000:])
+
+
 def test_500_waiting_reads_do_not_stop_other_requests(paused_broker):
     s = paused_broker
     uid = big_id()
@@ -295,8 +328,10 @@ def test_500_waiting_reads_do_not_stop_other_requests(paused_broker):
     path = INVOICES + _query([("user_id", uid), ("consistent_with", tok), ("wait_ms", 30000)])
     socks = _open_waiters(s.invoice.port, path, WAITERS)
     try:
-        wait_until(lambda: _metric(s, "reads_waiting") >= WAITERS, timeout=30,
-                   message=f"{WAITERS} reads waiting")
+        # Well inside the reads' own 30 s, so that none has timed out yet
+        # when the checks below run.
+        reached, samples = _waiting_timeline(s, WAITERS, timeout=15)
+        assert reached, f"{WAITERS} reads never waited at once\n" + _why_not_waiting(s, samples)
         # Meanwhile plain requests are answered, and promptly.
         slowest = 0.0
         for i in range(30):
@@ -308,7 +343,7 @@ def test_500_waiting_reads_do_not_stop_other_requests(paused_broker):
         assert slowest < 5.0, f"a plain read took {slowest:.2f}s beside {WAITERS} waiting"
         # Still waiting (nobody was answered), then all answered once
         # the events flow.
-        assert _metric(s, "reads_waiting") >= WAITERS
+        assert _metric(s, "reads_waiting") >= WAITERS, _why_not_waiting(s, samples)
         s.broker.resume()
         answers = _read_all(socks, timeout=60)
     finally:
