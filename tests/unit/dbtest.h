@@ -77,37 +77,36 @@ const char *dbtest_query_text(db *conn, const char *sql, char *buf, size_t size)
  * the error. */
 int dbtest_run(db_stmt *st);
 
-/* The shared tests, each run once per backend. */
-void test_bind_step_columns(void **state);
-void test_param_order_and_reuse(void **state);
-void test_prepare_errors(void **state);
-void test_statement_cache(void **state);
-void test_constraints(void **state);
-void test_failed_bind_sticks(void **state);
-void test_transactions(void **state);
-void test_relaxed_commits(void **state);
-void test_migrate(void **state);
-void test_migrate_empty(void **state);
-void test_migrate_failure(void **state);
-void test_migrate_concurrent(void **state);
-void test_pool_threads(void **state);
-void test_pool_blocks_and_cleans_up(void **state);
+/* The shared tests, each run once per backend, named once here: the list
+ * gives both their prototypes and their entries in a cmocka test list, so
+ * a new shared test cannot be declared and then left out of a backend's
+ * run. X(name, setup, teardown) is applied to each test, LAST to the last
+ * one (an entry list is comma-separated with no comma after its end). */
+#define DBTEST_SHARED(X, LAST, setup, teardown)                                                    \
+    X(test_bind_step_columns, setup, teardown)                                                     \
+    X(test_param_order_and_reuse, setup, teardown)                                                 \
+    X(test_prepare_errors, setup, teardown)                                                        \
+    X(test_statement_cache, setup, teardown)                                                       \
+    X(test_constraints, setup, teardown)                                                           \
+    X(test_failed_bind_sticks, setup, teardown)                                                    \
+    X(test_transactions, setup, teardown)                                                          \
+    X(test_relaxed_commits, setup, teardown)                                                       \
+    X(test_migrate, setup, teardown)                                                               \
+    X(test_migrate_empty, setup, teardown)                                                         \
+    X(test_migrate_failure, setup, teardown)                                                       \
+    X(test_migrate_concurrent, setup, teardown)                                                    \
+    X(test_pool_threads, setup, teardown)                                                          \
+    LAST(test_pool_blocks_and_cleans_up, setup, teardown)
+
+#define DBTEST_DECLARE(name, setup, teardown) void name(void **state);
+DBTEST_SHARED(DBTEST_DECLARE, DBTEST_DECLARE, , )
+
+#define DBTEST_LAST_ENTRY(name, setup, teardown)                                                   \
+    cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define DBTEST_ENTRY(name, setup, teardown) DBTEST_LAST_ENTRY(name, setup, teardown),
 
 /* Their entries in a cmocka test list, with a backend's setup. */
 #define DBTEST_SHARED_TESTS(setup, teardown)                                                       \
-    cmocka_unit_test_setup_teardown(test_bind_step_columns, setup, teardown),                      \
-        cmocka_unit_test_setup_teardown(test_param_order_and_reuse, setup, teardown),              \
-        cmocka_unit_test_setup_teardown(test_prepare_errors, setup, teardown),                     \
-        cmocka_unit_test_setup_teardown(test_statement_cache, setup, teardown),                    \
-        cmocka_unit_test_setup_teardown(test_constraints, setup, teardown),                        \
-        cmocka_unit_test_setup_teardown(test_failed_bind_sticks, setup, teardown),                 \
-        cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),                       \
-        cmocka_unit_test_setup_teardown(test_relaxed_commits, setup, teardown),                    \
-        cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),                            \
-        cmocka_unit_test_setup_teardown(test_migrate_empty, setup, teardown),                      \
-        cmocka_unit_test_setup_teardown(test_migrate_failure, setup, teardown),                    \
-        cmocka_unit_test_setup_teardown(test_migrate_concurrent, setup, teardown),                 \
-        cmocka_unit_test_setup_teardown(test_pool_threads, setup, teardown),                       \
-        cmocka_unit_test_setup_teardown(test_pool_blocks_and_cleans_up, setup, teardown)
+    DBTEST_SHARED(DBTEST_ENTRY, DBTEST_LAST_ENTRY, setup, teardown)
 
 #endif
