@@ -822,6 +822,24 @@ out:
     return result;
 }
 
+/* Reads one frame that arrives outside an RPC, by deadline_ns, and
+ * handles it: the one read of the confirm waits and of mq_poll. Returns
+ * MQ_TIMEOUT when none came (the caller says what that means), and drops
+ * the connection on a socket error (what names the call in the error). */
+static int pump_frame(mq *m, int64_t deadline_ns, const char *what)
+{
+    amqp_frame_t f;
+    int rc;
+
+    amqp_maybe_release_buffers(m->conn);
+    rc = wait_frame(m, &f, deadline_ns);
+    if (rc == AMQP_STATUS_TIMEOUT)
+        return MQ_TIMEOUT;
+    if (rc != AMQP_STATUS_OK)
+        return lost(m, what, rc);
+    return handle_frame(m, &f);
+}
+
 /* The one confirm-wait loop behind mq_wait_confirms and
  * mq_wait_confirmed: reads and handles frames until every tag up to tag is
  * settled. A window waiter (whole_window) waits out a rejected window too,
@@ -842,14 +860,12 @@ static int wait_settled(mq *m, uint64_t tag, int whole_window, int timeout_ms, c
     if (whole_window)
         tag = m->next_tag - 1;
     for (;;) {
-        amqp_frame_t f;
         if (!whole_window && m->win_rejected_from && m->win_rejected_from <= tag)
             return MQ_ERR_REJECTED;
         if (m->win_scan > tag)
             return MQ_OK;
-        amqp_maybe_release_buffers(m->conn);
-        rc = wait_frame(m, &f, deadline);
-        if (rc == AMQP_STATUS_TIMEOUT) {
+        rc = pump_frame(m, deadline, "waiting for confirms");
+        if (rc == MQ_TIMEOUT) {
             if (whole_window)
                 set_error(m, "%zu publish confirms still outstanding", m->win_pending);
             else
@@ -857,9 +873,6 @@ static int wait_settled(mq *m, uint64_t tag, int whole_window, int timeout_ms, c
                           (unsigned long long)tag);
             return MQ_TIMEOUT;
         }
-        if (rc != AMQP_STATUS_OK)
-            return lost(m, "waiting for confirms", rc);
-        rc = handle_frame(m, &f);
         if (rc != MQ_OK)
             return rc;
     }
@@ -893,15 +906,9 @@ int mq_poll(mq *m)
     /* A zero timeout reads whatever is buffered; the library sends a
      * heartbeat when one is due and notices a silent broker. */
     for (;;) {
-        amqp_frame_t f;
-        int rc;
-        amqp_maybe_release_buffers(m->conn);
-        rc = wait_frame(m, &f, util_monotonic_ns());
-        if (rc == AMQP_STATUS_TIMEOUT)
+        int rc = pump_frame(m, util_monotonic_ns(), "poll");
+        if (rc == MQ_TIMEOUT)
             return MQ_OK;
-        if (rc != AMQP_STATUS_OK)
-            return lost(m, "poll", rc);
-        rc = handle_frame(m, &f);
         if (rc != MQ_OK)
             return rc;
     }
