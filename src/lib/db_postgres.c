@@ -187,30 +187,36 @@ static int configure(PGconn *pg, const struct pg_url *u, char *err, size_t errle
     return rc;
 }
 
-static int pg_open(db *conn, const char *url, char *err, size_t errlen)
+/* Lets libpq parse the connection string before any connection is tried,
+ * so a malformed URL is a configuration error (DB_ERROR), not an
+ * unreachable server worth retrying. */
+static int check_conninfo(const struct pg_url *u, char *err, size_t errlen)
 {
-    struct pg_url u = {0};
-    struct pg_conn *c = NULL;
-    PQconninfoOption *opts = NULL;
     char *perr = NULL;
-    PGconn *pg = NULL;
-    int rc;
+    PQconninfoOption *opts = PQconninfoParse(u->conninfo, &perr);
+    int rc = DB_OK;
 
-    rc = pg_parse_url(url, &u, err, errlen);
-    if (rc != DB_OK)
-        goto out;
-    /* Parsed first so a malformed URL is a configuration error, not an
-     * unreachable server worth retrying. */
-    opts = PQconninfoParse(u.conninfo, &perr);
     if (!opts) {
         char msg[DB_ERRMSG_MAX];
         snprintf(msg, sizeof(msg), "%.*s", perr ? (int)strcspn(perr, "\n") : 0, perr ? perr : "");
-        pg_scrub(msg, u.password);
+        pg_scrub(msg, u->password);
         db_put_err(err, errlen, "PostgreSQL: bad database URL: %s", *msg ? msg : "out of memory");
         rc = DB_ERROR;
-        goto out;
     }
-    pg = PQconnectdb(u.conninfo);
+    PQconninfoFree(opts);
+    PQfreemem(perr);
+    return rc;
+}
+
+/* Connects and checks the server is new enough. A failed connection is
+ * DB_UNAVAILABLE (worth retrying), its message on one line and without
+ * the password; a server that is too old is DB_ERROR. Sets *out only on
+ * success. */
+static int connect_server(const struct pg_url *u, PGconn **out, char *err, size_t errlen)
+{
+    PGconn *pg = PQconnectdb(u->conninfo);
+    int rc = DB_OK;
+
     if (!pg || PQstatus(pg) != CONNECTION_OK) {
         char msg[DB_ERRMSG_MAX];
         const char *m = pg ? PQerrorMessage(pg) : "out of memory";
@@ -219,7 +225,7 @@ static int pg_open(db *conn, const char *url, char *err, size_t errlen)
         for (char *p = msg; *p; p++)
             if (*p == '\n')
                 *p = p[1] ? ' ' : '\0';
-        pg_scrub(msg, u.password);
+        pg_scrub(msg, u->password);
         db_put_err(err, errlen, "PostgreSQL: cannot connect: %s", msg);
         rc = DB_UNAVAILABLE;
         goto out;
@@ -230,6 +236,29 @@ static int pg_open(db *conn, const char *url, char *err, size_t errlen)
         rc = DB_ERROR;
         goto out;
     }
+    *out = pg;
+    pg = NULL;
+out:
+    PQfinish(pg);
+    return rc;
+}
+
+static int pg_open(db *conn, const char *url, char *err, size_t errlen)
+{
+    struct pg_url u = {0};
+    struct pg_conn *c = NULL;
+    PGconn *pg = NULL;
+    int rc;
+
+    rc = pg_parse_url(url, &u, err, errlen);
+    if (rc != DB_OK)
+        goto out;
+    rc = check_conninfo(&u, err, errlen);
+    if (rc != DB_OK)
+        goto out;
+    rc = connect_server(&u, &pg, err, errlen);
+    if (rc != DB_OK)
+        goto out;
     PQsetNoticeProcessor(pg, ignore_notice, NULL);
     rc = configure(pg, &u, err, errlen);
     if (rc != DB_OK)
@@ -241,8 +270,6 @@ static int pg_open(db *conn, const char *url, char *err, size_t errlen)
     pg = NULL;
 out:
     PQfinish(pg);
-    PQconninfoFree(opts);
-    PQfreemem(perr);
     pg_url_free(&u);
     return rc;
 }
