@@ -80,26 +80,27 @@ int dbtest_run(db_stmt *st);
 /* The shared tests, each run once per backend, named once here: the list
  * gives both their prototypes and their entries in a cmocka test list, so
  * a new shared test cannot be declared and then left out of a backend's
- * run. X(name, setup, teardown) is applied to each test, LAST to the last
- * one (an entry list is comma-separated with no comma after its end). */
-#define DBTEST_SHARED(X, LAST, setup, teardown)                                                    \
-    X(test_bind_step_columns, setup, teardown)                                                     \
-    X(test_param_order_and_reuse, setup, teardown)                                                 \
-    X(test_prepare_errors, setup, teardown)                                                        \
-    X(test_statement_cache, setup, teardown)                                                       \
-    X(test_constraints, setup, teardown)                                                           \
-    X(test_failed_bind_sticks, setup, teardown)                                                    \
-    X(test_transactions, setup, teardown)                                                          \
-    X(test_relaxed_commits, setup, teardown)                                                       \
-    X(test_migrate, setup, teardown)                                                               \
-    X(test_migrate_empty, setup, teardown)                                                         \
-    X(test_migrate_failure, setup, teardown)                                                       \
-    X(test_migrate_concurrent, setup, teardown)                                                    \
-    X(test_pool_threads, setup, teardown)                                                          \
-    LAST(test_pool_blocks_and_cleans_up, setup, teardown)
+ * run. X(name, ...) is applied to each test and LAST to the last one (an
+ * entry list is comma-separated with no comma after its end), both with
+ * the arguments that follow LAST: a backend's setup and teardown. */
+#define DBTEST_SHARED(X, LAST, ...)                                                                \
+    X(test_bind_step_columns, __VA_ARGS__)                                                         \
+    X(test_param_order_and_reuse, __VA_ARGS__)                                                     \
+    X(test_prepare_errors, __VA_ARGS__)                                                            \
+    X(test_statement_cache, __VA_ARGS__)                                                           \
+    X(test_constraints, __VA_ARGS__)                                                               \
+    X(test_failed_bind_sticks, __VA_ARGS__)                                                        \
+    X(test_transactions, __VA_ARGS__)                                                              \
+    X(test_relaxed_commits, __VA_ARGS__)                                                           \
+    X(test_migrate, __VA_ARGS__)                                                                   \
+    X(test_migrate_empty, __VA_ARGS__)                                                             \
+    X(test_migrate_failure, __VA_ARGS__)                                                           \
+    X(test_migrate_concurrent, __VA_ARGS__)                                                        \
+    X(test_pool_threads, __VA_ARGS__)                                                              \
+    LAST(test_pool_blocks_and_cleans_up, __VA_ARGS__)
 
-#define DBTEST_DECLARE(name, setup, teardown) void name(void **state);
-DBTEST_SHARED(DBTEST_DECLARE, DBTEST_DECLARE, , )
+#define DBTEST_DECLARE(name, ...) void name(void **state);
+DBTEST_SHARED(DBTEST_DECLARE, DBTEST_DECLARE, )
 
 #define DBTEST_LAST_ENTRY(name, setup, teardown)                                                   \
     cmocka_unit_test_setup_teardown(name, setup, teardown)
