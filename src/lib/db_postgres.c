@@ -22,7 +22,6 @@
  * ?schema=NAME): search_path is set to it on connect, and db_migrate
  * creates it under its advisory lock (pg_migration_lock).
  */
-#include <errno.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <stdio.h>
@@ -31,18 +30,9 @@
 
 #include "db.h"
 #include "db_internal.h"
+#include "db_postgres_parse.h"
 #include "util.h"
 
-#define DEFAULT_SCHEMA "demo"
-/* PostgreSQL's identifier limit (NAMEDATALEN - 1). */
-#define SCHEMA_NAME_MAX 63
-/* Like SQLite's busy timeout: a lock wait longer than this becomes
- * DB_BUSY (SQLSTATE 55P03) rather than a hung request. */
-#define DEFAULT_LOCK_TIMEOUT_MS 5000
-#define MAX_LOCK_TIMEOUT_MS 600000
-/* Bounds a connection attempt to an unreachable host (seconds); added to
- * the URL unless it sets connect_timeout itself. */
-#define DEFAULT_CONNECT_TIMEOUT_S "10"
 /* Server-side statement names: "db" and a per-connection counter. */
 #define STMT_NAME_MAX 24
 /* Longest decimal int64 and its NUL. */
@@ -57,8 +47,6 @@
  * value (1 GB - 1 byte). libpq measures a text parameter in an int, so
  * a longer one would not even reach the server intact. */
 #define MAX_TEXT_LEN ((size_t)0x3fffffff)
-/* Parameters a statement may have; PostgreSQL's own limit is 65535. */
-#define MAX_PARAMS 65535
 /* Each round of prepare_typed declares one more parameter or changes
  * one, so a statement needs at most two rounds per parameter; this caps
  * statements whose errors keep changing for other reasons. */
@@ -74,7 +62,7 @@
 
 struct pg_conn {
     PGconn *pg;
-    char schema[SCHEMA_NAME_MAX + 1];
+    char schema[PG_SCHEMA_NAME_MAX + 1];
     unsigned long long next_stmt; /* for statement names */
     /* Names of finalized statements still on the server: deallocated
      * together before the next prepare outside a transaction, so
@@ -167,235 +155,12 @@ static int fail_pg(db *conn, const PGresult *res, const char *what)
     return db_fail(conn, rc, "%s: %.*s", what, (int)len, len ? msg : "no answer from the server");
 }
 
-/* ---- SQL text ----------------------------------------------------------- */
-
-static int is_ident_start(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (unsigned char)c >= 0x80;
-}
-
-static int is_ident_char(char c)
-{
-    return is_ident_start(c) || (c >= '0' && c <= '9') || c == '$';
-}
-
-/* Length of a dollar-quote tag at p ("$$" or "$name$"), 0 if none. */
-static size_t dollar_tag(const char *p)
-{
-    size_t n = 1;
-
-    if (p[n] != '$' && !is_ident_start(p[n]))
-        return 0;
-    while (p[n] != '$') {
-        if (!is_ident_char(p[n]) || p[n] == '$')
-            return 0;
-        n++;
-    }
-    return n + 1;
-}
-
-/* Reads SQL as PostgreSQL's lexer would, as far as matters here: the
- * highest $n outside literals, quoted names and comments, and whether
- * there is any token at all (blank and comment-only text is not a
- * statement). */
-static void scan_sql(const char *sql, int *max_param, int *has_token)
-{
-    const char *p = sql;
-
-    *max_param = 0;
-    *has_token = 0;
-    while (*p) {
-        if (p[0] == '-' && p[1] == '-') {
-            p += strcspn(p, "\n");
-        } else if (p[0] == '/' && p[1] == '*') {
-            int depth = 1;
-            for (p += 2; *p && depth > 0; p++) {
-                if (p[0] == '/' && p[1] == '*')
-                    depth++, p++;
-                else if (p[0] == '*' && p[1] == '/')
-                    depth--, p++;
-            }
-        } else if (*p == '\'' || *p == '"') {
-            char quote = *p;
-            /* E'...' takes backslash escapes. */
-            int escapes = quote == '\'' && p > sql && (p[-1] == 'E' || p[-1] == 'e') &&
-                          (p - 1 == sql || !is_ident_char(p[-2]));
-            *has_token = 1;
-            for (p++; *p; p++) {
-                if (escapes && *p == '\\' && p[1]) {
-                    p++;
-                } else if (*p == quote) {
-                    if (p[1] != quote)
-                        break;
-                    p++;
-                }
-            }
-            if (*p)
-                p++;
-        } else if (*p == '$' && p[1] >= '0' && p[1] <= '9') {
-            long n = 0;
-            *has_token = 1;
-            for (p++; *p >= '0' && *p <= '9'; p++)
-                if (n <= MAX_PARAMS)
-                    n = n * 10 + (*p - '0');
-            if (n > *max_param)
-                *max_param = n > MAX_PARAMS ? MAX_PARAMS + 1 : (int)n;
-        } else if (*p == '$' && dollar_tag(p) > 0) {
-            size_t tag = dollar_tag(p);
-            const char *end;
-            *has_token = 1;
-            for (end = p + tag; *end; end++)
-                if (*end == '$' && strncmp(end, p, tag) == 0)
-                    break;
-            p = *end ? end + tag : end;
-        } else if (is_ident_char(*p)) {
-            *has_token = 1;
-            while (is_ident_char(*p))
-                p++;
-        } else {
-            if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != '\f' && *p != ';')
-                *has_token = 1;
-            p++;
-        }
-    }
-}
-
 /* ---- opening ------------------------------------------------------------ */
 
 static void ignore_notice(void *arg, const char *message)
 {
     (void)arg;
     (void)message;
-}
-
-/* A plain identifier: safe to quote into SQL and to use as a literal. */
-static int valid_schema(const char *s, size_t len)
-{
-    if (len == 0 || len > SCHEMA_NAME_MAX || (s[0] >= '0' && s[0] <= '9'))
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_'))
-            return 0;
-    }
-    return 1;
-}
-
-struct pg_url {
-    char *conninfo; /* the URL for libpq, without our options */
-    char schema[SCHEMA_NAME_MAX + 1];
-    long lock_timeout_ms;
-    char *password; /* as written in the URL, to keep out of messages */
-};
-
-static void url_free(struct pg_url *u)
-{
-    free(u->conninfo);
-    free(u->password);
-}
-
-/* The password between "user:" and "@" of the authority, if any. */
-static char *url_password(const char *url)
-{
-    const char *auth = strstr(url, "://");
-    const char *end, *at = NULL, *colon;
-
-    if (!auth)
-        return NULL;
-    auth += 3;
-    end = auth + strcspn(auth, "/?");
-    for (const char *p = auth; p < end; p++)
-        if (*p == '@')
-            at = p;
-    if (!at)
-        return NULL;
-    colon = memchr(auth, ':', (size_t)(at - auth));
-    if (!colon || colon + 1 == at)
-        return NULL;
-    return xstrndup(colon + 1, (size_t)(at - colon - 1));
-}
-
-/* Masks the password wherever a libpq message quotes it (in place, the
- * same length, so any buffer fits). */
-static void scrub(char *msg, const char *password)
-{
-    size_t plen = password ? strlen(password) : 0;
-    char *hit = msg;
-
-    if (plen == 0)
-        return;
-    while ((hit = strstr(hit, password)) != NULL) {
-        memset(hit, '*', plen);
-        hit += plen;
-    }
-}
-
-/* Takes our options (schema=NAME, busy_timeout=MS) out of the query part
- * and hands the rest to libpq, adding connect_timeout unless set. */
-static int parse_url(const char *url, struct pg_url *u, char *err, size_t errlen)
-{
-    const char *query = strchr(url, '?');
-    size_t base = query ? (size_t)(query - url) : strlen(url);
-    size_t cap = strlen(url) + sizeof("?connect_timeout=") + sizeof(DEFAULT_CONNECT_TIMEOUT_S) + 1;
-    char *out = xmalloc(cap);
-    size_t used = base;
-    int has_timeout = 0;
-
-    memcpy(out, url, base);
-    out[used] = '\0';
-    util_strlcpy(u->schema, DEFAULT_SCHEMA, sizeof(u->schema));
-    u->lock_timeout_ms = DEFAULT_LOCK_TIMEOUT_MS;
-    for (const char *p = query ? query + 1 : ""; *p;) {
-        size_t len = strcspn(p, "&");
-        const char *eq = memchr(p, '=', len);
-        size_t klen = eq ? (size_t)(eq - p) : len;
-        const char *val = eq ? eq + 1 : p + len;
-        size_t vlen = (size_t)(p + len - val);
-
-        if (klen == 6 && strncmp(p, "schema", 6) == 0) {
-            if (!valid_schema(val, vlen)) {
-                db_put_err(err, errlen,
-                           "PostgreSQL: schema must be 1..%d letters, digits "
-                           "or '_', not starting with a digit",
-                           SCHEMA_NAME_MAX);
-                goto fail;
-            }
-            memcpy(u->schema, val, vlen);
-            u->schema[vlen] = '\0';
-        } else if (klen == 12 && strncmp(p, "busy_timeout", 12) == 0) {
-            char *stop = NULL;
-            errno = 0;
-            long v = vlen ? strtol(val, &stop, 10) : -1;
-            if (errno || vlen == 0 || stop != val + vlen || v < 0 || v > MAX_LOCK_TIMEOUT_MS) {
-                db_put_err(err, errlen,
-                           "PostgreSQL: busy_timeout must be 0..%d "
-                           "milliseconds",
-                           MAX_LOCK_TIMEOUT_MS);
-                goto fail;
-            }
-            u->lock_timeout_ms = v;
-        } else if (len > 0) {
-            if (klen == 15 && strncmp(p, "connect_timeout", 15) == 0)
-                has_timeout = 1;
-            out[used++] = strchr(out, '?') ? '&' : '?';
-            memcpy(out + used, p, len);
-            used += len;
-            out[used] = '\0';
-        }
-        p += len;
-        if (*p == '&')
-            p++;
-    }
-    if (!has_timeout)
-        snprintf(out + used, cap - used, "%cconnect_timeout=%s", strchr(out, '?') ? '&' : '?',
-                 DEFAULT_CONNECT_TIMEOUT_S);
-    u->conninfo = out;
-    u->password = url_password(url);
-    return DB_OK;
-fail:
-    free(out);
-    return DB_ERROR;
 }
 
 /* Session settings, in one round trip. The schema name was checked to be
@@ -422,30 +187,36 @@ static int configure(PGconn *pg, const struct pg_url *u, char *err, size_t errle
     return rc;
 }
 
-static int pg_open(db *conn, const char *url, char *err, size_t errlen)
+/* Lets libpq parse the connection string before any connection is tried,
+ * so a malformed URL is a configuration error (DB_ERROR), not an
+ * unreachable server worth retrying. */
+static int check_conninfo(const struct pg_url *u, char *err, size_t errlen)
 {
-    struct pg_url u = {0};
-    struct pg_conn *c = NULL;
-    PQconninfoOption *opts = NULL;
     char *perr = NULL;
-    PGconn *pg = NULL;
-    int rc;
+    PQconninfoOption *opts = PQconninfoParse(u->conninfo, &perr);
+    int rc = DB_OK;
 
-    rc = parse_url(url, &u, err, errlen);
-    if (rc != DB_OK)
-        goto out;
-    /* Parsed first so a malformed URL is a configuration error, not an
-     * unreachable server worth retrying. */
-    opts = PQconninfoParse(u.conninfo, &perr);
     if (!opts) {
         char msg[DB_ERRMSG_MAX];
         snprintf(msg, sizeof(msg), "%.*s", perr ? (int)strcspn(perr, "\n") : 0, perr ? perr : "");
-        scrub(msg, u.password);
+        pg_scrub(msg, u->password);
         db_put_err(err, errlen, "PostgreSQL: bad database URL: %s", *msg ? msg : "out of memory");
         rc = DB_ERROR;
-        goto out;
     }
-    pg = PQconnectdb(u.conninfo);
+    PQconninfoFree(opts);
+    PQfreemem(perr);
+    return rc;
+}
+
+/* Connects and checks the server is new enough. A failed connection is
+ * DB_UNAVAILABLE (worth retrying), its message on one line and without
+ * the password; a server that is too old is DB_ERROR. Sets *out only on
+ * success. */
+static int connect_server(const struct pg_url *u, PGconn **out, char *err, size_t errlen)
+{
+    PGconn *pg = PQconnectdb(u->conninfo);
+    int rc = DB_OK;
+
     if (!pg || PQstatus(pg) != CONNECTION_OK) {
         char msg[DB_ERRMSG_MAX];
         const char *m = pg ? PQerrorMessage(pg) : "out of memory";
@@ -454,7 +225,7 @@ static int pg_open(db *conn, const char *url, char *err, size_t errlen)
         for (char *p = msg; *p; p++)
             if (*p == '\n')
                 *p = p[1] ? ' ' : '\0';
-        scrub(msg, u.password);
+        pg_scrub(msg, u->password);
         db_put_err(err, errlen, "PostgreSQL: cannot connect: %s", msg);
         rc = DB_UNAVAILABLE;
         goto out;
@@ -465,6 +236,29 @@ static int pg_open(db *conn, const char *url, char *err, size_t errlen)
         rc = DB_ERROR;
         goto out;
     }
+    *out = pg;
+    pg = NULL;
+out:
+    PQfinish(pg);
+    return rc;
+}
+
+static int pg_open(db *conn, const char *url, char *err, size_t errlen)
+{
+    struct pg_url u = {0};
+    struct pg_conn *c = NULL;
+    PGconn *pg = NULL;
+    int rc;
+
+    rc = pg_parse_url(url, &u, err, errlen);
+    if (rc != DB_OK)
+        goto out;
+    rc = check_conninfo(&u, err, errlen);
+    if (rc != DB_OK)
+        goto out;
+    rc = connect_server(&u, &pg, err, errlen);
+    if (rc != DB_OK)
+        goto out;
     PQsetNoticeProcessor(pg, ignore_notice, NULL);
     rc = configure(pg, &u, err, errlen);
     if (rc != DB_OK)
@@ -476,9 +270,7 @@ static int pg_open(db *conn, const char *url, char *err, size_t errlen)
     pg = NULL;
 out:
     PQfinish(pg);
-    PQconninfoFree(opts);
-    PQfreemem(perr);
-    url_free(&u);
+    pg_url_free(&u);
     return rc;
 }
 
@@ -646,13 +438,13 @@ static int pg_prepare(db *conn, const char *sql, void **impl)
     int max_param = 0, has_token = 0, in_tx = 0;
     int rc;
 
-    scan_sql(sql, &max_param, &has_token);
+    pg_scan_sql(sql, &max_param, &has_token);
     if (!has_token) {
         rc = db_fail(conn, DB_ERROR, "prepare: no SQL statement in text");
         goto out;
     }
-    if (max_param > MAX_PARAMS) {
-        rc = db_fail(conn, DB_ERROR, "prepare: more than %d parameters", MAX_PARAMS);
+    if (max_param > PG_MAX_PARAMS) {
+        rc = db_fail(conn, DB_ERROR, "prepare: more than %d parameters", PG_MAX_PARAMS);
         goto out;
     }
     flush_doomed(conn);

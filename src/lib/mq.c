@@ -193,103 +193,139 @@ static int rpc_check(mq *m, const char *what)
 
 /* ---- connection ---- */
 
-static mq *open_one(const char *url, const char *name, int heartbeat_s, char *err, size_t errlen)
+/* Parses one AMQP URL into ci, whose strings point into copy (which
+ * amqp_parse_url writes into, hence a copy of the caller's URL). Only
+ * plain amqp:// is supported; an empty vhost means the default "/". */
+static int parse_url(char *copy, struct amqp_connection_info *ci, char *err, size_t errlen)
 {
-    char *copy = xstrdup(url ? url : "");
-    struct amqp_connection_info ci;
-    mq *m = NULL;
+    if (amqp_parse_url(copy, ci) != AMQP_STATUS_OK) {
+        snprintf(err, errlen, "invalid AMQP URL");
+        return MQ_ERR_PROTOCOL;
+    }
+    if (ci->ssl) {
+        snprintf(err, errlen, "amqps:// URLs are not supported");
+        return MQ_ERR_PROTOCOL;
+    }
+    if (!ci->vhost || !ci->vhost[0])
+        ci->vhost = "/";
+    return MQ_OK;
+}
+
+/* Opens the TCP socket with a bounded connect, and sets the handshake and
+ * RPC timeouts before anything waits on the broker, so that a node that
+ * accepts but never answers cannot hang the caller. */
+static int connect_socket(mq *m, const struct amqp_connection_info *ci, char *err, size_t errlen)
+{
     amqp_socket_t *sock;
     struct timeval tv;
     int rc;
 
-    if (errlen)
-        err[0] = '\0';
-    /* amqp_parse_url writes into its argument, hence the copy. */
-    if (amqp_parse_url(copy, &ci) != AMQP_STATUS_OK) {
-        snprintf(err, errlen, "invalid AMQP URL");
-        goto fail;
-    }
-    if (ci.ssl) {
-        snprintf(err, errlen, "amqps:// URLs are not supported");
-        goto fail;
-    }
-    if (!ci.vhost || !ci.vhost[0])
-        ci.vhost = "/";
-
-    m = xcalloc(1, sizeof(*m));
     m->conn = amqp_new_connection();
     if (!m->conn) {
         snprintf(err, errlen, "out of memory creating AMQP connection");
-        goto fail;
+        return MQ_ERR_CONNECTION;
     }
     sock = amqp_tcp_socket_new(m->conn);
     if (!sock) {
         snprintf(err, errlen, "cannot create AMQP socket");
-        goto fail;
+        return MQ_ERR_CONNECTION;
     }
     tv = ms_to_tv(MQ_CONNECT_TIMEOUT_MS);
-    rc = amqp_socket_open_noblock(sock, ci.host, ci.port, &tv);
+    rc = amqp_socket_open_noblock(sock, ci->host, ci->port, &tv);
     if (rc != AMQP_STATUS_OK) {
-        snprintf(err, errlen, "cannot connect to %s:%d: %s", ci.host, ci.port,
+        snprintf(err, errlen, "cannot connect to %s:%d: %s", ci->host, ci->port,
                  amqp_error_string2(rc));
-        goto fail;
+        return MQ_ERR_CONNECTION;
     }
     tv = ms_to_tv(MQ_HANDSHAKE_TIMEOUT_MS);
     amqp_set_handshake_timeout(m->conn, &tv);
     tv = ms_to_tv(MQ_RPC_TIMEOUT_MS);
     amqp_set_rpc_timeout(m->conn, &tv);
+    return MQ_OK;
+}
 
-    {
-        /* consumer_cancel_notify: a deleted queue cancels our consumer
-         * with a basic.cancel we can see, instead of silence. */
-        amqp_table_entry_t caps[1];
-        amqp_table_entry_t props[2];
-        amqp_table_t table = {0, props};
-        amqp_rpc_reply_t r;
+/* Logs in with the client properties we rely on. consumer_cancel_notify:
+ * a deleted queue cancels our consumer with a basic.cancel we can see,
+ * instead of silence. connection_name (when given) names the connection
+ * in the broker's management view. A refusal is reported with the
+ * broker's own reason when it sent one. */
+static int login(mq *m, const struct amqp_connection_info *ci, const char *name, int heartbeat_s,
+                 char *err, size_t errlen)
+{
+    amqp_table_entry_t caps[1];
+    amqp_table_entry_t props[2];
+    amqp_table_t table = {0, props};
+    amqp_rpc_reply_t r;
+    const char *why = "refused";
+    int why_len = (int)strlen(why);
 
-        caps[0].key = amqp_cstring_bytes("consumer_cancel_notify");
-        caps[0].value.kind = AMQP_FIELD_KIND_BOOLEAN;
-        caps[0].value.value.boolean = 1;
-        props[table.num_entries].key = amqp_cstring_bytes("capabilities");
-        props[table.num_entries].value.kind = AMQP_FIELD_KIND_TABLE;
-        props[table.num_entries].value.value.table.num_entries = 1;
-        props[table.num_entries].value.value.table.entries = caps;
+    caps[0].key = amqp_cstring_bytes("consumer_cancel_notify");
+    caps[0].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    caps[0].value.value.boolean = 1;
+    props[table.num_entries].key = amqp_cstring_bytes("capabilities");
+    props[table.num_entries].value.kind = AMQP_FIELD_KIND_TABLE;
+    props[table.num_entries].value.value.table.num_entries = 1;
+    props[table.num_entries].value.value.table.entries = caps;
+    table.num_entries++;
+    if (name) {
+        props[table.num_entries].key = amqp_cstring_bytes("connection_name");
+        props[table.num_entries].value.kind = AMQP_FIELD_KIND_UTF8;
+        props[table.num_entries].value.value.bytes = amqp_cstring_bytes(name);
         table.num_entries++;
-        if (name) {
-            props[table.num_entries].key = amqp_cstring_bytes("connection_name");
-            props[table.num_entries].value.kind = AMQP_FIELD_KIND_UTF8;
-            props[table.num_entries].value.value.bytes = amqp_cstring_bytes(name);
-            table.num_entries++;
-        }
-        r = amqp_login_with_properties(m->conn, ci.vhost, 0, AMQP_DEFAULT_FRAME_SIZE, heartbeat_s,
-                                       &table, AMQP_SASL_METHOD_PLAIN, ci.user, ci.password);
-        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
-            snprintf(err, errlen, "AMQP login to %s:%d failed: %s", ci.host, ci.port,
-                     amqp_error_string2(r.library_error));
-            goto fail;
-        }
-        if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-            const char *why = "refused";
-            int why_len = (int)strlen(why);
-            if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
-                r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-                const amqp_connection_close_t *c = r.reply.decoded;
-                why = c->reply_text.bytes;
-                why_len = (int)c->reply_text.len;
-            }
-            snprintf(err, errlen, "AMQP login to %s:%d vhost %s failed: %.*s", ci.host, ci.port,
-                     ci.vhost, why_len, why);
-            goto fail;
-        }
     }
-    m->socket_ok = 1;
+    r = amqp_login_with_properties(m->conn, ci->vhost, 0, AMQP_DEFAULT_FRAME_SIZE, heartbeat_s,
+                                   &table, AMQP_SASL_METHOD_PLAIN, ci->user, ci->password);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return MQ_OK;
+    if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
+        snprintf(err, errlen, "AMQP login to %s:%d failed: %s", ci->host, ci->port,
+                 amqp_error_string2(r.library_error));
+        return MQ_ERR_CONNECTION;
+    }
+    if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+        r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+        const amqp_connection_close_t *c = r.reply.decoded;
+        why = c->reply_text.bytes;
+        why_len = (int)c->reply_text.len;
+    }
+    snprintf(err, errlen, "AMQP login to %s:%d vhost %s failed: %.*s", ci->host, ci->port,
+             ci->vhost, why_len, why);
+    return MQ_ERR_CONNECTION;
+}
 
+/* Opens our one channel. It is a step of its own because its failure is
+ * an RPC failure: the reason is in m->error, which is passed on in err. */
+static int open_channel(mq *m, char *err, size_t errlen)
+{
     amqp_channel_open(m->conn, MQ_CHANNEL);
     if (rpc_check(m, "channel.open") != MQ_OK) {
         snprintf(err, errlen, "%s", m->error);
-        goto fail;
+        return MQ_ERR_CONNECTION;
     }
     m->channel_ok = 1;
+    return MQ_OK;
+}
+
+/* Connects to one node: parse, connect, log in, open the channel. Each
+ * step writes its own reason into err on failure. */
+static mq *open_one(const char *url, const char *name, int heartbeat_s, char *err, size_t errlen)
+{
+    char *copy = xstrdup(url ? url : "");
+    struct amqp_connection_info ci;
+    mq *m = NULL;
+
+    if (errlen)
+        err[0] = '\0';
+    if (parse_url(copy, &ci, err, errlen) != MQ_OK)
+        goto fail;
+    m = xcalloc(1, sizeof(*m));
+    if (connect_socket(m, &ci, err, errlen) != MQ_OK)
+        goto fail;
+    if (login(m, &ci, name, heartbeat_s, err, errlen) != MQ_OK)
+        goto fail;
+    m->socket_ok = 1;
+    if (open_channel(m, err, errlen) != MQ_OK)
+        goto fail;
     free(copy);
     return m;
 
@@ -786,7 +822,31 @@ out:
     return result;
 }
 
-int mq_wait_confirms(mq *m, int timeout_ms)
+/* Reads one frame that arrives outside an RPC, by deadline_ns, and
+ * handles it: the one read of the confirm waits and of mq_poll. Returns
+ * MQ_TIMEOUT when none came (the caller says what that means), and drops
+ * the connection on a socket error (what names the call in the error). */
+static int pump_frame(mq *m, int64_t deadline_ns, const char *what)
+{
+    amqp_frame_t f;
+    int rc;
+
+    amqp_maybe_release_buffers(m->conn);
+    rc = wait_frame(m, &f, deadline_ns);
+    if (rc == AMQP_STATUS_TIMEOUT)
+        return MQ_TIMEOUT;
+    if (rc != AMQP_STATUS_OK)
+        return lost(m, what, rc);
+    return handle_frame(m, &f);
+}
+
+/* The one confirm-wait loop behind mq_wait_confirms and
+ * mq_wait_confirmed: reads and handles frames until every tag up to tag is
+ * settled. A window waiter (whole_window) waits out a rejected window too,
+ * so the next window starts with a clean slate rather than with stray
+ * confirms; a tag waiter returns MQ_ERR_REJECTED as soon as a tag up to
+ * its own was rejected. caller names the public call in errors. */
+static int wait_settled(mq *m, uint64_t tag, int whole_window, int timeout_ms, const char *caller)
 {
     int64_t deadline = deadline_after_ms(timeout_ms < 0 ? 0 : timeout_ms);
     int rc;
@@ -794,25 +854,36 @@ int mq_wait_confirms(mq *m, int timeout_ms)
     if (!usable(m))
         return MQ_ERR_CONNECTION;
     if (!m->confirm) {
-        set_error(m, "mq_wait_confirms without confirm mode");
+        set_error(m, "%s without confirm mode", caller);
         return MQ_ERR_PROTOCOL;
     }
-    /* A rejected window is still waited out, so the next call starts
-     * with a clean slate rather than with stray confirms. */
-    while (m->win_pending > 0) {
-        amqp_frame_t f;
-        amqp_maybe_release_buffers(m->conn);
-        rc = wait_frame(m, &f, deadline);
-        if (rc == AMQP_STATUS_TIMEOUT) {
-            set_error(m, "%zu publish confirms still outstanding", m->win_pending);
+    if (whole_window)
+        tag = m->next_tag - 1;
+    for (;;) {
+        if (!whole_window && m->win_rejected_from && m->win_rejected_from <= tag)
+            return MQ_ERR_REJECTED;
+        if (m->win_scan > tag)
+            return MQ_OK;
+        rc = pump_frame(m, deadline, "waiting for confirms");
+        if (rc == MQ_TIMEOUT) {
+            if (whole_window)
+                set_error(m, "%zu publish confirms still outstanding", m->win_pending);
+            else
+                set_error(m, "publish confirms up to tag %llu still outstanding",
+                          (unsigned long long)tag);
             return MQ_TIMEOUT;
         }
-        if (rc != AMQP_STATUS_OK)
-            return lost(m, "waiting for confirms", rc);
-        rc = handle_frame(m, &f);
         if (rc != MQ_OK)
             return rc;
     }
+}
+
+int mq_wait_confirms(mq *m, int timeout_ms)
+{
+    int rc = wait_settled(m, 0, 1, timeout_ms, "mq_wait_confirms");
+
+    if (rc != MQ_OK)
+        return rc;
     rc = m->win_rejected_from ? MQ_ERR_REJECTED : MQ_OK;
     window_reset(m);
     return rc;
@@ -825,34 +896,7 @@ uint64_t mq_last_tag(const mq *m)
 
 int mq_wait_confirmed(mq *m, uint64_t tag, int timeout_ms)
 {
-    int64_t deadline = deadline_after_ms(timeout_ms < 0 ? 0 : timeout_ms);
-    int rc;
-
-    if (!usable(m))
-        return MQ_ERR_CONNECTION;
-    if (!m->confirm) {
-        set_error(m, "mq_wait_confirmed without confirm mode");
-        return MQ_ERR_PROTOCOL;
-    }
-    for (;;) {
-        amqp_frame_t f;
-        if (m->win_rejected_from && m->win_rejected_from <= tag)
-            return MQ_ERR_REJECTED;
-        if (m->win_scan > tag)
-            return MQ_OK;
-        amqp_maybe_release_buffers(m->conn);
-        rc = wait_frame(m, &f, deadline);
-        if (rc == AMQP_STATUS_TIMEOUT) {
-            set_error(m, "publish confirms up to tag %llu still outstanding",
-                      (unsigned long long)tag);
-            return MQ_TIMEOUT;
-        }
-        if (rc != AMQP_STATUS_OK)
-            return lost(m, "waiting for confirms", rc);
-        rc = handle_frame(m, &f);
-        if (rc != MQ_OK)
-            return rc;
-    }
+    return wait_settled(m, tag, 0, timeout_ms, "mq_wait_confirmed");
 }
 
 int mq_poll(mq *m)
@@ -862,15 +906,9 @@ int mq_poll(mq *m)
     /* A zero timeout reads whatever is buffered; the library sends a
      * heartbeat when one is due and notices a silent broker. */
     for (;;) {
-        amqp_frame_t f;
-        int rc;
-        amqp_maybe_release_buffers(m->conn);
-        rc = wait_frame(m, &f, util_monotonic_ns());
-        if (rc == AMQP_STATUS_TIMEOUT)
+        int rc = pump_frame(m, util_monotonic_ns(), "poll");
+        if (rc == MQ_TIMEOUT)
             return MQ_OK;
-        if (rc != AMQP_STATUS_OK)
-            return lost(m, "poll", rc);
-        rc = handle_frame(m, &f);
         if (rc != MQ_OK)
             return rc;
     }

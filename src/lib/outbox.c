@@ -800,70 +800,68 @@ static int can_send(const outbox_relay *r)
     return r->count < OUTBOX_MAX_IN_FLIGHT && !(r->one_at_a_time && r->count > 0);
 }
 
-/* One step of the publishing replica: read and publish a batch, or
- * settle the oldest batch's confirms, or wait for work. Publishing goes
- * on while earlier batches await their confirms and marks. */
-static void relay_step(outbox_relay *r)
+/* Reads the next batch into a free slot and publishes it. Returns 1 when
+ * that was this round's work (a batch went out, or a failure was handled
+ * and backed off from), 0 when there was nothing to read. */
+static int send_next_batch(outbox_relay *r)
 {
-    struct batch *b;
+    struct batch *b = batch_at(r, r->count);
     int rc;
 
-    if (reap_marked(r) > 0) {
+    take_wake(r);
+    rc = load_batch(r, b);
+    if (rc < 0) {
+        database_failed(r, rc, "reading the outbox", r->db_attempt);
         sleep_stoppable(r, mq_backoff_ms(r->db_attempt++));
-        return;
+        return 1;
     }
-
-    if (r->want_load && can_send(r)) {
-        b = batch_at(r, r->count);
-        take_wake(r);
-        rc = load_batch(r, b);
-        if (rc < 0) {
-            database_failed(r, rc, "reading the outbox", r->db_attempt);
-            sleep_stoppable(r, mq_backoff_ms(r->db_attempt++));
-            return;
-        }
-        /* A full batch says there may be more: read again at once. */
-        r->want_load = rc == (r->one_at_a_time ? 1 : r->batch_size);
-        if (rc > 0) {
-            b->n = rc;
-            b->state = BATCH_SENT;
-            r->count++;
-            rc = publish_batch(r, b);
-            if (rc != MQ_OK)
-                broker_failed(r, rc);
-            return;
-        }
-        if (r->count == 0) {
-            refresh_pending(r, 1);
-            r->mq_attempt = 0;
-            r->db_attempt = 0;
-        }
-    }
-
-    b = oldest_sent(r);
-    if (b) {
-        /* Short waits while another batch could go, so a wake-up is
-         * acted on within a few ms rather than after this confirm. */
-        int slice = can_send(r) ? OUTBOX_WAKE_SLICE_MS : OUTBOX_CONFIRM_SLICE_MS;
-        rc = mq_wait_confirmed(r->mq, b->last_tag, slice);
-        if (rc == MQ_OK) {
-            confirmed(r, b);
-            r->mq_attempt = 0;
-            r->one_at_a_time = 0;
-            r->want_load = 1;
-        } else if (rc != MQ_TIMEOUT) {
+    /* A full batch says there may be more: read again at once. */
+    r->want_load = rc == (r->one_at_a_time ? 1 : r->batch_size);
+    if (rc > 0) {
+        b->n = rc;
+        b->state = BATCH_SENT;
+        r->count++;
+        rc = publish_batch(r, b);
+        if (rc != MQ_OK)
             broker_failed(r, rc);
-        } else if (util_monotonic_ns() - b->sent_ns >=
-                   (int64_t)OUTBOX_CONFIRM_TIMEOUT_MS * 1000000) {
-            broker_failed(r, MQ_TIMEOUT);
-        } else if (woken(r)) {
-            r->want_load = 1;
-        }
-        return;
+        return 1;
     }
+    if (r->count == 0) {
+        refresh_pending(r, 1);
+        r->mq_attempt = 0;
+        r->db_attempt = 0;
+    }
+    return 0;
+}
 
-    /* Nothing to publish and nothing to confirm (marks may be pending:
-     * their completion wakes this wait). */
+/* Waits one slice for the confirms of the oldest published batch b. Short
+ * slices while another batch could go, so a wake-up is acted on within a
+ * few ms rather than after this confirm; the batch as a whole gets
+ * OUTBOX_CONFIRM_TIMEOUT_MS from its publishing. */
+static void await_oldest(outbox_relay *r, struct batch *b)
+{
+    int slice = can_send(r) ? OUTBOX_WAKE_SLICE_MS : OUTBOX_CONFIRM_SLICE_MS;
+    int rc = mq_wait_confirmed(r->mq, b->last_tag, slice);
+
+    if (rc == MQ_OK) {
+        confirmed(r, b);
+        r->mq_attempt = 0;
+        r->one_at_a_time = 0;
+        r->want_load = 1;
+    } else if (rc != MQ_TIMEOUT) {
+        broker_failed(r, rc);
+    } else if (util_monotonic_ns() - b->sent_ns >= (int64_t)OUTBOX_CONFIRM_TIMEOUT_MS * 1000000) {
+        broker_failed(r, MQ_TIMEOUT);
+    } else if (woken(r)) {
+        r->want_load = 1;
+    }
+}
+
+/* Nothing to publish and nothing to confirm (marks may be pending: their
+ * completion wakes this wait). The poll afterwards keeps the idle broker
+ * connection alive and notices when it is gone. */
+static void idle_round(outbox_relay *r)
+{
     wait_for_work(r);
     r->want_load = 1;
     if (mq_poll(r->mq) != MQ_OK) {
@@ -871,6 +869,26 @@ static void relay_step(outbox_relay *r)
         r->outage_logged = 1;
         drop_broker(r);
     }
+}
+
+/* One step of the publishing replica: read and publish a batch, or
+ * settle the oldest batch's confirms, or wait for work. Publishing goes
+ * on while earlier batches await their confirms and marks. */
+static void relay_step(outbox_relay *r)
+{
+    struct batch *b;
+
+    if (reap_marked(r) > 0) {
+        sleep_stoppable(r, mq_backoff_ms(r->db_attempt++));
+        return;
+    }
+    if (r->want_load && can_send(r) && send_next_batch(r))
+        return;
+    b = oldest_sent(r);
+    if (b)
+        await_oldest(r, b);
+    else
+        idle_round(r);
 }
 
 /* On stop: the batches in flight get until OUTBOX_STOP_GRACE_MS after the
@@ -910,40 +928,53 @@ static void finish_in_flight(outbox_relay *r)
     refresh_pending(r, 0);
 }
 
+/* Makes sure the relay has a live database connection and a broker
+ * connection, opening what is missing. Returns 0 when both are there;
+ * otherwise it has backed off already and the round starts over. */
+static int ensure_connections(outbox_relay *r)
+{
+    char err[UTIL_ERR_MAX];
+
+    if (r->db && !db_alive(r->db)) {
+        db_close(r->db); /* the server went away: so did the relay lock */
+        r->db = NULL;
+        r->leader = 0;
+    }
+    if (!r->db && open_database(r, r->db_attempt, err, sizeof(err)) != DB_OK) {
+        sleep_stoppable(r, mq_backoff_ms(r->db_attempt++));
+        return -1;
+    }
+    if (!r->mq && connect_broker(r, r->mq_attempt) != 0) {
+        refresh_pending(r, 0);
+        sleep_stoppable(r, mq_backoff_ms(r->mq_attempt++));
+        return -1;
+    }
+    return 0;
+}
+
+/* A standby (or a leader that lost its lock with its session): what it
+ * had sent goes out again from the holder. It keeps the broker connection
+ * alive (readiness), and tries for the lock again after a poll interval. */
+static void stand_by(outbox_relay *r)
+{
+    abandon_sent(r);
+    reap_marked(r);
+    wait_for_work(r);
+    if (mq_poll(r->mq) != MQ_OK)
+        drop_broker(r);
+}
+
 static void *relay_main(void *arg)
 {
     outbox_relay *r = arg;
-    char err[UTIL_ERR_MAX];
 
     while (!stop_requested(r)) {
-        if (r->db && !db_alive(r->db)) {
-            db_close(r->db); /* the server went away: so did the relay lock */
-            r->db = NULL;
-            r->leader = 0;
-        }
-        if (!r->db && open_database(r, r->db_attempt, err, sizeof(err)) != DB_OK) {
-            sleep_stoppable(r, mq_backoff_ms(r->db_attempt++));
+        if (ensure_connections(r) != 0)
             continue;
-        }
-        if (!r->mq && connect_broker(r, r->mq_attempt) != 0) {
-            refresh_pending(r, 0);
-            sleep_stoppable(r, mq_backoff_ms(r->mq_attempt++));
-            continue;
-        }
-
-        if (!lead(r)) {
-            /* A standby (or a leader that lost its lock with its
-             * session): what it had sent goes out again from the
-             * holder. Keep the broker connection alive (readiness), and
-             * try for the lock again after a poll interval. */
-            abandon_sent(r);
-            reap_marked(r);
-            wait_for_work(r);
-            if (mq_poll(r->mq) != MQ_OK)
-                drop_broker(r);
-            continue;
-        }
-        relay_step(r);
+        if (lead(r))
+            relay_step(r);
+        else
+            stand_by(r);
     }
 
     finish_in_flight(r);

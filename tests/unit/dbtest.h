@@ -77,37 +77,37 @@ const char *dbtest_query_text(db *conn, const char *sql, char *buf, size_t size)
  * the error. */
 int dbtest_run(db_stmt *st);
 
-/* The shared tests, each run once per backend. */
-void test_bind_step_columns(void **state);
-void test_param_order_and_reuse(void **state);
-void test_prepare_errors(void **state);
-void test_statement_cache(void **state);
-void test_constraints(void **state);
-void test_failed_bind_sticks(void **state);
-void test_transactions(void **state);
-void test_relaxed_commits(void **state);
-void test_migrate(void **state);
-void test_migrate_empty(void **state);
-void test_migrate_failure(void **state);
-void test_migrate_concurrent(void **state);
-void test_pool_threads(void **state);
-void test_pool_blocks_and_cleans_up(void **state);
+/* The shared tests, each run once per backend, named once here: the list
+ * gives both their prototypes and their entries in a cmocka test list, so
+ * a new shared test cannot be declared and then left out of a backend's
+ * run. X(name, ...) is applied to each test and LAST to the last one (an
+ * entry list is comma-separated with no comma after its end), both with
+ * the arguments that follow LAST: a backend's setup and teardown. */
+#define DBTEST_SHARED(X, LAST, ...)                                                                \
+    X(test_bind_step_columns, __VA_ARGS__)                                                         \
+    X(test_param_order_and_reuse, __VA_ARGS__)                                                     \
+    X(test_prepare_errors, __VA_ARGS__)                                                            \
+    X(test_statement_cache, __VA_ARGS__)                                                           \
+    X(test_constraints, __VA_ARGS__)                                                               \
+    X(test_failed_bind_sticks, __VA_ARGS__)                                                        \
+    X(test_transactions, __VA_ARGS__)                                                              \
+    X(test_relaxed_commits, __VA_ARGS__)                                                           \
+    X(test_migrate, __VA_ARGS__)                                                                   \
+    X(test_migrate_empty, __VA_ARGS__)                                                             \
+    X(test_migrate_failure, __VA_ARGS__)                                                           \
+    X(test_migrate_concurrent, __VA_ARGS__)                                                        \
+    X(test_pool_threads, __VA_ARGS__)                                                              \
+    LAST(test_pool_blocks_and_cleans_up, __VA_ARGS__)
+
+#define DBTEST_DECLARE(name, ...) void name(void **state);
+DBTEST_SHARED(DBTEST_DECLARE, DBTEST_DECLARE, )
+
+#define DBTEST_LAST_ENTRY(name, setup, teardown)                                                   \
+    cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define DBTEST_ENTRY(name, setup, teardown) DBTEST_LAST_ENTRY(name, setup, teardown),
 
 /* Their entries in a cmocka test list, with a backend's setup. */
 #define DBTEST_SHARED_TESTS(setup, teardown)                                                       \
-    cmocka_unit_test_setup_teardown(test_bind_step_columns, setup, teardown),                      \
-        cmocka_unit_test_setup_teardown(test_param_order_and_reuse, setup, teardown),              \
-        cmocka_unit_test_setup_teardown(test_prepare_errors, setup, teardown),                     \
-        cmocka_unit_test_setup_teardown(test_statement_cache, setup, teardown),                    \
-        cmocka_unit_test_setup_teardown(test_constraints, setup, teardown),                        \
-        cmocka_unit_test_setup_teardown(test_failed_bind_sticks, setup, teardown),                 \
-        cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),                       \
-        cmocka_unit_test_setup_teardown(test_relaxed_commits, setup, teardown),                    \
-        cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),                            \
-        cmocka_unit_test_setup_teardown(test_migrate_empty, setup, teardown),                      \
-        cmocka_unit_test_setup_teardown(test_migrate_failure, setup, teardown),                    \
-        cmocka_unit_test_setup_teardown(test_migrate_concurrent, setup, teardown),                 \
-        cmocka_unit_test_setup_teardown(test_pool_threads, setup, teardown),                       \
-        cmocka_unit_test_setup_teardown(test_pool_blocks_and_cleans_up, setup, teardown)
+    DBTEST_SHARED(DBTEST_ENTRY, DBTEST_LAST_ENTRY, setup, teardown)
 
 #endif
