@@ -18,6 +18,7 @@
 #include "log.h"
 #include "service.h"
 #include "util.h"
+#include "worker.h"
 
 #define REBUILDS_PATH "/invoice-service/rebuilds/"
 /* A transaction of the rebuild that fails on a lock wait (DB_BUSY: a
@@ -555,15 +556,16 @@ int rebuild_run(rebuild_job *job, const atomic_int *cancel, rebuild_progress_fn 
 
 /* ------------------------------------------------------------ the service */
 
-/* The rebuild this process runs, if any: its thread, and the flag that
- * cancels it when the service stops. */
+/* The rebuild this process runs, if any. Its thread is a worker that ends
+ * by itself when the job does; it is stopped (joined) by the next POST or
+ * by the service's stop, and the worker's stop flag is the job's cancel
+ * flag, so a stop while it runs cancels it. */
 static struct {
     pthread_mutex_t mu;
-    int active;   /* a thread runs a job */
-    int joinable; /* a thread was started and not joined yet */
-    pthread_t thread;
-    atomic_int cancel;
-    int64_t id; /* of the job the thread runs */
+    int active;      /* the worker runs a job */
+    int joinable;    /* the worker was started and not stopped yet */
+    struct worker w; /* its lock is unused: mu guards the fields here */
+    int64_t id;      /* of the job the worker runs */
 } here = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void sources_of(const struct config *cfg, struct rebuild_sources *src)
@@ -578,7 +580,7 @@ static void *run_thread(void *arg)
     rebuild_job *job = arg;
     char err[REBUILD_ERROR_MAX];
 
-    rebuild_run(job, &here.cancel, NULL, NULL, err, sizeof(err));
+    rebuild_run(job, &here.w.stopping, NULL, NULL, err, sizeof(err));
     rebuild_job_free(job); /* releases the lock: then a new one may start */
     pthread_mutex_lock(&here.mu);
     here.active = 0;
@@ -605,12 +607,11 @@ int rebuild_service_start(struct service *s)
 void rebuild_service_stop(void)
 {
     pthread_mutex_lock(&here.mu);
-    atomic_store(&here.cancel, 1);
     int joinable = here.joinable;
     here.joinable = 0;
     pthread_mutex_unlock(&here.mu);
     if (joinable)
-        pthread_join(here.thread, NULL);
+        worker_stop(&here.w); /* cancels a job in progress */
     fetch_global_cleanup();
 }
 
@@ -726,7 +727,7 @@ void rebuild_handle_create(http_request *req, void *app)
         goto conflict;
     }
     if (here.joinable) {
-        pthread_join(here.thread, NULL); /* it has ended: active is 0 */
+        worker_stop(&here.w); /* it has ended (active is 0): only joined */
         here.joinable = 0;
     }
     sources_of(s->cfg, &src);
@@ -734,8 +735,7 @@ void rebuild_handle_create(http_request *req, void *app)
     if (rc == REBUILD_BEGUN) {
         here.active = 1;
         here.id = id;
-        atomic_store(&here.cancel, 0);
-        if (pthread_create(&here.thread, NULL, run_thread, job) != 0) {
+        if (worker_start(&here.w, run_thread, job) != 0) {
             char why[] = "cannot start the rebuild's thread";
             log_error(http_request_id(req), "%s", why);
             fail_job(job, why);

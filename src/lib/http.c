@@ -15,43 +15,24 @@
 #include <unistd.h>
 
 #include "body.h"
+#include "deadline.h"
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
 #include "trace.h"
 #include "util.h"
-#include "worker.h"
 
 #define REQUEST_ID_MAX 128
 #define MAX_EXTRA_HEADERS 8
 #define INITIAL_BODY_CAP 1024
 #define DISCARD_MAX_FACTOR 16 /* bytes read and dropped, in body limits */
 #define DRAIN_POLL_US 10000
-#define REAP_PERIOD_MS 250 /* how often connection deadlines are checked */
-#define BODY_MIN_RATE 1024 /* bytes/s a body must average after its grace */
-#define METRIC_TIMED_OUT "http_connections_timed_out_total"
 #define CONTENT_TYPE_JSON "application/json; charset=utf-8"
 #define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
 #define CORS_ALLOW_HEADERS "Content-Type, X-Request-Id, Idempotency-Key, Authorization, traceparent"
 #define CORS_EXPOSE_HEADERS                                                                        \
     "Location, X-Request-Id, X-Consistency-Token, Idempotent-Replayed, Retry-After"
 #define CORS_MAX_AGE "86400"
-
-/* One TCP connection, from MHD's "started" notification to its "closed"
- * one, for the deadline reaper (see "connection deadlines" below). phase
- * and the figures beside it are written by the connection's MHD worker and
- * read by the reaper; the links and fd only change under reaper.lock. */
-enum conn_phase { CONN_HEAD, CONN_BODY, CONN_SERVING };
-
-struct http_conn {
-    int fd;
-    atomic_int phase;
-    _Atomic int64_t since_ns;    /* CONN_HEAD: since when a head is due;
-                                    CONN_BODY: when the head was complete */
-    _Atomic uint64_t body_bytes; /* CONN_BODY: received so far */
-    int reaped;                  /* shut down already (under reaper.lock) */
-    struct http_conn *prev, *next;
-};
 
 struct http_server {
     struct MHD_Daemon *daemon;
@@ -69,10 +50,10 @@ struct http_server {
     atomic_int draining;
     int closed;
 
-    /* Connection deadlines: every open connection, and the thread that
-     * shuts down those whose client keeps its request from arriving. */
-    struct worker reaper; /* its lock guards conns */
-    struct http_conn *conns;
+    /* Connection deadlines (deadline.h): every open connection, and the
+     * thread that shuts down those whose client keeps its request from
+     * arriving. */
+    deadline_list *deadlines;
 };
 
 struct extra_header {
@@ -83,7 +64,7 @@ struct extra_header {
 struct http_request {
     http_server *srv;
     struct MHD_Connection *conn;
-    struct http_conn *link;         /* its connection's deadline record, or NULL */
+    deadline_conn *link;            /* its connection's deadline record, or NULL */
     const struct http_route *route; /* NULL until matched */
     const char *route_label;        /* for metrics: a pattern, never raw input */
     const char *method_label;
@@ -518,37 +499,20 @@ static const size_t builtin_route_count = ARRAY_LEN(builtin_routes);
 
 /* ------------------------------------------------- connection deadlines */
 
-/* libmicrohttpd closes a connection that stays silent for --idle-timeout,
- * but a client that trickles its request a byte at a time is never
- * silent, so it could hold its connection for hours, and enough of them
- * lock everyone else out (slowloris). So we add deadlines of our own:
- *
- *   - the head of a request must be complete within --idle-timeout of the
- *     connection opening or of the previous answer;
- *   - its body then gets a grace of --idle-timeout plus one second per
- *     BODY_MIN_RATE bytes received, so an honest upload of any allowed
- *     size finishes, and a trickle does not.
- *
- * A connection whose request is being served (or suspended for the group
- * commit) has no deadline here. MHD has no call to close a connection from
- * outside its threads, so the reaper shuts the socket down; MHD then
- * reads end-of-file and closes and forgets the connection in its own
- * thread. MHD notifies "closed" before it closes the descriptor, and the
- * record leaves the list under reaper.lock in that notification, so a
- * descriptor the reaper shuts down under the same lock is never one that
- * was closed and reused. */
+/* Each connection has a deadline record (deadline.h) from MHD's "started"
+ * notification to its "closed" one, which MHD sends before it closes the
+ * descriptor: so the record leaves the list before its descriptor can be
+ * reused. MHD has no call to close a connection from outside its threads,
+ * so the reaper shuts the socket down; MHD then reads end-of-file and
+ * closes and forgets the connection in its own thread. */
 
-static void conn_enter(struct http_conn *c, enum conn_phase phase)
+/* Enters phase now (c may be NULL: no deadline). */
+static void conn_enter(deadline_conn *c, enum deadline_phase phase)
 {
-    if (!c)
-        return;
-    /* The phase last: a reaper that sees the new phase sees its figures. */
-    atomic_store(&c->since_ns, util_monotonic_ns());
-    atomic_store(&c->body_bytes, 0);
-    atomic_store(&c->phase, (int)phase);
+    deadline_enter(c, phase, util_monotonic_ns());
 }
 
-static struct http_conn *conn_of(struct MHD_Connection *conn)
+static deadline_conn *conn_of(struct MHD_Connection *conn)
 {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
@@ -559,76 +523,19 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
                           enum MHD_ConnectionNotificationCode code)
 {
     http_server *srv = cls;
-    struct http_conn *c = *socket_context;
 
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
         const union MHD_ConnectionInfo *info =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         if (!info)
             return; /* no deadline then; MHD's idle timeout still applies */
-        c = xcalloc(1, sizeof(*c));
-        c->fd = info->connect_fd;
-        conn_enter(c, CONN_HEAD);
-        pthread_mutex_lock(&srv->reaper.lock);
-        c->next = srv->conns;
-        if (srv->conns)
-            srv->conns->prev = c;
-        srv->conns = c;
-        pthread_mutex_unlock(&srv->reaper.lock);
-        *socket_context = c;
+        *socket_context = deadline_open(srv->deadlines, info->connect_fd, util_monotonic_ns());
         return;
     }
-    if (!c)
+    if (!*socket_context)
         return;
-    pthread_mutex_lock(&srv->reaper.lock);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    pthread_mutex_unlock(&srv->reaper.lock);
-    free(c);
+    deadline_close(srv->deadlines, *socket_context);
     *socket_context = NULL;
-}
-
-/* The metrics label of the deadline c has passed at now, or NULL. */
-static const char *conn_overdue(const struct http_conn *c, int64_t now, int64_t idle_ns)
-{
-    int phase = atomic_load(&c->phase);
-    int64_t waited = now - atomic_load(&c->since_ns);
-
-    if (phase == CONN_HEAD)
-        return waited > idle_ns ? "phase=\"head\"" : NULL;
-    if (phase == CONN_BODY) {
-        uint64_t bytes = atomic_load(&c->body_bytes);
-        int64_t earned = (int64_t)(bytes / BODY_MIN_RATE) * 1000000000;
-        return waited > idle_ns + earned ? "phase=\"body\"" : NULL;
-    }
-    return NULL;
-}
-
-static void *reaper_main(void *arg)
-{
-    http_server *srv = arg;
-    int64_t idle_ns = (int64_t)srv->cfg->idle_timeout_s * 1000000000;
-
-    pthread_mutex_lock(&srv->reaper.lock);
-    while (!worker_stopping(&srv->reaper)) {
-        int64_t now = util_monotonic_ns();
-        for (struct http_conn *c = srv->conns; c; c = c->next) {
-            const char *late = c->reaped ? NULL : conn_overdue(c, now, idle_ns);
-            if (!late)
-                continue;
-            shutdown(c->fd, SHUT_RDWR);
-            c->reaped = 1;
-            metrics_counter_add(METRIC_TIMED_OUT, late, 1);
-            log_debug(NULL, "closed a connection whose request did not arrive in time (%s)", late);
-        }
-        worker_wait_until(&srv->reaper, now + (int64_t)REAP_PERIOD_MS * 1000000);
-    }
-    pthread_mutex_unlock(&srv->reaper.lock);
-    return NULL;
 }
 
 /* ----------------------------------------------------------- MHD glue */
@@ -762,8 +669,7 @@ static enum MHD_Result receive_body(http_request *req, const char *data, size_t 
 {
     size_t limit = req->srv->cfg->body_limit;
 
-    if (req->link)
-        atomic_fetch_add(&req->link->body_bytes, size);
+    deadline_received(req->link, size);
     req->body_len += size;
     if (req->body_len > limit && req->next == NEXT_HANDLER) {
         req->next = NEXT_ERROR;
@@ -837,10 +743,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
          * else waits for a later call: answering on the first one would
          * make MHD 0.9.75 drop keep-alive. */
         if (req->next == NEXT_ERROR && req->error.status == 413) {
-            conn_enter(req->link, CONN_SERVING);
+            conn_enter(req->link, DEADLINE_SERVING);
             return answer_error(req);
         }
-        conn_enter(req->link, CONN_BODY); /* the head is complete */
+        conn_enter(req->link, DEADLINE_BODY); /* the head is complete */
         return MHD_YES;
     }
     if (req->queued) {
@@ -852,7 +758,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         *upload_data_size = 0;
         return receive_body(req, upload_data, size);
     }
-    conn_enter(req->link, CONN_SERVING);
+    conn_enter(req->link, DEADLINE_SERVING);
     return finish_request(req);
 }
 
@@ -863,7 +769,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     http_request *req = *con_cls;
 
     if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-        conn_enter(conn_of(conn), CONN_HEAD); /* keep-alive: the next head is due */
+        conn_enter(conn_of(conn), DEADLINE_HEAD); /* keep-alive: the next head is due */
     if (!req)
         return;
     double seconds = (double)(util_monotonic_ns() - req->start_ns) / 1e9;
@@ -903,6 +809,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 static void server_free(http_server *srv)
 {
+    deadline_list_free(srv->deadlines);
     pthread_mutex_destroy(&srv->flight_lock);
     free(srv);
 }
@@ -919,8 +826,6 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
 
     srv->cfg = cfg;
     pthread_mutex_init(&srv->flight_lock, NULL);
-    metrics_describe(METRIC_TIMED_OUT, "counter",
-                     "Connections closed because a request head or body did not arrive in time.");
     srv->routes = conf->routes;
     srv->route_count = conf->route_count;
     srv->ready = conf->ready;
@@ -942,8 +847,9 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
         server_free(srv);
         return NULL;
     }
-    /* Before the daemon: its connection notifications take the lock. */
-    if (worker_start(&srv->reaper, reaper_main, srv) != 0) {
+    /* Before the daemon: its connection notifications use the list. */
+    srv->deadlines = deadline_list_new((int64_t)cfg->idle_timeout_s * 1000000000);
+    if (deadline_reaper_start(srv->deadlines) != 0) {
         snprintf(err, errlen, "cannot start the connection deadline thread");
         server_free(srv);
         return NULL;
@@ -960,7 +866,7 @@ http_server *http_server_start(const struct http_server_config *conf, char *err,
     if (!srv->daemon) {
         snprintf(err, errlen, "cannot listen on %s:%d (in use, or not allowed)", cfg->bind,
                  cfg->port);
-        worker_stop(&srv->reaper);
+        deadline_reaper_stop(srv->deadlines);
         server_free(srv);
         return NULL;
     }
@@ -995,7 +901,7 @@ void http_server_stop(http_server *srv)
                  srv->cfg->shutdown_timeout_s);
     MHD_stop_daemon(srv->daemon); /* every connection is notified closed */
 
-    worker_stop(&srv->reaper);
+    deadline_reaper_stop(srv->deadlines);
     server_free(srv);
 }
 

@@ -1,6 +1,7 @@
 /*
- * sse (see sse.h). One mutex guards the list of clients and each client's
- * buffer and flags. A client's stream is suspended only by its own read
+ * sse (see sse.h). The hub's thread is a worker (worker.h), and the
+ * worker's lock guards the list of clients and each client's buffer and
+ * flags. A client's stream is suspended only by its own read
  * callback, under the lock, when it has nothing to send; whoever gives it
  * something to send (a publish, a keep-alive, the end) clears its
  * "suspended" flag under the lock and resumes it after unlocking. Only the
@@ -20,6 +21,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
+#include "worker.h"
 
 #define MS_NS 1000000LL
 #define CONTENT_TYPE_SSE "text/event-stream; charset=utf-8"
@@ -41,13 +43,10 @@ struct sse_client {
 };
 
 struct sse_hub {
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond; /* on the monotonic clock */
+    struct worker w; /* its lock guards everything below */
     struct sse_client *head;
     size_t count;
     uint64_t next_id;
-    int stopping;
     int drained; /* every stream was told to end for shutdown */
 };
 
@@ -166,7 +165,7 @@ static long client_read(void *cls, char *buf, size_t max)
     sse_hub *hub = c->hub;
     long n = 0;
 
-    pthread_mutex_lock(&hub->lock);
+    pthread_mutex_lock(&hub->w.lock);
     if (c->dropped) {
         n = HTTP_STREAM_ABORT;
     } else if (sse_queue_unsent(&c->q) > 0) {
@@ -177,7 +176,7 @@ static long client_read(void *cls, char *buf, size_t max)
         c->suspended = 1;
         http_stream_suspend(c->st);
     }
-    pthread_mutex_unlock(&hub->lock);
+    pthread_mutex_unlock(&hub->w.lock);
     return n;
 }
 
@@ -186,7 +185,7 @@ static void client_done(void *cls)
     struct sse_client *c = cls;
     sse_hub *hub = c->hub;
 
-    pthread_mutex_lock(&hub->lock);
+    pthread_mutex_lock(&hub->w.lock);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -195,7 +194,7 @@ static void client_done(void *cls)
         c->next->prev = c->prev;
     hub->count--;
     metrics_gauge_set(METRIC_CLIENTS, NULL, (int64_t)hub->count);
-    pthread_mutex_unlock(&hub->lock);
+    pthread_mutex_unlock(&hub->w.lock);
     sse_queue_free(&c->q);
     free(c);
 }
@@ -207,9 +206,9 @@ void sse_hub_handle(http_request *req, sse_hub *hub)
 
     if (http_refuse_query(req))
         return;
-    pthread_mutex_lock(&hub->lock);
+    pthread_mutex_lock(&hub->w.lock);
     if (hub->count >= SSE_MAX_CLIENTS || hub->drained || http_draining(req)) {
-        pthread_mutex_unlock(&hub->lock);
+        pthread_mutex_unlock(&hub->w.lock);
         api_error_set(&err, 503, "unavailable", NULL,
                       "too many event streams are open (at most %d); retry later", SSE_MAX_CLIENTS);
         http_add_header(req, "Retry-After", "1");
@@ -233,7 +232,7 @@ void sse_hub_handle(http_request *req, sse_hub *hub)
     hub->head = c;
     hub->count++;
     metrics_gauge_set(METRIC_CLIENTS, NULL, (int64_t)hub->count);
-    pthread_mutex_unlock(&hub->lock);
+    pthread_mutex_unlock(&hub->w.lock);
 }
 
 void sse_publish(sse_hub *hub, const char *data, size_t len)
@@ -243,7 +242,7 @@ void sse_publish(sse_hub *hub, const char *data, size_t len)
 
     if (!hub)
         return;
-    pthread_mutex_lock(&hub->lock);
+    pthread_mutex_lock(&hub->w.lock);
     uint64_t id = ++hub->next_id;
     for (struct sse_client *c = hub->head; c; c = c->next) {
         if (c->dropped || c->ending)
@@ -252,7 +251,7 @@ void sse_publish(sse_hub *hub, const char *data, size_t len)
         wake_locked(c, wake, &n);
     }
     metrics_counter_add(METRIC_EVENTS, NULL, 1);
-    pthread_mutex_unlock(&hub->lock);
+    pthread_mutex_unlock(&hub->w.lock);
     resume_all(wake, n);
 }
 
@@ -263,8 +262,8 @@ static void *run(void *arg)
     sse_hub *hub = arg;
     http_stream *wake[SSE_MAX_CLIENTS];
 
-    pthread_mutex_lock(&hub->lock);
-    while (!hub->stopping) {
+    pthread_mutex_lock(&hub->w.lock);
+    while (!worker_stopping(&hub->w)) {
         int64_t now = util_monotonic_ns();
         size_t n = 0;
         int drain = hub->head && http_stream_draining(hub->head->st);
@@ -281,14 +280,14 @@ static void *run(void *arg)
             wake_locked(c, wake, &n);
         }
         if (n > 0) {
-            pthread_mutex_unlock(&hub->lock);
+            pthread_mutex_unlock(&hub->w.lock);
             resume_all(wake, n);
-            pthread_mutex_lock(&hub->lock);
+            pthread_mutex_lock(&hub->w.lock);
             continue;
         }
-        util_cond_wait_until(&hub->cond, &hub->lock, now + SSE_TICK_MS * MS_NS);
+        worker_wait_until(&hub->w, now + SSE_TICK_MS * MS_NS);
     }
-    pthread_mutex_unlock(&hub->lock);
+    pthread_mutex_unlock(&hub->w.lock);
     return NULL;
 }
 
@@ -296,17 +295,13 @@ sse_hub *sse_hub_start(char *err, size_t errlen)
 {
     sse_hub *hub = xcalloc(1, sizeof(*hub));
 
-    pthread_mutex_init(&hub->lock, NULL);
-    util_cond_init_monotonic(&hub->cond);
     metrics_describe(METRIC_CLIENTS, "gauge", "Event streams open.");
     metrics_describe(METRIC_EVENTS, "counter", "Events sent to the event streams.");
     metrics_describe(METRIC_DROPPED, "counter",
                      "Event stream clients disconnected because they did not keep up.");
     metrics_gauge_set(METRIC_CLIENTS, NULL, 0);
-    if (pthread_create(&hub->thread, NULL, run, hub) != 0) {
+    if (worker_start(&hub->w, run, hub) != 0) {
         snprintf(err, errlen, "cannot start the event stream thread");
-        pthread_mutex_destroy(&hub->lock);
-        pthread_cond_destroy(&hub->cond);
         free(hub);
         return NULL;
     }
@@ -315,9 +310,9 @@ sse_hub *sse_hub_start(char *err, size_t errlen)
 
 size_t sse_client_count(sse_hub *hub)
 {
-    pthread_mutex_lock(&hub->lock);
+    pthread_mutex_lock(&hub->w.lock);
     size_t n = hub->count;
-    pthread_mutex_unlock(&hub->lock);
+    pthread_mutex_unlock(&hub->w.lock);
     return n;
 }
 
@@ -325,16 +320,10 @@ void sse_hub_stop(sse_hub *hub)
 {
     if (!hub)
         return;
-    pthread_mutex_lock(&hub->lock);
-    hub->stopping = 1;
-    pthread_cond_signal(&hub->cond);
-    pthread_mutex_unlock(&hub->lock);
-    pthread_join(hub->thread, NULL);
+    worker_stop(&hub->w);
     /* The server stopped, which finished every stream; one left belongs
      * to a server stopped past its drain timeout and must not be touched. */
     if (hub->count)
         log_warn(NULL, "event streams: %zu still open at shutdown", hub->count);
-    pthread_mutex_destroy(&hub->lock);
-    pthread_cond_destroy(&hub->cond);
     free(hub);
 }

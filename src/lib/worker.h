@@ -1,8 +1,9 @@
 /*
- * worker: one long-lived background thread, with the lock, condition
- * variable and stop flag that each of the services' threads needs (the
- * group committer, the outbox relay, the consumer, the reads that wait for
- * consistency tokens).
+ * worker: one background thread, with the lock, condition variable and
+ * stop flag that each of the services' threads needs (the group committer,
+ * the outbox relay, the consumer, the reads that wait for consistency
+ * tokens, the connection-deadline reaper, the event-stream hub, the
+ * rebuild runner). Every thread of the services starts here.
  *
  * The owner embeds a struct worker, guards its own shared state with
  * w->lock, and waits with worker_wait_until() or worker_sleep(), so that
@@ -52,7 +53,9 @@ int worker_sleep(struct worker *w, int64_t ms);
 
 /* Sets the stop flag, wakes the thread, joins it, and frees the lock and
  * the condition variable. The thread's main() must return soon after
- * worker_stopping() turns true. */
+ * worker_stopping() turns true. A main() may also return by itself (a
+ * one-shot job): worker_stop then only joins it. Once stopped, w may be
+ * started again. */
 void worker_stop(struct worker *w);
 
 /* Exponential backoff: base_ms doubled per attempt already made (0 for

@@ -1,7 +1,9 @@
 /*
  * Unit tests for worker: a stop reaches a thread that waits without a
  * deadline and one that sleeps a long backoff, a signal wakes a wait but
- * does not end a sleep, and the backoff doubles up to its cap. A test that
+ * does not end a sleep, a one-shot thread that ended by itself is joined by
+ * a stop and the worker started again, and the backoff doubles up to its
+ * cap. A test that
  * hangs is killed by alarm() and fails.
  */
 #include <setjmp.h>
@@ -127,6 +129,38 @@ static void a_sleep_without_a_stop_lasts_its_time(void **state)
     alarm(0);
 }
 
+/* Ends by itself, without waiting for a stop: a one-shot job. */
+static void *one_shot_main(void *arg)
+{
+    struct owner *o = arg;
+
+    pthread_mutex_lock(&o->w.lock);
+    o->taken++;
+    o->sleep_result = worker_stopping(&o->w);
+    worker_signal(&o->w);
+    pthread_mutex_unlock(&o->w.lock);
+    return NULL;
+}
+
+static void a_one_shot_thread_is_joined_by_a_stop_and_started_again(void **state)
+{
+    struct owner o = {0};
+    (void)state;
+
+    alarm(TEST_BOUND_S);
+    for (int i = 1; i <= 2; i++) {
+        assert_int_equal(worker_start(&o.w, one_shot_main, &o), 0);
+        pthread_mutex_lock(&o.w.lock);
+        while (o.taken < i) /* it ran, or alarm() fails the test */
+            pthread_cond_wait(&o.w.cond, &o.w.lock);
+        pthread_mutex_unlock(&o.w.lock);
+        assert_int_equal(o.sleep_result, 0); /* a new start is not stopping */
+        worker_stop(&o.w);                   /* joins the ended thread */
+        assert_int_equal(worker_stopping(&o.w), 1);
+    }
+    alarm(0);
+}
+
 static void backoff_doubles_to_its_cap(void **state)
 {
     (void)state;
@@ -144,6 +178,7 @@ int main(void)
         cmocka_unit_test(signal_wakes_a_wait_and_stop_ends_it),
         cmocka_unit_test(stop_cuts_a_sleep_short),
         cmocka_unit_test(a_sleep_without_a_stop_lasts_its_time),
+        cmocka_unit_test(a_one_shot_thread_is_joined_by_a_stop_and_started_again),
         cmocka_unit_test(backoff_doubles_to_its_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
