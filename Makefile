@@ -108,6 +108,12 @@ UNIT_EXTRA_test_db_pg := $(UNIT_EXTRA_test_db) \
 # test_users: the user insert's error answers, on both backends.
 UNIT_EXTRA_test_users := $(UNIT_EXTRA_test_db) $(BUILD)/src/user/users.o \
 	$(BUILD)/src/user/schema.o $(CONTRACT_OBJ)
+# test_groupcommit: the committer on both backends; test_config: parsing
+# in-process and, for what exits, in a child; test_create: the create path
+# over HTTP with the user service's real spec and schema.
+UNIT_EXTRA_test_groupcommit := $(UNIT_EXTRA_test_db)
+UNIT_EXTRA_test_config := $(BUILD)/tests/unit/testutil.o
+UNIT_EXTRA_test_create := $(UNIT_EXTRA_test_users)
 $(foreach t,$(UNIT_BINS),$(eval $(t): $(UNIT_EXTRA_$(notdir $(t)))))
 
 # Each test's .d file records the headers it includes (dbtest.h too).
