@@ -277,6 +277,14 @@ static void set_reply(http_request *req, int status, char *body, size_t len, con
 void http_reply(http_request *req, int status, struct jsonw *w)
 {
     size_t len;
+
+    if (jsonw_failed(w)) { /* an answer past JSONW_MAX_BYTES: our fault */
+        struct api_error err;
+        jsonw_reset(w);
+        api_error_set(&err, 500, "internal", NULL, "the answer would be too large");
+        http_reply_error(req, &err);
+        return;
+    }
     char *body = jsonw_steal(w, &len);
     set_reply(req, status, body, len, CONTENT_TYPE_JSON);
 }

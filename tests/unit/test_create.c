@@ -5,7 +5,9 @@
  * its outbox event and its answer (Location, X-Consistency-Token), a
  * batch, a bad item that writes nothing, a conflict found while inserting
  * that takes the whole batch back, and how an Idempotency-Key replays a
- * create, refuses another body and is not kept by a failed create.
+ * create, refuses another body and is not kept by a failed create. Also
+ * (on SQLite: it is the HTTP layer's) that an answer over jsonw's cap is
+ * a 500.
  *
  * The SQLite tests run on files in a temporary directory; the PostgreSQL
  * ones on TEST_PG_URL, in schemas of their own (dbtest.h), and are
@@ -66,8 +68,31 @@ struct answer {
     json_t *json;
 };
 
+#define HUGE_PATH "/system-api/huge"
+#define HUGE_CHUNK (1024 * 1024)
+
+/* Writes an answer past JSONW_MAX_BYTES (jsonw.h), as a runaway bug
+ * would, and replies with it. */
+static void handle_huge(http_request *req, void *app)
+{
+    char *chunk = xmalloc(HUGE_CHUNK);
+    struct jsonw w;
+    (void)app;
+
+    memset(chunk, 'h', HUGE_CHUNK);
+    jsonw_init(&w);
+    jsonw_array_begin(&w);
+    for (size_t i = 0; i <= JSONW_MAX_BYTES / HUGE_CHUNK; i++)
+        jsonw_string_len(&w, chunk, HUGE_CHUNK);
+    jsonw_array_end(&w);
+    http_reply(req, 200, &w);
+    jsonw_free(&w);
+    free(chunk);
+}
+
 static const struct http_route routes[] = {
     {"POST", PATH, create_handle, &user_create, 0},
+    {"POST", HUGE_PATH, handle_huge, NULL, 0},
 };
 
 /* A port free at the moment (the kernel's choice for port 0). */
@@ -101,7 +126,7 @@ static int setup(void **state, int (*db_setup)(void **))
     snprintf(port, sizeof(port), "%d", free_port());
     char *argv[] = {(char *)"test",           (char *)"--port", port,
                     (char *)"--http-threads", (char *)"2",      NULL};
-    config_load(&f->cfg, "user-service", 0, (int)ARRAY_LEN(argv) - 1, argv);
+    config_load(&f->cfg, "user-service", 8081, (int)ARRAY_LEN(argv) - 1, argv);
     f->svc.cfg = &f->cfg;
     f->svc.gc =
         groupcommit_start(dbtest_url(&f->db_state, 0, NULL, url), MAX_GROUP, err, sizeof(err));
@@ -112,7 +137,7 @@ static int setup(void **state, int (*db_setup)(void **))
     f->srv = http_server_start(&conf, err, sizeof(err));
     if (!f->srv)
         fail_msg("http_server_start: %s", err);
-    snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%s%s", port, PATH);
+    snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%s", port);
     return 0;
 }
 
@@ -175,8 +200,10 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg)
 
 /* POSTs body (with an Idempotency-Key when key is not NULL); the answer's
  * body parsed into a->json. */
-static void post(const struct fixture *f, const char *body, const char *key, struct answer *a)
+static void post_to(const struct fixture *f, const char *path, const char *body, const char *key,
+                    struct answer *a)
 {
+    char url[URL_MAX + sizeof(HUGE_PATH) + sizeof(PATH)];
     CURL *curl = curl_easy_init();
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
     char key_header[HEADER_MAX];
@@ -188,7 +215,8 @@ static void post(const struct fixture *f, const char *body, const char *key, str
         snprintf(key_header, sizeof(key_header), "Idempotency-Key: %s", key);
         headers = curl_slist_append(headers, key_header);
     }
-    curl_easy_setopt(curl, CURLOPT_URL, f->url);
+    snprintf(url, sizeof(url), "%s%s", f->url, path);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_body);
@@ -199,13 +227,18 @@ static void post(const struct fixture *f, const char *body, const char *key, str
     curl_easy_setopt(curl, CURLOPT_NOPROXY, "*");
     CURLcode rc = curl_easy_perform(curl);
     if (rc != CURLE_OK)
-        fail_msg("POST %s: %s", f->url, curl_easy_strerror(rc));
+        fail_msg("POST %s: %s", url, curl_easy_strerror(rc));
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &a->status);
     curl_slist_free_all(headers);
     curl_easy_cleanup(curl);
     a->json = json_loadb(a->body ? a->body : "", a->body_len, 0, &jerr);
     if (!a->json)
         fail_msg("answer is not JSON (%s): %s", jerr.text, a->body ? a->body : "");
+}
+
+static void post(const struct fixture *f, const char *body, const char *key, struct answer *a)
+{
+    post_to(f, PATH, body, key, a);
 }
 
 static void answer_free(struct answer *a)
@@ -383,6 +416,21 @@ static void test_failed_create_keeps_no_key(void **state)
     assert_int_equal(query_int(f, "SELECT count(*) FROM idempotency_keys"), 1);
 }
 
+/* An answer that outgrows JSONW_MAX_BYTES is a 500, not a runaway
+ * allocation; the server goes on answering. */
+static void test_answer_over_cap_is_500(void **state)
+{
+    struct fixture *f = *state;
+    struct answer a;
+
+    post_to(f, HUGE_PATH, "{}", NULL, &a);
+    expect_error(&a, 500, "internal", -1);
+    answer_free(&a);
+    post(f, "{\"name\": \"H\", \"email\": \"h@example.com\"}", NULL, &a);
+    assert_int_equal(a.status, 201);
+    answer_free(&a);
+}
+
 /* A test on each backend, named after both. */
 #define BOTH(test)                                                                                 \
     {#test " (sqlite)", test, setup_sqlite, teardown, NULL},                                       \
@@ -399,6 +447,7 @@ int main(void)
         BOTH(test_conflict_takes_batch_back),
         BOTH(test_idempotent_replay),
         BOTH(test_failed_create_keeps_no_key),
+        cmocka_unit_test_setup_teardown(test_answer_over_cap_is_500, setup_sqlite, teardown),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
