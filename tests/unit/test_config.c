@@ -2,7 +2,8 @@
  * Unit tests of config parsing (src/lib/config.c): defaults, flags in both
  * forms, the environment, flags over the environment, the ranges of the
  * numbers, bad values refused with a message that names the option (exit
- * status 2), options that only one service takes, --help and --version.
+ * status 2), options that only one service takes, --help and --version,
+ * and that the defaults --help names are the ones config_load applies.
  *
  * config_load() exits on --help, --version and on a bad value, so those
  * cases run it in a child process whose output and exit status the test
@@ -387,16 +388,101 @@ static void test_help_lists_options(void **state)
     assert_non_null(strstr(o.out, "--source-token"));
 }
 
+/* Every setting of cfg as text, to compare two configurations whole. */
+static void fingerprint(const struct config *c, char *buf, size_t size)
+{
+#define S(x) ((x) ? (x) : "(null)")
+    snprintf(
+        buf, size, "%d|%s|%s|%s|%s|%d|%zu|%d|%d|%d|%d|%d|%d|%d|%d|%d|%s|%d|%d|%s|%s|%s|%s|%s|%s",
+        c->port, S(c->bind), S(c->database_url), S(c->amqp_url), S(c->queue_type),
+        (int)c->log_level, c->body_limit, c->http_threads, c->max_connections, c->idle_timeout_s,
+        c->shutdown_timeout_s, c->db_pool_size, c->relay_batch, c->consumer_prefetch,
+        c->consumer_batch, c->idempotency_ttl_s, S(c->consistency_key), c->consumer_max_attempts,
+        c->consumer_stall_s, S(c->admin_token), S(c->admin_token_file), S(c->ui_dir),
+        S(c->user_service_url), S(c->order_service_url), S(c->source_token));
+#undef S
+}
+
+/* The defaults --help names are the real ones: every option states its
+ * default, and giving each stated value as a flag changes nothing. */
+static void check_help_defaults(const char *service)
+{
+    static const char marker[] = " (default";
+    char want[OUTPUT_MAX], got[OUTPUT_MAX];
+    struct outcome o;
+    struct config cfg;
+    int options = 0, valued = 0;
+
+    load(&cfg, service, NULL);
+    fingerprint(&cfg, want, sizeof(want));
+    config_free(&cfg);
+    run_child(service, (const char *const[]){"--help", NULL}, &o);
+    assert_int_equal(o.status, 0);
+    for (char *line = strtok(o.out, "\n"); line; line = strtok(NULL, "\n")) {
+        char flag[64], arg[512];
+        const char *dash = strstr(line, "--");
+        if (!dash || strncmp(line, "  --", 4) != 0 || strncmp(dash, "--help", 6) == 0 ||
+            strncmp(dash, "--version", 9) == 0)
+            continue;
+        options++;
+        size_t flen = strcspn(dash, " ");
+        snprintf(flag, sizeof(flag), "%.*s", (int)flen, dash);
+        const char *def = strstr(line, marker);
+        if (!def || line[strlen(line) - 1] != ')')
+            fail_msg("%s: no default stated: %s", service, line);
+        def += strlen(marker);
+        if (*def == ':')
+            continue; /* no value: the note says what happens instead */
+        def++;
+        const char *note = strstr(def, ": ");
+        size_t vlen = note ? (size_t)(note - def) : strlen(def) - 1;
+        snprintf(arg, sizeof(arg), "%s=%.*s", flag, (int)vlen, def);
+        load(&cfg, service, (const char *const[]){arg, NULL});
+        fingerprint(&cfg, got, sizeof(got));
+        config_free(&cfg);
+        if (strcmp(want, got) != 0)
+            fail_msg("%s: %s is not the default\n want %s\n got  %s", service, arg, want, got);
+        valued++;
+    }
+    assert_true(options >= 20);
+    assert_true(valued >= 15);
+}
+
+static void test_help_names_real_defaults(void **state)
+{
+    struct outcome o;
+    char line_port[64];
+    (void)state;
+
+    check_help_defaults("user-service");
+    check_help_defaults("order-service");
+    check_help_defaults("invoice-service");
+
+    /* A few in full, as an operator reads them. */
+    run_child("order-service", (const char *const[]){"--help", NULL}, &o);
+    snprintf(line_port, sizeof(line_port), "TCP port to listen on (default %d)", 8080);
+    assert_non_null(strstr(o.out, line_port));
+    assert_non_null(strstr(o.out, "(default sqlite:var/order-service.db)"));
+    assert_non_null(strstr(o.out, "SIGTERM (default 10)"));
+    assert_non_null(strstr(o.out, "(default: the number of HTTP threads)"));
+}
+
 #define TEST(t) cmocka_unit_test_setup(t, clear_env)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        TEST(test_defaults),         TEST(test_flags),
-        TEST(test_environment),      TEST(test_flags_over_environment),
-        TEST(test_ranges),           TEST(test_bad_values),
-        TEST(test_admin_token_file), TEST(test_options_of_one_service),
-        TEST(test_version),          TEST(test_help_lists_options),
+        TEST(test_defaults),
+        TEST(test_flags),
+        TEST(test_environment),
+        TEST(test_flags_over_environment),
+        TEST(test_ranges),
+        TEST(test_bad_values),
+        TEST(test_admin_token_file),
+        TEST(test_options_of_one_service),
+        TEST(test_version),
+        TEST(test_help_lists_options),
+        TEST(test_help_names_real_defaults),
     };
 
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
