@@ -204,7 +204,7 @@ static void answer(struct groupcommit_job *gc_job, int rc)
 void create_handle(http_request *req, void *app)
 {
     const struct service *service = app;
-    const struct create_spec *spec = http_route_data(req);
+    const create_handle_data *spec = http_route_data(req);
     json_t *body = http_body(req);
 
     if (http_refuse_query(req))

@@ -89,6 +89,7 @@ void http_server_stop(http_server *srv);
 /* The handler of a route whose data is a struct http_document: answers
  * 200 with the document (400 invalid_query to any query parameter). */
 void http_handle_document(http_request *req, void *app);
+typedef struct http_document http_handle_document_data; /* route data (route.h) */
 
 /* ---- for handlers ---- */
 

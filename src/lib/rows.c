@@ -76,7 +76,7 @@ static void reply(http_request *req, db *conn, int rc, struct jsonw *w)
 void rows_handle_get(http_request *req, void *app)
 {
     const struct service *s = app;
-    const struct rows_list *list = http_route_data(req);
+    const rows_handle_get_data *list = http_route_data(req);
     char inner[SQL_MAX], sql[2 * SQL_MAX];
     struct jsonw w;
 
@@ -143,7 +143,7 @@ static void bind_filters(db_stmt *st, const struct rows_list *list, const struct
 void rows_handle_list(http_request *req, void *app)
 {
     const struct service *s = app;
-    const struct rows_list *list = http_route_data(req);
+    const rows_handle_list_data *list = http_route_data(req);
     const struct query_param *params;
     size_t count;
     struct api_error err;

@@ -59,8 +59,10 @@ struct rows_list {
 /* GET on a collection: validates the query string, runs the list query
  * and answers with the JSON array of its rows. */
 void rows_handle_list(http_request *req, void *app);
+typedef struct rows_list rows_handle_list_data; /* route data (route.h) */
 
 /* GET .../{id}: answers with the row of that id, or 404. */
 void rows_handle_get(http_request *req, void *app);
+typedef struct rows_list rows_handle_get_data;
 
 #endif

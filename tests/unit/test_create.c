@@ -37,6 +37,7 @@
 #include "dbtest.h"
 #include "groupcommit.h"
 #include "http.h"
+#include "route.h"
 #include "service.h"
 #include "user/user_service.h"
 #include "util.h"
@@ -90,9 +91,11 @@ static void handle_huge(http_request *req, void *app)
     free(chunk);
 }
 
+typedef void handle_huge_data; /* no route data (route.h) */
+
 static const struct http_route routes[] = {
-    {"POST", PATH, create_handle, &user_create, 0},
-    {"POST", HUGE_PATH, handle_huge, NULL, 0},
+    ROUTE("POST", PATH, create_handle, &user_create, 0),
+    ROUTE("POST", HUGE_PATH, handle_huge, NULL, 0),
 };
 
 /* A port free at the moment (the kernel's choice for port 0). */
