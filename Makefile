@@ -51,7 +51,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test unit e2e demo demo-cluster clean release asan fmt fmt-check bench fuzz \
-	fuzz-bins
+	fuzz-bins check-routes
 .DEFAULT_GOAL := all
 
 all: $(SERVICE_BINS)
@@ -108,6 +108,12 @@ UNIT_EXTRA_test_db_pg := $(UNIT_EXTRA_test_db) \
 # test_users: the user insert's error answers, on both backends.
 UNIT_EXTRA_test_users := $(UNIT_EXTRA_test_db) $(BUILD)/src/user/users.o \
 	$(BUILD)/src/user/schema.o $(CONTRACT_OBJ)
+# test_groupcommit: the committer on both backends; test_config: parsing
+# in-process and, for what exits, in a child; test_create: the create path
+# over HTTP with the user service's real spec and schema.
+UNIT_EXTRA_test_groupcommit := $(UNIT_EXTRA_test_db)
+UNIT_EXTRA_test_config := $(BUILD)/tests/unit/testutil.o
+UNIT_EXTRA_test_create := $(UNIT_EXTRA_test_users)
 $(foreach t,$(UNIT_BINS),$(eval $(t): $(UNIT_EXTRA_$(notdir $(t)))))
 
 # Each test's .d file records the headers it includes (dbtest.h too).
@@ -131,10 +137,27 @@ asan: deps
 # finds warnings (-Werror) that the sanitizer build's -O1 does not.
 test: asan release
 	@$(MAKE) --no-print-directory fmt-check
+	@$(MAKE) --no-print-directory check-routes
 	@scripts/run-tests.sh build/asan
 
 unit: asan
+	@$(MAKE) --no-print-directory check-routes
 	@scripts/run-tests.sh build/asan unit
+
+# Route tables the compiler must refuse (src/lib/route.h, ROUTE): each
+# MISTAKE of tests/compile/route_mistakes.c must fail to compile, and the
+# correct table (MISTAKE=0) must compile, so that a failure is the check's.
+ROUTE_MISTAKES := 1 2 3 4 5
+check-routes:
+	@$(CC) $(CFLAGS_ALL) -DMISTAKE=0 -fsyntax-only tests/compile/route_mistakes.c
+	@for m in $(ROUTE_MISTAKES); do \
+		if $(CC) $(CFLAGS_ALL) -DMISTAKE=$$m -fsyntax-only tests/compile/route_mistakes.c \
+			2>/dev/null; then \
+			echo "check-routes: mistake $$m in tests/compile/route_mistakes.c compiled"; \
+			exit 1; \
+		fi; \
+	done
+	@echo "check-routes: the $(words $(ROUTE_MISTAKES)) mistaken route tables do not compile"
 
 e2e: asan
 	@scripts/run-tests.sh build/asan e2e
@@ -291,7 +314,7 @@ fmt:
 # where; docs/testing.md, "Formatting"). `make test` runs it first.
 CLANG_FORMAT ?= clang-format
 FMT_FILES = $(wildcard src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c \
-	tests/fuzz/*.h bench/*.c)
+	tests/fuzz/*.h tests/compile/*.c bench/*.c)
 fmt-check:
 	$(CLANG_FORMAT) --dry-run --Werror $(FMT_FILES)
 

@@ -12,6 +12,7 @@
 #include "event.h"
 #include "readwait.h"
 #include "rows.h"
+#include "rows.h"
 #include "sse.h"
 
 extern const struct db_migration invoice_migrations[];
@@ -49,6 +50,7 @@ void projection_committed(void *ctx);
 
 /* GET /invoice-service/stream (route data: the struct invoice_live). */
 void stream_handle(http_request *req, void *app);
+typedef struct invoice_live stream_handle_data; /* route data (route.h) */
 
 /* The dashboard's files (ui.c): GET /invoice-service/ui/ and the files
  * it loads, read from the folder ui_set_dir() chose. */
@@ -57,6 +59,8 @@ extern const struct ui_file ui_index, ui_script, ui_style; /* route data */
 int ui_set_dir(const char *flag_dir);
 void ui_handle_file(http_request *req, void *app);
 void ui_handle_redirect(http_request *req, void *app);
+typedef struct ui_file ui_handle_file_data; /* route data (route.h) */
+typedef void ui_handle_redirect_data;
 
 extern const struct rows_list invoice_rows; /* GET list and GET {id} */
 
@@ -64,5 +68,8 @@ extern const struct rows_list invoice_rows; /* GET list and GET {id} */
  * for consistent_with tokens when the query has some (docs/api.md). */
 void invoices_handle_list(http_request *req, void *app);
 void invoices_handle_get(http_request *req, void *app);
+/* Their route data is what rows_handle_list and rows_handle_get read. */
+typedef rows_handle_list_data invoices_handle_list_data; /* route.h */
+typedef rows_handle_get_data invoices_handle_get_data;
 
 #endif

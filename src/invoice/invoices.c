@@ -224,7 +224,7 @@ static void free_tokens(struct ctoken *tokens, int n)
 static void handle_consistent(http_request *req, void *app, http_handler plain, int is_list)
 {
     const struct service *s = app;
-    const struct rows_list *list = http_route_data(req);
+    const invoices_handle_list_data *list = http_route_data(req); /* get's too */
     struct api_error err;
     struct ctoken *tokens = NULL;
     int64_t wait_ms;

@@ -11,6 +11,7 @@
 #include "invoice_service.h"
 #include "log.h"
 #include "rebuild.h"
+#include "route.h"
 #include "service.h"
 #include "util.h"
 
@@ -19,23 +20,23 @@ static struct invoice_live live;
 static const struct http_document openapi = {openapi_json_start, openapi_json_end};
 
 static const struct http_route routes[] = {
-    {"GET", "/invoice-service/invoices", invoices_handle_list, &invoice_rows, 0},
-    {"GET", "/invoice-service/invoices/{id}", invoices_handle_get, &invoice_rows, 0},
+    ROUTE("GET", "/invoice-service/invoices", invoices_handle_list, &invoice_rows, 0),
+    ROUTE("GET", "/invoice-service/invoices/{id}", invoices_handle_get, &invoice_rows, 0),
     /* Admin routes (admin.h): 404 unless the service has an admin token. */
-    {"GET", "/invoice-service/dead-letters", deadletter_handle_list, &deadletter_rows, 0},
-    {"GET", "/invoice-service/dead-letters/{id}", deadletter_handle_get, &deadletter_rows, 0},
-    {"POST", "/invoice-service/dead-letters/{id}/redrive", deadletter_handle_redrive, NULL, 1},
-    {"POST", "/invoice-service/dead-letters/redrive", deadletter_handle_redrive_all, NULL, 1},
-    {"POST", "/invoice-service/rebuilds", rebuild_handle_create, NULL, 1},
-    {"GET", "/invoice-service/rebuilds/{id}", rebuild_handle_get, NULL, 0},
+    ROUTE("GET", "/invoice-service/dead-letters", deadletter_handle_list, &deadletter_rows, 0),
+    ROUTE("GET", "/invoice-service/dead-letters/{id}", deadletter_handle_get, &deadletter_rows, 0),
+    ROUTE("POST", "/invoice-service/dead-letters/{id}/redrive", deadletter_handle_redrive, NULL, 1),
+    ROUTE("POST", "/invoice-service/dead-letters/redrive", deadletter_handle_redrive_all, NULL, 1),
+    ROUTE("POST", "/invoice-service/rebuilds", rebuild_handle_create, NULL, 1),
+    ROUTE("GET", "/invoice-service/rebuilds/{id}", rebuild_handle_get, NULL, 0),
     /* The live dashboard (README.md "The dashboard") and its events. */
-    {"GET", "/invoice-service/stream", stream_handle, &live, 0},
-    {"GET", "/invoice-service/ui", ui_handle_redirect, NULL, 0},
-    {"GET", "/invoice-service/ui/", ui_handle_file, &ui_index, 0},
-    {"GET", "/invoice-service/ui/index.html", ui_handle_file, &ui_index, 0},
-    {"GET", "/invoice-service/ui/app.js", ui_handle_file, &ui_script, 0},
-    {"GET", "/invoice-service/ui/style.css", ui_handle_file, &ui_style, 0},
-    {"GET", "/invoice-service/openapi.json", http_handle_document, &openapi, 0},
+    ROUTE("GET", "/invoice-service/stream", stream_handle, &live, 0),
+    ROUTE("GET", "/invoice-service/ui", ui_handle_redirect, NULL, 0),
+    ROUTE("GET", "/invoice-service/ui/", ui_handle_file, &ui_index, 0),
+    ROUTE("GET", "/invoice-service/ui/index.html", ui_handle_file, &ui_index, 0),
+    ROUTE("GET", "/invoice-service/ui/app.js", ui_handle_file, &ui_script, 0),
+    ROUTE("GET", "/invoice-service/ui/style.css", ui_handle_file, &ui_style, 0),
+    ROUTE("GET", "/invoice-service/openapi.json", http_handle_document, &openapi, 0),
 };
 
 /* The reads that wait for consistency tokens first: the consumer wakes

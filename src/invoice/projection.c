@@ -356,7 +356,7 @@ void projection_committed(void *ctx)
 
 void stream_handle(http_request *req, void *app)
 {
-    const struct invoice_live *live = http_route_data(req);
+    const stream_handle_data *live = http_route_data(req);
     (void)app;
     sse_hub_handle(req, live->hub);
 }

@@ -16,6 +16,7 @@
 #include "invoice_service.h"
 #include "jsonw.h"
 #include "log.h"
+#include "rows.h"
 #include "service.h"
 #include "util.h"
 #include "worker.h"
@@ -615,42 +616,40 @@ void rebuild_service_stop(void)
     fetch_global_cleanup();
 }
 
-/* Writes the rebuild id as JSON; DB_OK, DB_DONE when there is none, or
- * the error. */
-static int write_rebuild(db *conn, int64_t id, struct jsonw *w)
+/* A rebuild's row as its JSON object (rows.h). */
+static int write_rebuild_row(db *conn, db_stmt *st, struct jsonw *w)
 {
-    db_stmt *st = db_prepare(conn,
-                             "SELECT id, status, events_applied, started_at, finished_at,"
-                             " error FROM rebuilds WHERE id = $1");
-    if (!st)
-        return DB_ERROR;
-    db_bind_int64(st, 1, id);
-    int rc = db_step(st);
-    if (rc == DB_ROW) {
-        jsonw_object_begin(w);
-        jsonw_key(w, "id");
-        jsonw_int(w, db_col_int64(st, 0));
-        jsonw_key(w, "status");
-        jsonw_string(w, db_col_text(st, 1));
-        jsonw_key(w, "events_applied");
-        jsonw_int(w, db_col_int64(st, 2));
-        jsonw_key(w, "started_at");
-        jsonw_time(w, db_col_int64(st, 3));
-        jsonw_key(w, "finished_at");
-        if (db_col_is_null(st, 4))
-            jsonw_null(w);
-        else
-            jsonw_time(w, db_col_int64(st, 4));
-        jsonw_key(w, "error");
-        if (db_col_is_null(st, 5))
-            jsonw_null(w);
-        else
-            jsonw_string(w, db_col_text(st, 5));
-        jsonw_object_end(w);
-    }
-    db_stmt_reset(st);
-    return rc == DB_ROW ? DB_OK : rc;
+    (void)conn;
+    jsonw_object_begin(w);
+    jsonw_key(w, "id");
+    jsonw_int(w, db_col_int64(st, 0));
+    jsonw_key(w, "status");
+    jsonw_string(w, db_col_text(st, 1));
+    jsonw_key(w, "events_applied");
+    jsonw_int(w, db_col_int64(st, 2));
+    jsonw_key(w, "started_at");
+    jsonw_time(w, db_col_int64(st, 3));
+    jsonw_key(w, "finished_at");
+    if (db_col_is_null(st, 4))
+        jsonw_null(w);
+    else
+        jsonw_time(w, db_col_int64(st, 4));
+    jsonw_key(w, "error");
+    if (db_col_is_null(st, 5))
+        jsonw_null(w);
+    else
+        jsonw_string(w, db_col_text(st, 5));
+    jsonw_object_end(w);
+    return DB_OK;
 }
+
+/* Read by id only, as the dead letters and the orders are (rows.h); the
+ * answer is reply_rebuild's own (202 on a create, 404 named). */
+static const struct rows_list rebuild_rows = {
+    .select = "SELECT id, status, events_applied, started_at, finished_at, error FROM rebuilds",
+    .id_expr = "id",
+    .write = write_rebuild_row,
+};
 
 /* Whether the row id is running (1), not (0), or an error. */
 static int row_running(db *conn, int64_t id)
@@ -685,7 +684,7 @@ static void reply_rebuild(http_request *req, const struct service *s, int64_t id
         rc = rc > 0 ? DB_OK : rc;
     }
     if (rc == DB_OK)
-        rc = write_rebuild(conn, id, &w);
+        rc = rows_write_one(conn, &rebuild_rows, id, &w);
     if (rc == DB_OK) {
         db_pool_release(s->pool, conn);
         if (status == 202) {

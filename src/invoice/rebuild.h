@@ -125,6 +125,8 @@ void rebuild_service_stop(void);
  * conflict while one runs; 200 with the rebuild, 404 for an unknown id. */
 void rebuild_handle_create(http_request *req, void *app);
 void rebuild_handle_get(http_request *req, void *app);
+typedef void rebuild_handle_create_data; /* no route data (route.h) */
+typedef void rebuild_handle_get_data;
 
 /* "invoice-service rebuild [flags]" (argv[0] is "rebuild"): the same
  * rebuild from the command line, with a progress line. Returns the exit

@@ -88,7 +88,7 @@ static void not_found(http_request *req, const char *why)
 
 void ui_handle_file(http_request *req, void *app)
 {
-    const struct ui_file *f = http_route_data(req);
+    const ui_handle_file_data *f = http_route_data(req);
     char path[PATH_MAX + 64];
     char *body = NULL;
     size_t len = 0;

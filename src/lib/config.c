@@ -14,18 +14,26 @@
 #define VERSION "0.0.0"
 #endif
 
-#define DEFAULT_BIND "127.0.0.1"
-#define DEFAULT_AMQP_URL "amqp://guest:guest@127.0.0.1:5672/"
-#define DEFAULT_BODY_LIMIT (1024 * 1024)
-#define DEFAULT_IDEMPOTENCY_TTL_S 86400 /* docs/api.md 8.1: keys live 24 hours at least */
 #define MAX_IDEMPOTENCY_TTL_S (366L * 86400)
-#define DEFAULT_MAX_ATTEMPTS 5
-#define DEFAULT_STALL_S 60
-/* The writers' default ports (their main.c) on this host. */
-#define DEFAULT_USER_SERVICE_URL "http://127.0.0.1:8081"
-#define DEFAULT_ORDER_SERVICE_URL "http://127.0.0.1:8082"
+/* HTTP worker threads by default: one per CPU, within these bounds.
+ * Writes never block a worker (they wait suspended for the group commit)
+ * and reads are short, so one worker per core suffices. */
+#define DEFAULT_THREADS_MIN 2
+#define DEFAULT_THREADS_MAX 16
+#define DEFAULT_TEXT_MAX 256
 
 enum opt_kind { OPT_INT, OPT_SIZE, OPT_STRING, OPT_LEVEL, OPT_QUEUE_TYPE };
+
+/* Where an option's default comes from. Every default is written once,
+ * here or in default_text(): config_load() sets it through the same
+ * parser as a flag's value, and --help prints that same text. */
+enum opt_default {
+    DEF_VALUE,    /* def, written as the option's value ("500") */
+    DEF_PORT,     /* the service's own port (config_load's default_port) */
+    DEF_DATABASE, /* sqlite:var/<service>.db */
+    DEF_CPUS,     /* one HTTP thread per CPU, within the bounds above */
+    DEF_NONE,     /* no value; note says what happens instead */
+};
 
 struct option_def {
     const char *flag; /* without the leading "--" */
@@ -33,60 +41,66 @@ struct option_def {
     enum opt_kind kind;
     size_t offset; /* into struct config */
     long min, max; /* for integers */
-    const char *help;
+    enum opt_default dflt;
+    const char *def;  /* DEF_VALUE: the default */
+    const char *note; /* NULL, or how a default is chosen (help only) */
+    const char *help; /* what it is; --help adds the default */
 };
 
 #define FIELD(f) offsetof(struct config, f)
+#define VALUE(v) DEF_VALUE, v, NULL
 
 static const struct option_def options[] = {
-    {"port", "PORT", OPT_INT, FIELD(port), 1, 65535, "TCP port to listen on"},
-    {"bind", "BIND", OPT_STRING, FIELD(bind), 0, 0, "address to listen on (default 127.0.0.1)"},
-    {"database-url", "DATABASE_URL", OPT_STRING, FIELD(database_url), 0, 0,
-     "sqlite:PATH (default sqlite:var/<service>.db) or postgres://..."},
+    {"port", "PORT", OPT_INT, FIELD(port), 1, 65535, DEF_PORT, NULL, NULL, "TCP port to listen on"},
+    {"bind", "BIND", OPT_STRING, FIELD(bind), 0, 0, VALUE("127.0.0.1"), "address to listen on"},
+    {"database-url", "DATABASE_URL", OPT_STRING, FIELD(database_url), 0, 0, DEF_DATABASE, NULL,
+     NULL, "sqlite:PATH or postgres://..."},
     {"amqp-url", "AMQP_URL", OPT_STRING, FIELD(amqp_url), 0, 0,
-     "RabbitMQ URL (default " DEFAULT_AMQP_URL ")"},
-    {"queue-type", "AMQP_QUEUE_TYPE", OPT_QUEUE_TYPE, FIELD(queue_type), 0, 0,
-     "classic (default) or quorum"},
-    {"log-level", "LOG_LEVEL", OPT_LEVEL, FIELD(log_level), 0, 0,
-     "debug, info (default), warn, error"},
+     VALUE("amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ URL"},
+    {"queue-type", "AMQP_QUEUE_TYPE", OPT_QUEUE_TYPE, FIELD(queue_type), 0, 0, VALUE("classic"),
+     "classic or quorum"},
+    {"log-level", "LOG_LEVEL", OPT_LEVEL, FIELD(log_level), 0, 0, VALUE("info"),
+     "debug, info, warn or error"},
     {"body-limit", "BODY_LIMIT", OPT_SIZE, FIELD(body_limit), 1024, 64L * 1024 * 1024,
-     "largest request body in bytes (default 1048576)"},
-    {"http-threads", "HTTP_THREADS", OPT_INT, FIELD(http_threads), 1, 256,
-     "HTTP worker threads (default: one per CPU, at least 2)"},
+     VALUE("1048576"), "largest request body in bytes"},
+    {"http-threads", "HTTP_THREADS", OPT_INT, FIELD(http_threads), 1, 256, DEF_CPUS, NULL,
+     "one per CPU, 2 to 16", "HTTP worker threads"},
     {"max-connections", "MAX_CONNECTIONS", OPT_INT, FIELD(max_connections), 1, 100000,
-     "simultaneous HTTP connections (default 1000)"},
-    {"idle-timeout", "IDLE_TIMEOUT", OPT_INT, FIELD(idle_timeout_s), 1, 3600,
-     "seconds a connection may stay silent, or take to send a request head (default 30)"},
+     VALUE("1000"), "simultaneous HTTP connections"},
+    {"idle-timeout", "IDLE_TIMEOUT", OPT_INT, FIELD(idle_timeout_s), 1, 3600, VALUE("30"),
+     "seconds a connection may stay silent, or take to send a request head"},
     {"shutdown-timeout", "SHUTDOWN_TIMEOUT", OPT_INT, FIELD(shutdown_timeout_s), 1, 3600,
-     "seconds allowed to drain in-flight requests on SIGTERM (default 10)"},
-    {"db-pool", "DB_POOL_SIZE", OPT_INT, FIELD(db_pool_size), 1, 256,
-     "database connections for requests (default: http threads)"},
-    {"relay-batch", "RELAY_BATCH", OPT_INT, FIELD(relay_batch), 1, 10000,
-     "outbox events per confirmed publish batch (default 500)"},
-    {"prefetch", "CONSUMER_PREFETCH", OPT_INT, FIELD(consumer_prefetch), 1, 65535,
-     "consumer basic.qos prefetch (default 500)"},
-    {"consumer-batch", "CONSUMER_BATCH", OPT_INT, FIELD(consumer_batch), 1, 10000,
-     "deliveries applied per transaction (default 200)"},
+     VALUE("10"), "seconds allowed to drain in-flight requests on SIGTERM"},
+    {"db-pool", "DB_POOL_SIZE", OPT_INT, FIELD(db_pool_size), 1, 256, DEF_NONE, NULL,
+     "the number of HTTP threads", "database connections for requests"},
+    {"relay-batch", "RELAY_BATCH", OPT_INT, FIELD(relay_batch), 1, 10000, VALUE("500"),
+     "outbox events per confirmed publish batch"},
+    {"prefetch", "CONSUMER_PREFETCH", OPT_INT, FIELD(consumer_prefetch), 1, 65535, VALUE("500"),
+     "consumer basic.qos prefetch"},
+    {"consumer-batch", "CONSUMER_BATCH", OPT_INT, FIELD(consumer_batch), 1, 10000, VALUE("200"),
+     "deliveries applied per transaction"},
+    /* docs/api.md 8.1: keys live 24 hours at least. */
     {"idempotency-ttl", "IDEMPOTENCY_TTL", OPT_INT, FIELD(idempotency_ttl_s), 1,
-     MAX_IDEMPOTENCY_TTL_S, "seconds an Idempotency-Key is remembered at least (default 86400)"},
-    {"consistency-key", "CONSISTENCY_KEY", OPT_STRING, FIELD(consistency_key), 0, 0,
-     "secret signing X-Consistency-Token; the same on every service"},
+     MAX_IDEMPOTENCY_TTL_S, VALUE("86400"), "seconds an Idempotency-Key is remembered at least"},
+    {"consistency-key", "CONSISTENCY_KEY", OPT_STRING, FIELD(consistency_key), 0, 0, DEF_NONE, NULL,
+     "a built-in key", "secret signing X-Consistency-Token; the same on every service"},
     {"consumer-max-attempts", "CONSUMER_MAX_ATTEMPTS", OPT_INT, FIELD(consumer_max_attempts), 1,
-     1000, "failed applications of one message before it is dead-lettered (default 5)"},
+     1000, VALUE("5"), "failed applications of one message before it is dead-lettered"},
     {"consumer-stall-timeout", "CONSUMER_STALL_TIMEOUT", OPT_INT, FIELD(consumer_stall_s), 1, 86400,
-     "seconds of failing batches before /readyz reports the consumer (default 60)"},
-    {"admin-token", "ADMIN_TOKEN", OPT_STRING, FIELD(admin_token), 0, 0,
-     "bearer token of the admin routes (none: they answer 404)"},
-    {"admin-token-file", "ADMIN_TOKEN_FILE", OPT_STRING, FIELD(admin_token_file), 0, 0,
-     "file whose first line is the admin token"},
-    {"ui-dir", "UI_DIR", OPT_STRING, FIELD(ui_dir), 0, 0,
-     "folder of the dashboard's files (default: found next to the binary)"},
+     VALUE("60"), "seconds of failing batches before /readyz reports the consumer"},
+    {"admin-token", "ADMIN_TOKEN", OPT_STRING, FIELD(admin_token), 0, 0, DEF_NONE, NULL,
+     "none, and the admin routes answer 404", "bearer token of the admin routes"},
+    {"admin-token-file", "ADMIN_TOKEN_FILE", OPT_STRING, FIELD(admin_token_file), 0, 0, DEF_NONE,
+     NULL, "none", "file whose first line is the admin token"},
+    {"ui-dir", "UI_DIR", OPT_STRING, FIELD(ui_dir), 0, 0, DEF_NONE, NULL,
+     "found next to the binary", "folder of the dashboard's files"},
+    /* The writers' default ports (their main.c) on this host. */
     {"user-service-url", "USER_SERVICE_URL", OPT_STRING, FIELD(user_service_url), 0, 0,
-     "the user service, whose event log rebuilds read (default " DEFAULT_USER_SERVICE_URL ")"},
+     VALUE("http://127.0.0.1:8081"), "the user service, whose event log rebuilds read"},
     {"order-service-url", "ORDER_SERVICE_URL", OPT_STRING, FIELD(order_service_url), 0, 0,
-     "the order service, whose event log rebuilds read (default " DEFAULT_ORDER_SERVICE_URL ")"},
-    {"source-token", "SOURCE_TOKEN", OPT_STRING, FIELD(source_token), 0, 0,
-     "bearer token for the writers' event logs (default: the admin token)"},
+     VALUE("http://127.0.0.1:8082"), "the order service, whose event log rebuilds read"},
+    {"source-token", "SOURCE_TOKEN", OPT_STRING, FIELD(source_token), 0, 0, DEF_NONE, NULL,
+     "the admin token", "bearer token for the writers' event logs"},
 };
 
 /* Options that only one service takes (the others are every service's).
@@ -110,12 +124,51 @@ static int option_applies(const struct config *cfg, const struct option_def *o)
     return 1;
 }
 
-static void usage(const struct config *cfg, FILE *out)
+/* The default of o as the text of a value (in buf, DEFAULT_TEXT_MAX
+ * bytes, or static), or NULL when it has none (DEF_NONE). */
+static const char *default_text(const struct config *cfg, int default_port,
+                                const struct option_def *o, char *buf)
 {
+    long cpus;
+
+    switch (o->dflt) {
+    case DEF_VALUE:
+        return o->def;
+    case DEF_PORT:
+        snprintf(buf, DEFAULT_TEXT_MAX, "%d", default_port);
+        return buf;
+    case DEF_DATABASE:
+        snprintf(buf, DEFAULT_TEXT_MAX, "sqlite:var/%s.db", cfg->service);
+        return buf;
+    case DEF_CPUS:
+        cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        cpus = cpus < DEFAULT_THREADS_MIN   ? DEFAULT_THREADS_MIN
+               : cpus > DEFAULT_THREADS_MAX ? DEFAULT_THREADS_MAX
+                                            : cpus;
+        snprintf(buf, DEFAULT_TEXT_MAX, "%ld", cpus);
+        return buf;
+    case DEF_NONE:
+        break;
+    }
+    return NULL;
+}
+
+static void usage(const struct config *cfg, int default_port, FILE *out)
+{
+    char buf[DEFAULT_TEXT_MAX];
+
     fprintf(out, "usage: %s [options]\n\noptions (flag / environment variable):\n", cfg->service);
-    for (size_t i = 0; i < ARRAY_LEN(options); i++)
-        if (option_applies(cfg, &options[i]))
-            fprintf(out, "  --%-22s %-22s %s\n", options[i].flag, options[i].env, options[i].help);
+    for (size_t i = 0; i < ARRAY_LEN(options); i++) {
+        const struct option_def *o = &options[i];
+        const char *def = default_text(cfg, default_port, o, buf);
+        if (!option_applies(cfg, o))
+            continue;
+        fprintf(out, "  --%-22s %-22s %s (default", o->flag, o->env, o->help);
+        if (def)
+            fprintf(out, " %s%s%s)\n", def, o->note ? ": " : "", o->note ? o->note : "");
+        else
+            fprintf(out, ": %s)\n", o->note);
+    }
     fprintf(out, "  --%-22s %-22s %s\n", "help", "", "print this and exit");
     fprintf(out, "  --%-22s %-22s %s\n", "version", "", "print the version and exit");
 }
@@ -201,36 +254,18 @@ static const struct option_def *find_flag(const struct config *cfg, const char *
 
 void config_load(struct config *cfg, const char *service, int default_port, int argc, char **argv)
 {
-    char dbdefault[256];
+    char buf[DEFAULT_TEXT_MAX];
 
     memset(cfg, 0, sizeof(*cfg));
     cfg->service = service;
-    cfg->port = default_port;
-    cfg->bind = xstrdup(DEFAULT_BIND);
-    snprintf(dbdefault, sizeof(dbdefault), "sqlite:var/%s.db", service);
-    cfg->database_url = xstrdup(dbdefault);
-    cfg->amqp_url = xstrdup(DEFAULT_AMQP_URL);
-    cfg->queue_type = xstrdup("classic");
-    cfg->log_level = LOG_LVL_INFO;
-    cfg->body_limit = DEFAULT_BODY_LIMIT;
-    /* Writes never block a worker (they wait suspended for the group
-     * commit) and reads are short, so one worker per core suffices. */
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    cfg->http_threads = cpus < 2 ? 2 : cpus > 16 ? 16 : (int)cpus;
-    cfg->max_connections = 1000;
-    cfg->idle_timeout_s = 30;
-    cfg->shutdown_timeout_s = 10;
-    cfg->db_pool_size = 0;
-    cfg->relay_batch = 500;
-    cfg->consumer_prefetch = 500;
-    cfg->consumer_batch = 200;
-    cfg->idempotency_ttl_s = DEFAULT_IDEMPOTENCY_TTL_S;
-    cfg->consumer_max_attempts = DEFAULT_MAX_ATTEMPTS;
-    cfg->consumer_stall_s = DEFAULT_STALL_S;
-    cfg->user_service_url = xstrdup(DEFAULT_USER_SERVICE_URL);
-    cfg->order_service_url = xstrdup(DEFAULT_ORDER_SERVICE_URL);
+    /* Defaults first, through the parser a flag's value takes. */
+    for (size_t i = 0; i < ARRAY_LEN(options); i++) {
+        const char *def = default_text(cfg, default_port, &options[i], buf);
+        if (def)
+            set_option(cfg, &options[i], def);
+    }
 
-    /* Environment first, so that flags override it. */
+    /* Then the environment, so that flags override it. */
     for (size_t i = 0; i < ARRAY_LEN(options); i++) {
         const char *v = getenv(options[i].env);
         if (v && *v && option_applies(cfg, &options[i]))
@@ -240,7 +275,7 @@ void config_load(struct config *cfg, const char *service, int default_port, int 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            usage(cfg, stdout);
+            usage(cfg, default_port, stdout);
             config_free(cfg);
             exit(0);
         }

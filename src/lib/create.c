@@ -70,6 +70,10 @@ static int write_items(db *conn, struct groupcommit_job *gc_job)
         int64_t id = 0;
         jsonw_reset(&obj);
         rc = spec->insert(conn, job->items + i * spec->item_size, &obj, &id, &job->err);
+        if (rc == DB_OK && jsonw_failed(&obj)) {
+            rc = DB_ERROR; /* the created object did not fit (jsonw.h) */
+            service_db_error(rc, &job->err);
+        }
         if (rc == DB_OK) {
             /* Each event is a span of its own in the request's trace. */
             struct trace_context span;
@@ -100,6 +104,12 @@ static int write_items(db *conn, struct groupcommit_job *gc_job)
     }
     if (job->is_batch)
         jsonw_array_end(&job->answer);
+    if (rc == DB_OK && jsonw_failed(&job->answer)) {
+        rc = DB_ERROR; /* the answer did not fit: a 500, nothing written */
+        service_db_error(rc, &job->err);
+        log_warn(request_id, "create %s: the answer is over %zu bytes", spec->event_type,
+                 (size_t)JSONW_MAX_BYTES);
+    }
     free(job->token);
     job->token = rc == DB_OK ? ctoken_encode(job->service->cfg->service, job->seqs, job->count,
                                              job->service->cfg->consistency_key)
@@ -194,7 +204,7 @@ static void answer(struct groupcommit_job *gc_job, int rc)
 void create_handle(http_request *req, void *app)
 {
     const struct service *service = app;
-    const struct create_spec *spec = http_route_data(req);
+    const create_handle_data *spec = http_route_data(req);
     json_t *body = http_body(req);
 
     if (http_refuse_query(req))

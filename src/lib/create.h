@@ -48,6 +48,7 @@ struct create_spec {
 
 /* POST on a collection whose route's data is its struct create_spec. */
 void create_handle(http_request *req, void *app);
+typedef struct create_spec create_handle_data; /* route data (route.h) */
 
 /* create_handle's validation: spec->parse on each of the count items of
  * body (as body_items split it) into items, count * spec->item_size

@@ -59,10 +59,15 @@ int deadletter_record(db *conn, const struct deadletter_entry *e);
 extern const struct rows_list deadletter_rows;
 void deadletter_handle_list(http_request *req, void *app);
 void deadletter_handle_get(http_request *req, void *app);
+/* Their route data is what rows_handle_list and rows_handle_get read. */
+typedef rows_handle_list_data deadletter_handle_list_data; /* route.h */
+typedef rows_handle_get_data deadletter_handle_get_data;
 /* POST .../dead-letters/{id}/redrive and POST .../dead-letters/redrive:
  * 202 {"redriven": N}; 404 for an unknown id; 503 when the broker does
  * not confirm (nothing is removed then). */
 void deadletter_handle_redrive(http_request *req, void *app);
 void deadletter_handle_redrive_all(http_request *req, void *app);
+typedef void deadletter_handle_redrive_data; /* no route data (route.h) */
+typedef void deadletter_handle_redrive_all_data;
 
 #endif

@@ -41,5 +41,6 @@ int eventlog_parse_query(const struct query_param *params, size_t count, struct 
 
 /* GET <prefix>/events. */
 void eventlog_handle_list(http_request *req, void *app);
+typedef void eventlog_handle_list_data; /* no route data (route.h) */
 
 #endif

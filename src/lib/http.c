@@ -258,6 +258,14 @@ static void set_reply(http_request *req, int status, char *body, size_t len, con
 void http_reply(http_request *req, int status, struct jsonw *w)
 {
     size_t len;
+
+    if (jsonw_failed(w)) { /* an answer past JSONW_MAX_BYTES: our fault */
+        struct api_error err;
+        jsonw_reset(w);
+        api_error_set(&err, 500, "internal", NULL, "the answer would be too large");
+        http_reply_error(req, &err);
+        return;
+    }
     char *body = jsonw_steal(w, &len);
     set_reply(req, status, body, len, CONTENT_TYPE_JSON);
 }
@@ -478,7 +486,7 @@ static void handle_metrics(http_request *req, void *app)
 
 void http_handle_document(http_request *req, void *app)
 {
-    const struct http_document *doc = http_route_data(req);
+    const http_handle_document_data *doc = http_route_data(req);
     size_t len = (size_t)(doc->end - doc->start);
     char *copy;
     (void)app;
@@ -490,10 +498,15 @@ void http_handle_document(http_request *req, void *app)
     set_reply(req, 200, copy, len, CONTENT_TYPE_JSON);
 }
 
+/* The probes read no route data (route.h). */
+typedef void handle_healthz_data;
+typedef void handle_readyz_data;
+typedef void handle_metrics_data;
+
 static const struct http_route builtin_routes[] = {
-    {"GET", "/healthz", handle_healthz, NULL, 0},
-    {"GET", "/readyz", handle_readyz, NULL, 0},
-    {"GET", "/metrics", handle_metrics, NULL, 0},
+    ROUTE("GET", "/healthz", handle_healthz, NULL, 0),
+    ROUTE("GET", "/readyz", handle_readyz, NULL, 0),
+    ROUTE("GET", "/metrics", handle_metrics, NULL, 0),
 };
 static const size_t builtin_route_count = ARRAY_LEN(builtin_routes);
 

@@ -89,6 +89,7 @@ void http_server_stop(http_server *srv);
 /* The handler of a route whose data is a struct http_document: answers
  * 200 with the document (400 invalid_query to any query parameter). */
 void http_handle_document(http_request *req, void *app);
+typedef struct http_document http_handle_document_data; /* route data (route.h) */
 
 /* ---- for handlers ---- */
 
@@ -128,7 +129,9 @@ int http_refuse_query(http_request *req);
 
 /* Adds a header to the answer (copied); call before replying. */
 void http_add_header(http_request *req, const char *name, const char *value);
-/* Answers with w's JSON (the buffer is taken over; w is left empty). */
+/* Answers with w's JSON (the buffer is taken over; w is left empty); a
+ * writer that failed (jsonw_failed: past JSONW_MAX_BYTES) answers 500
+ * internal instead. */
 void http_reply(http_request *req, int status, struct jsonw *w);
 /* Answers with serialized JSON; body (malloc'd, or NULL when len is 0) is
  * taken over. */

@@ -37,24 +37,44 @@ void jsonw_reset(struct jsonw *w)
 {
     w->len = 0;
     w->depth = 0;
+    w->failed = 0;
     w->buf[0] = '\0';
     memset(w->levels, 0, sizeof(w->levels));
 }
 
-static void reserve(struct jsonw *w, size_t extra)
+int jsonw_failed(const struct jsonw *w)
 {
+    return w->failed;
+}
+
+/* Makes room for extra more bytes and the NUL; 0, or -1 when the writer
+ * has failed (now or before), its output emptied. */
+static int reserve(struct jsonw *w, size_t extra)
+{
+    if (w->failed)
+        return -1;
     if (w->len + extra + 1 <= w->cap)
-        return;
+        return 0;
+    if (extra >= JSONW_MAX_BYTES || w->len + extra + 1 > JSONW_MAX_BYTES) {
+        w->failed = 1;
+        w->len = 0;
+        w->buf[0] = '\0';
+        return -1;
+    }
     size_t cap = w->cap;
     while (w->len + extra + 1 > cap)
         cap *= 2;
+    if (cap > JSONW_MAX_BYTES)
+        cap = JSONW_MAX_BYTES;
     w->buf = xrealloc(w->buf, cap);
     w->cap = cap;
+    return 0;
 }
 
 static void put(struct jsonw *w, const char *s, size_t n)
 {
-    reserve(w, n);
+    if (reserve(w, n) != 0)
+        return;
     memcpy(w->buf + w->len, s, n);
     w->len += n;
     w->buf[w->len] = '\0';
@@ -62,7 +82,8 @@ static void put(struct jsonw *w, const char *s, size_t n)
 
 static void putc_(struct jsonw *w, char c)
 {
-    reserve(w, 1);
+    if (reserve(w, 1) != 0)
+        return;
     w->buf[w->len++] = c;
     w->buf[w->len] = '\0';
 }
@@ -122,7 +143,8 @@ void jsonw_array_end(struct jsonw *w)
 static void escaped(struct jsonw *w, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    reserve(w, n + 2);
+    if (reserve(w, n + 2) != 0) /* the common case, grown once */
+        return;
     putc_(w, '"');
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {

@@ -12,6 +12,13 @@
  *   jsonw_key(&w, "amount"); jsonw_money(&w, 5000);
  *   jsonw_object_end(&w);
  *   ... w.buf, w.len ...; jsonw_free(&w)   (or jsonw_steal)
+ *
+ * The buffer never grows past JSONW_MAX_BYTES. A write that would take it
+ * further fails the writer, and the failure sticks like a failed bind
+ * (db.h): the output is emptied, later writes do nothing, and
+ * jsonw_failed() says so until jsonw_reset(). Whoever hands the output on
+ * checks it once at the end (http_reply answers 500 instead), so a bug
+ * that writes without end costs an error, never the process's memory.
  */
 #ifndef LIB_JSONW_H
 #define LIB_JSONW_H
@@ -20,6 +27,10 @@
 #include <stdint.h>
 
 #define JSONW_MAX_DEPTH 32 /* deepest nesting written; ours is about 4 */
+/* The largest output of one writer, its NUL included. Our largest is a
+ * batch create's answer or a list page, well under a megabyte; the bound
+ * is the largest request body we accept (--body-limit's maximum). */
+#define JSONW_MAX_BYTES ((size_t)64 * 1024 * 1024)
 
 struct jsonw {
     char *buf; /* NUL-terminated output, owned */
@@ -27,13 +38,19 @@ struct jsonw {
     size_t cap;
     int depth;
     unsigned char levels[JSONW_MAX_DEPTH]; /* per-level comma state */
+    int failed;                            /* 1: a write passed JSONW_MAX_BYTES */
 };
 
 void jsonw_init(struct jsonw *w);
 void jsonw_free(struct jsonw *w);
-/* Hands the buffer to the caller (free() it); the writer is reset. */
+/* Hands the buffer to the caller (free() it); the writer is reset. The
+ * output of a failed writer is "" (check jsonw_failed first). */
 char *jsonw_steal(struct jsonw *w, size_t *len);
+/* Empties the writer and clears its failure. */
 void jsonw_reset(struct jsonw *w);
+/* 1 when a write would have passed JSONW_MAX_BYTES (the output is then
+ * empty and stays so until jsonw_reset), else 0. */
+int jsonw_failed(const struct jsonw *w);
 
 void jsonw_object_begin(struct jsonw *w);
 void jsonw_object_end(struct jsonw *w);

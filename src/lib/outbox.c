@@ -139,6 +139,10 @@ int outbox_append_seq(db *conn, const char *source, const struct outbox_event *e
     jsonw_key(&w, "data");
     jsonw_raw(&w, ev->data_json, data_len);
     jsonw_object_end(&w);
+    if (jsonw_failed(&w)) { /* over JSONW_MAX_BYTES: never an event */
+        rc = DB_ERROR;
+        goto out;
+    }
 
     st = db_prepare(conn, sql_insert);
     if (!st) {

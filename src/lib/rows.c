@@ -73,26 +73,30 @@ static void reply(http_request *req, db *conn, int rc, struct jsonw *w)
     http_reply_error(req, &err);
 }
 
+int rows_write_one(db *conn, const struct rows_list *list, int64_t id, struct jsonw *w)
+{
+    char inner[SQL_MAX], sql[2 * SQL_MAX];
+
+    snprintf(inner, sizeof(inner), "%s WHERE %s = $1", list->select, list->id_expr);
+    with_children(list, inner, NULL, sql, sizeof(sql));
+    db_stmt *st = db_prepare(conn, sql);
+    if (!st)
+        return DB_ERROR;
+    db_bind_int64(st, 1, id);
+    return write_rows(conn, st, 1, list, w);
+}
+
 void rows_handle_get(http_request *req, void *app)
 {
     const struct service *s = app;
-    const struct rows_list *list = http_route_data(req);
-    char inner[SQL_MAX], sql[2 * SQL_MAX];
+    const rows_handle_get_data *list = http_route_data(req);
     struct jsonw w;
 
     if (http_refuse_query(req))
         return;
-    snprintf(inner, sizeof(inner), "%s WHERE %s = $1", list->select, list->id_expr);
-    with_children(list, inner, NULL, sql, sizeof(sql));
     db *conn = db_pool_acquire(s->pool);
-    db_stmt *st = db_prepare(conn, sql);
-    int rc = DB_ERROR;
-
     jsonw_init(&w);
-    if (st) {
-        db_bind_int64(st, 1, http_path_id(req));
-        rc = write_rows(conn, st, 1, list, &w);
-    }
+    int rc = rows_write_one(conn, list, http_path_id(req), &w);
     reply(req, conn, rc, &w);
     db_pool_release(s->pool, conn);
     jsonw_free(&w);
@@ -143,7 +147,7 @@ static void bind_filters(db_stmt *st, const struct rows_list *list, const struct
 void rows_handle_list(http_request *req, void *app)
 {
     const struct service *s = app;
-    const struct rows_list *list = http_route_data(req);
+    const rows_handle_list_data *list = http_route_data(req);
     const struct query_param *params;
     size_t count;
     struct api_error err;

@@ -59,8 +59,16 @@ struct rows_list {
 /* GET on a collection: validates the query string, runs the list query
  * and answers with the JSON array of its rows. */
 void rows_handle_list(http_request *req, void *app);
+typedef struct rows_list rows_handle_list_data; /* route data (route.h) */
+
+/* Writes the object of row id of list (its select WHERE its id_expr = id,
+ * children included) to w: DB_OK, DB_DONE when there is no such row, or
+ * the error. For a handler that answers one row its own way (a rebuild's
+ * status); rows_handle_get is this plus the usual answers. */
+int rows_write_one(db *conn, const struct rows_list *list, int64_t id, struct jsonw *w);
 
 /* GET .../{id}: answers with the row of that id, or 404. */
 void rows_handle_get(http_request *req, void *app);
+typedef struct rows_list rows_handle_get_data;
 
 #endif

@@ -541,6 +541,66 @@ static void test_reset(void **state)
     jsonw_free(&w);
 }
 
+/* The buffer stops at JSONW_MAX_BYTES: the write that would pass it
+ * fails the writer, which stays failed (empty, deaf to writes) until a
+ * reset. */
+static void test_cap(void **state)
+{
+    enum { CHUNK = 1024 * 1024 };
+    const size_t max_writes = JSONW_MAX_BYTES / CHUNK + 2;
+    char *chunk = xmalloc(CHUNK);
+    struct jsonw w;
+    size_t writes = 0, before = 0;
+    (void)state;
+
+    memset(chunk, 'a', CHUNK);
+    jsonw_init(&w);
+    assert_int_equal(jsonw_failed(&w), 0);
+    jsonw_array_begin(&w);
+    while (!jsonw_failed(&w) && writes < max_writes) {
+        before = w.len;
+        jsonw_string_len(&w, chunk, CHUNK);
+        writes++;
+        assert_true(w.cap <= JSONW_MAX_BYTES);
+    }
+    assert_int_equal(jsonw_failed(&w), 1);
+    /* It failed on the write that did not fit, not before. */
+    assert_true(before + CHUNK + 3 > JSONW_MAX_BYTES - 1);
+    assert_true(writes >= JSONW_MAX_BYTES / (CHUNK + 3));
+    assert_int_equal(w.len, 0);
+    assert_string_equal(w.buf, "");
+
+    /* It sticks: a small write changes nothing. */
+    jsonw_int(&w, 1);
+    jsonw_array_end(&w);
+    assert_int_equal(jsonw_failed(&w), 1);
+    assert_int_equal(w.len, 0);
+    assert_string_equal(w.buf, "");
+
+    /* A reset clears it. */
+    jsonw_reset(&w);
+    assert_int_equal(jsonw_failed(&w), 0);
+    jsonw_array_begin(&w);
+    jsonw_int(&w, 1);
+    jsonw_array_end(&w);
+    expect_output_only(&w, "[1]");
+
+    /* Raw values meet the cap too; a failed writer's output, stolen, is
+     * empty. */
+    jsonw_reset(&w);
+    for (size_t i = 0; i < max_writes && !jsonw_failed(&w); i++)
+        jsonw_raw(&w, chunk, CHUNK);
+    assert_int_equal(jsonw_failed(&w), 1);
+    size_t len = 1;
+    char *out = jsonw_steal(&w, &len);
+    assert_int_equal(len, 0);
+    assert_string_equal(out, "");
+    free(out);
+    assert_int_equal(jsonw_failed(&w), 0); /* stealing starts afresh */
+    jsonw_free(&w);
+    free(chunk);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -561,6 +621,7 @@ int main(void)
         cmocka_unit_test(test_growth),
         cmocka_unit_test(test_steal),
         cmocka_unit_test(test_reset),
+        cmocka_unit_test(test_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
