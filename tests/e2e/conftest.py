@@ -25,7 +25,6 @@ import pytest
 
 import openapi_check
 from harness import System, bin_dir, close_shared_postgres, db_mode
-from helpers import http, wait_until
 
 
 def _on_sigterm(signum, frame):
@@ -99,18 +98,13 @@ def _require_binaries():
         pytest.skip(msg + " (build with `make asan` or set BIN_DIR)")
 
 
-READY_TIMEOUT = 60  # seconds for a fresh session System to be ready
-
-
 @pytest.fixture(scope="session")
 def system():
     """Ready before the first test: every service's /readyz answers 200
     (the relays and the consumer have connected to the broker)."""
     _require_binaries()
     s = System()
-    for svc in s.services:
-        wait_until(lambda: http("GET", svc.base_url + "/readyz").status == 200,
-                   timeout=READY_TIMEOUT, message=f"{svc.name}-service ready")
+    s.wait_ready()
     yield s
     s.close()
 

@@ -48,6 +48,7 @@ BROKER_STOP_TIMEOUT = 60
 PG_START_TIMEOUT = 120
 PG_STOP_TIMEOUT = 60
 SERVICE_START_TIMEOUT = 30
+READY_TIMEOUT = 60  # seconds for a started service to connect to the broker
 
 _live = set()           # Brokers and Services running now
 _live_lock = threading.Lock()
@@ -523,17 +524,31 @@ class Service:
         if self._port_res is not None:
             self._port_res.release()
 
-    def _healthy(self):
+    def _healthy(self, probe="/healthz"):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
         try:
-            conn.request("GET", "/healthz")
+            conn.request("GET", probe)
             resp = conn.getresponse()
-            openapi_check.observe_response(conn, "GET", "/healthz", resp, resp.read())
+            openapi_check.observe_response(conn, "GET", probe, resp, resp.read())
             return resp.status == 200
         except (OSError, http.client.HTTPException):
             return False
         finally:
             conn.close()
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        """Wait until /readyz answers 200: the service has connected to
+        the broker (and the invoice service's consumer has declared and
+        bound its queues, so a message published with mandatory=True is
+        routed)."""
+        deadline = time.monotonic() + timeout
+        while not self._healthy("/readyz"):
+            if self.proc is None or self.proc.poll() is not None:
+                raise ServiceExitError(f"{self.name}-service is not running:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}-service not ready within {timeout}s:\n"
+                                     f"{self.log_tail()}")
+            time.sleep(0.1)
 
     def stop(self, sig=signal.SIGTERM, timeout=15, check=None):
         """Send sig and wait for the exit; return the exit code (negative
@@ -667,6 +682,12 @@ class System:
     @property
     def services(self):
         return [s for s in (self.user, self.order, self.invoice) if s is not None]
+
+    def wait_ready(self, timeout=READY_TIMEOUT):
+        """Wait until every service is ready (Service.wait_ready)."""
+        for svc in self.services:
+            svc.wait_ready(timeout)
+        return self
 
     @property
     def amqp_url(self):

@@ -27,6 +27,7 @@ def tokened():
     _require_binaries()
     token = new_token()
     s = System(service_env={"invoice": invoice_env(token)})
+    s.wait_ready()
     yield s, token
     s.close()
 

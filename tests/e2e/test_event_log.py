@@ -17,7 +17,7 @@ import pytest
 from contract import ACCOUNTS, ORDERS, USERS, assert_error, describe, post
 from dead_letter_helpers import admin, new_token
 from harness import Service, System, db_mode
-from helpers import Tap, http, unique_email, wait_until
+from helpers import Tap, http, unique_email
 from invoice_helpers import big_id
 from conftest import _require_binaries
 
@@ -31,9 +31,7 @@ def tokened():
     _require_binaries()
     token = new_token()
     s = System(env={"ADMIN_TOKEN": token})
-    for svc in s.services:
-        wait_until(lambda: http("GET", svc.base_url + "/readyz").status == 200,
-                   timeout=60, message=f"{svc.name}-service ready")
+    s.wait_ready()
     yield s, token
     s.close()
 

@@ -34,6 +34,7 @@ def poison():
     _require_binaries()
     token = new_token()
     s = System(service_env={"invoice": invoice_env(token)})
+    s.wait_ready()
     yield s, token
     s.close()
 

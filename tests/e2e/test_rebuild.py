@@ -41,9 +41,7 @@ def rb():
     _require_binaries()
     token = new_token()
     s = System(env={"ADMIN_TOKEN": token})
-    for svc in s.services:
-        wait_until(lambda: http("GET", svc.base_url + "/readyz").status == 200,
-                   timeout=60, message=f"{svc.name}-service ready")
+    s.wait_ready()
     yield s, token
     s.close()
 
