@@ -110,4 +110,14 @@ DBTEST_SHARED(DBTEST_DECLARE, DBTEST_DECLARE, )
 #define DBTEST_SHARED_TESTS(setup, teardown)                                                       \
     DBTEST_SHARED(DBTEST_ENTRY, DBTEST_LAST_ENTRY, setup, teardown)
 
+/* A test of one's own on each backend, named after both: two entries of
+ * a cmocka test list, with the given setups (DBTEST_BOTH: dbtest's). */
+#define DBTEST_BOTH_WITH(test, setup_sqlite, setup_postgres, teardown)                             \
+    {#test " (sqlite)", test, setup_sqlite, teardown, NULL},                                       \
+    {                                                                                              \
+#test " (postgres)", test, setup_postgres, teardown, NULL                                  \
+    }
+#define DBTEST_BOTH(test)                                                                          \
+    DBTEST_BOTH_WITH(test, dbtest_setup_sqlite, dbtest_setup_postgres, dbtest_teardown)
+
 #endif

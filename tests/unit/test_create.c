@@ -434,12 +434,8 @@ static void test_answer_over_cap_is_500(void **state)
     answer_free(&a);
 }
 
-/* A test on each backend, named after both. */
-#define BOTH(test)                                                                                 \
-    {#test " (sqlite)", test, setup_sqlite, teardown, NULL},                                       \
-    {                                                                                              \
-#test " (postgres)", test, setup_postgres, teardown, NULL                                  \
-    }
+/* The create path's own setups (an HTTP server and committer). */
+#define BOTH(test) DBTEST_BOTH_WITH(test, setup_sqlite, setup_postgres, teardown)
 
 int main(void)
 {

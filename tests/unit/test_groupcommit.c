@@ -325,20 +325,13 @@ static void test_stop_drains(void **state)
     shared_destroy(&s);
 }
 
-/* A test on each backend, named after both. */
-#define BOTH(test)                                                                                 \
-    {#test " (sqlite)", test, dbtest_setup_sqlite, dbtest_teardown, NULL},                         \
-    {                                                                                              \
-#test " (postgres)", test, dbtest_setup_postgres, dbtest_teardown, NULL                    \
-    }
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        BOTH(test_groups_form),
-        BOTH(test_failing_job_alone),
-        BOTH(test_failed_commit_fails_group),
-        BOTH(test_stop_drains),
+        DBTEST_BOTH(test_groups_form),
+        DBTEST_BOTH(test_failing_job_alone),
+        DBTEST_BOTH(test_failed_commit_fails_group),
+        DBTEST_BOTH(test_stop_drains),
     };
 
     return cmocka_run_group_tests_name("groupcommit", tests, NULL, NULL);

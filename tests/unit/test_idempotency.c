@@ -254,16 +254,12 @@ static void test_chore_runs_idle_and_drains_a_backlog(void **state)
     groupcommit_stop(gc);
 }
 
-#define BOTH(t)                                                                                    \
-    cmocka_unit_test_setup_teardown(t, dbtest_setup_sqlite, dbtest_teardown),                      \
-        cmocka_unit_test_setup_teardown(t, dbtest_setup_postgres, dbtest_teardown)
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        BOTH(test_store_then_replay),
-        BOTH(test_mismatch),
-        BOTH(test_expiry_and_sweep),
+        DBTEST_BOTH(test_store_then_replay),
+        DBTEST_BOTH(test_mismatch),
+        DBTEST_BOTH(test_expiry_and_sweep),
         cmocka_unit_test_setup_teardown(test_key_held_by_another_transaction, dbtest_setup_postgres,
                                         dbtest_teardown),
         cmocka_unit_test_setup_teardown(test_chore_runs_idle_and_drains_a_backlog,

@@ -165,18 +165,11 @@ static void test_failed_bind_is_500(void **state)
     db_close(conn);
 }
 
-/* A test on each backend, named after both. */
-#define BOTH(test)                                                                                 \
-    {#test " (sqlite)", test, dbtest_setup_sqlite, dbtest_teardown, NULL},                         \
-    {                                                                                              \
-#test " (postgres)", test, dbtest_setup_postgres, dbtest_teardown, NULL                    \
-    }
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        BOTH(test_duplicate_email_is_409),
-        BOTH(test_other_constraint_is_500),
+        DBTEST_BOTH(test_duplicate_email_is_409),
+        DBTEST_BOTH(test_other_constraint_is_500),
         cmocka_unit_test_setup_teardown(test_failed_bind_is_500, dbtest_setup_sqlite,
                                         dbtest_teardown),
     };
