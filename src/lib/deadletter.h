@@ -7,8 +7,8 @@
  * row per message key (consumer.h: event id, else AMQP message_id, else a
  * hash of the body), written by deadletter_record() in the transaction of
  * the batch that decided to dead-letter the message. The consumer also
- * publishes a copy to the queue invoice-service.dead-letter, for tools;
- * the service never reads that queue back, and a re-drive does not touch
+ * publishes a copy to the topology's dead-letter queue, for tools; the
+ * service never reads that queue back, and a re-drive does not touch
  * it: the table is the list, the queue an audit trail the operator may
  * purge (or bound with a max-length policy).
  *
