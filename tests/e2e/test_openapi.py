@@ -133,7 +133,8 @@ def code_routes(name):
     sources = [REPO / "src" / SERVICES[name][0] / "main.c", REPO / "src" / "lib" / "http.c"]
     found = set()
     for src in sources:
-        for method, pattern in re.findall(r'\{"(GET|POST)", "(/[^"]*)",', src.read_text()):
+        # Table entries are written ROUTE("GET", "/path", ...) (route.h).
+        for method, pattern in re.findall(r'\bROUTE\("(GET|POST)", "(/[^"]*)",', src.read_text()):
             found.add((method, pattern))
     return found
 
