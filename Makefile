@@ -27,7 +27,9 @@ endif
 CC ?= cc
 CSTD := -std=c17 -D_GNU_SOURCE
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-PKGS := libmicrohttpd jansson librabbitmq sqlite3 uuid libpq nettle libcurl
+PKGS := libmicrohttpd jansson librabbitmq sqlite3 uuid libpq nettle
+# Headers only: src/lib/fetch.c loads libcurl when a rebuild first needs it.
+PKGS_LOADED := libcurl
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 ifeq ($(SAN),1)
@@ -38,7 +40,7 @@ OPT := -O2 -g
 LDSAN :=
 endif
 
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) $(PKGS_LOADED) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS_ALL = $(CSTD) $(WARN) $(OPT) -Isrc/lib -DVERSION='"$(VERSION)"' $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS_ALL = $(LDSAN) $(PKG_LIBS) -lpthread -lm $(LDFLAGS)
@@ -114,13 +116,15 @@ UNIT_EXTRA_test_users := $(UNIT_EXTRA_test_db) $(BUILD)/src/user/users.o \
 UNIT_EXTRA_test_groupcommit := $(UNIT_EXTRA_test_db)
 UNIT_EXTRA_test_config := $(BUILD)/tests/unit/testutil.o
 UNIT_EXTRA_test_create := $(UNIT_EXTRA_test_users)
+# test_create's HTTP client is libcurl, linked (the services load it).
+UNIT_LIBS_test_create := $(shell pkg-config --libs libcurl 2>/dev/null)
 $(foreach t,$(UNIT_BINS),$(eval $(t): $(UNIT_EXTRA_$(notdir $(t)))))
 
 # Each test's .d file records the headers it includes (dbtest.h too).
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcqrs.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Isrc -MMD -MP -MT $@ -MF $@.d -o $@ $< $(UNIT_EXTRA_$*) \
-		$(BUILD)/libcqrs.a $(LDLIBS_ALL) -lcmocka
+		$(BUILD)/libcqrs.a $(LDLIBS_ALL) $(UNIT_LIBS_$*) -lcmocka
 
 unit-bins: $(UNIT_BINS)
 

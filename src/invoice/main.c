@@ -48,7 +48,7 @@ static int start_consumer(struct service *s)
 
     if (ui_set_dir(cfg->ui_dir) != 0)
         return -1;
-    /* First: libcurl's global set-up wants no other thread running. */
+    /* First: no rebuild of this process runs yet (rebuild.h). */
     if (rebuild_service_start(s) != 0)
         return -1;
     s->readwait = readwait_start(cfg->database_url, err, sizeof(err));

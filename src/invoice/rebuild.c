@@ -591,10 +591,8 @@ static void *run_thread(void *arg)
 
 int rebuild_service_start(struct service *s)
 {
-    if (fetch_global_init() != 0) {
-        log_error(NULL, "cannot initialise the HTTP client of rebuilds");
-        return -1;
-    }
+    /* The HTTP client (libcurl) is loaded by the first rebuild, not here:
+     * a service that never rebuilds does not carry it (fetch.h). */
     /* Nothing of this process runs a rebuild yet: a running row whose
      * lock is free was interrupted (on SQLite, every running row). */
     db *conn = db_pool_acquire(s->pool);
@@ -822,8 +820,8 @@ int rebuild_cli(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
-    if (fetch_global_init() != 0) {
-        fprintf(stderr, "rebuild: cannot initialise the HTTP client\n");
+    if (fetch_global_init(err, sizeof(err)) != 0) {
+        fprintf(stderr, "rebuild: cannot start the HTTP client: %s\n", err);
         goto out;
     }
     /* The schema may be new: the same migrations as the service. */

@@ -114,8 +114,8 @@ void rebuild_job_free(rebuild_job *job);
  * it there only when no rebuild can be running). DB_OK or the error. */
 int rebuild_recover(db *conn);
 
-/* The service's side: start-up (libcurl, recovery of an interrupted
- * rebuild) before any thread starts, and stop (a rebuild in progress is
+/* The service's side: start-up (recovery of an interrupted rebuild)
+ * before any thread starts, and stop (a rebuild in progress is
  * cancelled, marked failed, and its thread joined). */
 int rebuild_service_start(struct service *s);
 void rebuild_service_stop(void);

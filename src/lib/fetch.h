@@ -27,10 +27,12 @@
 /* Room for fetch_get's error text. */
 #define FETCH_ERROR_MAX UTIL_ERR_MAX
 
-/* Once per process, before any thread uses fetch_get (libcurl's global
- * initialisation is not thread-safe). Returns 0 or -1. */
-int fetch_global_init(void);
-/* Once, after every use (the process is ending). */
+/* libcurl is not linked but loaded at the first fetch_get (or here),
+ * from any thread, once: a process that never fetches does not carry it.
+ * fetch_global_init loads it now, for a caller that wants to fail early:
+ * returns 0, or -1 with the reason (the library missing) in err. */
+int fetch_global_init(char *err, size_t errlen);
+/* Once, after every use (the process is ending); nothing if never loaded. */
 void fetch_global_cleanup(void);
 
 /* What one GET gave: the status and the body (malloc()ed, NUL-terminated,

@@ -541,3 +541,35 @@ def test_two_invoice_replicas_one_rebuild_both_dual_write(rb):
     finally:
         second.stop()
         second.release_port()
+
+
+def maps_libcurl(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return any("libcurl" in line for line in f)
+
+
+def test_libcurl_is_loaded_by_the_first_rebuild_not_at_start(rb):
+    """The HTTP client the rebuild reads the logs with (libcurl and its TLS
+    libraries, several MiB of mapped pages) is not part of a service that
+    never rebuilds: a replica started fresh maps no libcurl, and maps it
+    once its first rebuild has read the logs (docs/performance.md, "Idle
+    memory")."""
+    s, token = rb
+    replica = Service("invoice", s.tmp / "invoice-lazy", s.amqp_url,  # a database of its own
+                      env={"ADMIN_TOKEN": token, "USER_SERVICE_URL": s.user.base_url,
+                           "ORDER_SERVICE_URL": s.order.base_url}).start()
+    try:
+        replica.wait_ready()
+        assert http("GET", replica.base_url + "/invoice-service/invoices?user_id=1").status == 200
+        assert not maps_libcurl(replica.pid), "libcurl mapped before any rebuild"
+        r = admin(replica, "POST", REBUILDS, token)
+        assert r.status == 202, describe(r)
+        path = f"{REBUILDS}/{r.json['id']}"
+        end = wait_until(lambda: (lambda o: o if o["status"] != "running" else None)(
+            admin(replica, "GET", path, token).json), timeout=REBUILD_WAIT, interval=0.2,
+            message="the replica's rebuild to end")
+        assert end["status"] == "done", end
+        assert maps_libcurl(replica.pid), "a rebuild ran without libcurl mapped"
+    finally:
+        replica.stop()
+        replica.release_port()

@@ -109,7 +109,8 @@ int main(void)
         cmocka_unit_test(test_get_unreachable),
         cmocka_unit_test(test_get_cancelled),
     };
-    assert_int_equal(fetch_global_init(), 0);
+    char err[FETCH_ERROR_MAX];
+    assert_int_equal(fetch_global_init(err, sizeof(err)), 0);
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     fetch_global_cleanup();
     return failed;
