@@ -3,7 +3,7 @@
 three services of --build on fresh SQLite files or a private PostgreSQL
 cluster, the hello-world server, the seeded customer), the figure's load
 (the same wrk script, threads and connections as `make bench`), and
-`perf record -g` attached to the serving process while the load runs.
+`perf record` (call graphs) attached to the serving process while the load runs.
 Prints the top of the profile by symbol and by library, and keeps
 perf.data in the run's folder for `perf report -i`.
 
@@ -43,7 +43,7 @@ def perf_report(data, sort):
     return rows[:TOP]
 
 
-def profile(bench, figure, seconds, freq):
+def profile(bench, figure, seconds, freq, call_graph):
     server, path_of, script = FIGURES[figure]
     url = bench.url(server, path_of(bench))
     pid = bench.pids[server]
@@ -54,8 +54,8 @@ def profile(bench, figure, seconds, freq):
     wrk = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         time.sleep(WARMUP_S)
-        subprocess.run(["perf", "record", "-g", "-F", str(freq), "-p", str(pid), "-o", data,
-                        "--", "sleep", str(seconds)],
+        subprocess.run(["perf", "record", "--call-graph", call_graph, "-F", str(freq),
+                        "-p", str(pid), "-o", data, "--", "sleep", str(seconds)],
                        capture_output=True, timeout=seconds + 60, check=True)
         out, _ = wrk.communicate(timeout=seconds + 60)
     finally:
@@ -81,6 +81,11 @@ def main():
     ap.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--seconds", type=int, default=10, help="how long perf records each figure")
     ap.add_argument("--freq", type=int, default=999, help="perf's samples per second")
+    ap.add_argument("--orders", type=int, default=0,
+                    help="first grow the order service to this many orders, as `make bench"
+                         " SCALE=1` does (through the API, applied to the invoices)")
+    ap.add_argument("--call-graph", default="fp", choices=("fp", "dwarf"),
+                    help="dwarf: callers through libraries built without frame pointers")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("profile: run as root (the private RabbitMQ node runs as user rabbitmq)")
@@ -97,10 +102,13 @@ def main():
             bench.start_postgres()
         bench.start_all()
         bench.seed()
+        if args.orders:
+            bench.scale_next, bench.scale_seed_s = 0, 0.0
+            bench.grow_to(args.orders, {})
         bench.drain()
         print(f"profile: load {os.getloadavg()[0]:.2f} at the start (idle is < 0.3)")
         for figure in args.figures:
-            profile(bench, figure, args.seconds, args.freq)
+            profile(bench, figure, args.seconds, args.freq, args.call_graph)
     except (run.Stopped, KeyboardInterrupt) as e:
         sys.exit(f"profile: stopped ({e})")
     finally:

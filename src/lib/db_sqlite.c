@@ -8,6 +8,7 @@
  * per-connection mutex would only cost time.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,6 +222,19 @@ static int open_wal(sqlite3 *h, const char *path, int busy_ms, char *err, size_t
     }
 }
 
+static pthread_once_t configure_once = PTHREAD_ONCE_INIT;
+
+/* Once, before the first connection (SQLite takes settings only before it
+ * initialises; a process that has already used it keeps its own and the
+ * call is refused harmlessly). Memory statistics off: with them on, every
+ * allocation SQLite makes takes one process-wide mutex, which the HTTP
+ * threads' reads then contend for (docs/performance.md, "SQLite's
+ * allocation mutex"). Nothing here reads those statistics. */
+static void configure_sqlite(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static int sqlite_open(db *conn, const char *url, char *err, size_t errlen)
 {
     const int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
@@ -236,6 +250,7 @@ static int sqlite_open(db *conn, const char *url, char *err, size_t errlen)
         rc = DB_ERROR;
         goto out;
     }
+    pthread_once(&configure_once, configure_sqlite);
     rc = parse_url(url, &path, &busy_ms, err, errlen);
     if (rc != DB_OK)
         goto out;

@@ -32,6 +32,32 @@ static int file_exists(const char *path)
 
 /* ---- opening ------------------------------------------------------------ */
 
+/* The services run SQLite without memory statistics (db_sqlite.c: with
+ * them, every allocation takes one process-wide mutex): after a
+ * connection has worked, SQLite has counted none of its allocations.
+ * First in the list, before test_failed_binds_sqlite turns them on. */
+static void test_memory_statistics_off(void **state)
+{
+    db *conn = dbtest_open(state, 0, NULL);
+
+    dbtest_exec(conn, "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT)");
+    dbtest_exec(conn, "INSERT INTO t (name) VALUES ('a'), ('b')");
+    assert_int_equal(dbtest_query_int(conn, "SELECT count(*) FROM t"), 2);
+    assert_int_equal(sqlite3_memory_used(), 0);
+    db_close(conn);
+}
+
+/* SQLite's heap limit, which the allocation failure below is injected
+ * with, is enforced only with memory statistics on: switched on for the
+ * rest of this process, between connections (SQLite takes settings only
+ * while shut down). */
+static void memory_statistics_on(void)
+{
+    assert_int_equal(sqlite3_shutdown(), SQLITE_OK);
+    assert_int_equal(sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 1), SQLITE_OK);
+    assert_int_equal(sqlite3_initialize(), SQLITE_OK);
+}
+
 static void test_open_close_and_pragmas(void **state)
 {
     struct dbtest *f = *state;
@@ -185,6 +211,7 @@ static void insert_fails(db *conn, int64_t id, const char *text, const char *why
  * NULL in place of the value. */
 static void test_failed_binds_sqlite(void **state)
 {
+    memory_statistics_on();
     db *conn = dbtest_open(state, 0, NULL);
     char *text = xmalloc(BIND_TEXT_LEN);
     db_stmt *st;
@@ -279,6 +306,8 @@ static void test_advisory_locks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_memory_statistics_off, dbtest_setup_sqlite,
+                                        dbtest_teardown),
         cmocka_unit_test_setup_teardown(test_open_close_and_pragmas, dbtest_setup_sqlite,
                                         dbtest_teardown),
         cmocka_unit_test_setup_teardown(test_url_forms, dbtest_setup_sqlite, dbtest_teardown),
