@@ -27,9 +27,11 @@ endif
 CC ?= cc
 CSTD := -std=c17 -D_GNU_SOURCE
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
-PKGS := libmicrohttpd jansson librabbitmq sqlite3 uuid libpq nettle
-# Headers only: src/lib/fetch.c loads libcurl when a rebuild first needs it.
-PKGS_LOADED := libcurl
+PKGS := libmicrohttpd jansson librabbitmq sqlite3 uuid nettle
+# Headers only, loaded when first needed rather than linked: libpq by the
+# first PostgreSQL connection (src/lib/db_postgres.c), libcurl by the first
+# rebuild (src/lib/fetch.c). A service on SQLite maps neither.
+PKGS_LOADED := libpq libcurl
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
 ifeq ($(SAN),1)
@@ -116,8 +118,10 @@ UNIT_EXTRA_test_users := $(UNIT_EXTRA_test_db) $(BUILD)/src/user/users.o \
 UNIT_EXTRA_test_groupcommit := $(UNIT_EXTRA_test_db)
 UNIT_EXTRA_test_config := $(BUILD)/tests/unit/testutil.o
 UNIT_EXTRA_test_create := $(UNIT_EXTRA_test_users)
-# test_create's HTTP client is libcurl, linked (the services load it).
+# Tests that call libcurl or libpq themselves link them (the services load
+# them): test_create's HTTP client, test_db_pg's reading of the URL.
 UNIT_LIBS_test_create := $(shell pkg-config --libs libcurl 2>/dev/null)
+UNIT_LIBS_test_db_pg := $(shell pkg-config --libs libpq 2>/dev/null)
 $(foreach t,$(UNIT_BINS),$(eval $(t): $(UNIT_EXTRA_$(notdir $(t)))))
 
 # Each test's .d file records the headers it includes (dbtest.h too).

@@ -22,8 +22,10 @@
  * ?schema=NAME): search_path is set to it on connect, and db_migrate
  * creates it under its advisory lock (pg_migration_lock).
  */
+#include <dlfcn.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +103,91 @@ static struct pg_stmt *stmt_of(const db_stmt *st)
     return st->impl;
 }
 
+/* ---- loading libpq ------------------------------------------------------ */
+
+/* libpq is loaded with the first PostgreSQL connection, not linked: with
+ * the Kerberos, LDAP and SASL libraries it brings it is about 5 MiB of
+ * mapped pages, which a service on SQLite (the default) would carry for
+ * nothing (docs/performance.md, "Idle memory"). The soname is the one
+ * Debian's libpq5 ships; every entry point is called through pq below,
+ * with the type the header declares. */
+#define LIBPQ_SONAME "libpq.so.5"
+#define LIBPQ_FUNCTIONS(X)                                                                         \
+    X(PQclear)                                                                                     \
+    X(PQcmdStatus)                                                                                 \
+    X(PQconnectdb)                                                                                 \
+    X(PQconninfoFree)                                                                              \
+    X(PQconninfoParse)                                                                             \
+    X(PQconsumeInput)                                                                              \
+    X(PQdescribePrepared)                                                                          \
+    X(PQerrorMessage)                                                                              \
+    X(PQexec)                                                                                      \
+    X(PQexecParams)                                                                                \
+    X(PQexecPrepared)                                                                              \
+    X(PQfinish)                                                                                    \
+    X(PQfreemem)                                                                                   \
+    X(PQftype)                                                                                     \
+    X(PQgetisnull)                                                                                 \
+    X(PQgetlength)                                                                                 \
+    X(PQgetvalue)                                                                                  \
+    X(PQisBusy)                                                                                    \
+    X(PQnfields)                                                                                   \
+    X(PQnparams)                                                                                   \
+    X(PQntuples)                                                                                   \
+    X(PQprepare)                                                                                   \
+    X(PQresStatus)                                                                                 \
+    X(PQresultErrorField)                                                                          \
+    X(PQresultErrorMessage)                                                                        \
+    X(PQresultStatus)                                                                              \
+    X(PQserverVersion)                                                                             \
+    X(PQsetNoticeProcessor)                                                                        \
+    X(PQsocket)                                                                                    \
+    X(PQstatus)                                                                                    \
+    X(PQtransactionStatus)
+
+static struct {
+#define LIBPQ_FIELD(f) __typeof__(f) *f;
+    LIBPQ_FUNCTIONS(LIBPQ_FIELD)
+#undef LIBPQ_FIELD
+} pq;
+
+static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
+static void *pq_handle;
+static char pq_error[DB_ERRMSG_MAX]; /* why loading failed */
+
+/* Runs once (pthread_once): loads libpq and looks up every entry point;
+ * a name it lacks fails the load. (A function pointer converted from
+ * dlsym()'s void * is what POSIX promises works for a function's name.) */
+static void load_libpq(void)
+{
+    void *h = dlopen(LIBPQ_SONAME, RTLD_NOW | RTLD_LOCAL);
+
+    if (!h) {
+        snprintf(pq_error, sizeof(pq_error), "cannot load %s: %s", LIBPQ_SONAME, dlerror());
+        return;
+    }
+#define LIBPQ_LOOK_UP(f)                                                                           \
+    if (!(pq.f = (__typeof__(pq.f))dlsym(h, #f))) {                                                \
+        snprintf(pq_error, sizeof(pq_error), "%s has no %s", LIBPQ_SONAME, #f);                    \
+        dlclose(h);                                                                                \
+        memset(&pq, 0, sizeof(pq));                                                                \
+        return;                                                                                    \
+    }
+    LIBPQ_FUNCTIONS(LIBPQ_LOOK_UP)
+#undef LIBPQ_LOOK_UP
+    pq_handle = h;
+}
+
+/* DB_OK when libpq is usable; else DB_ERROR with the reason in err. */
+static int libpq_ready(char *err, size_t errlen)
+{
+    pthread_once(&pq_once, load_libpq);
+    if (pq_handle)
+        return DB_OK;
+    db_put_err(err, errlen, "PostgreSQL: %s", pq_error);
+    return DB_ERROR;
+}
+
 /* ---- errors ------------------------------------------------------------- */
 
 static int state_is(const char *state, const char *want)
@@ -117,9 +204,9 @@ static int state_class(const char *state, const char *cls)
  * message), then by SQLSTATE class or code. */
 static int map_error(PGconn *pg, const PGresult *res)
 {
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *state = res ? pq.PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 
-    if (PQstatus(pg) == CONNECTION_BAD)
+    if (pq.PQstatus(pg) == CONNECTION_BAD)
         return DB_UNAVAILABLE;
     if (state_is(state, "23505")) /* unique_violation */
         return DB_DUPLICATE;
@@ -142,15 +229,15 @@ static int map_error(PGconn *pg, const PGresult *res)
 static int fail_pg(db *conn, const PGresult *res, const char *what)
 {
     PGconn *pg = pg_of(conn);
-    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *state = res ? pq.PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *primary = res ? pq.PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
     int rc = map_error(pg, res);
 
     if (primary)
         return db_fail(conn, rc, "%s: %s (SQLSTATE %s)", what, primary, state ? state : "?");
-    const char *msg = res ? PQresultErrorMessage(res) : "";
+    const char *msg = res ? pq.PQresultErrorMessage(res) : "";
     if (!*msg)
-        msg = PQerrorMessage(pg);
+        msg = pq.PQerrorMessage(pg);
     size_t len = strcspn(msg, "\n");
     return db_fail(conn, rc, "%s: %.*s", what, (int)len, len ? msg : "no answer from the server");
 }
@@ -176,14 +263,14 @@ static int configure(PGconn *pg, const struct pg_url *u, char *err, size_t errle
              "SET client_encoding = 'UTF8'; "
              "SET client_min_messages = warning",
              u->schema, u->lock_timeout_ms);
-    res = PQexec(pg, sql);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        const char *msg = PQresultErrorMessage(res);
+    res = pq.PQexec(pg, sql);
+    if (pq.PQresultStatus(res) != PGRES_COMMAND_OK) {
+        const char *msg = pq.PQresultErrorMessage(res);
         db_put_err(err, errlen, "PostgreSQL: setting up the session: %.*s", (int)strcspn(msg, "\n"),
                    msg);
         rc = map_error(pg, res);
     }
-    PQclear(res);
+    pq.PQclear(res);
     return rc;
 }
 
@@ -193,7 +280,7 @@ static int configure(PGconn *pg, const struct pg_url *u, char *err, size_t errle
 static int check_conninfo(const struct pg_url *u, char *err, size_t errlen)
 {
     char *perr = NULL;
-    PQconninfoOption *opts = PQconninfoParse(u->conninfo, &perr);
+    PQconninfoOption *opts = pq.PQconninfoParse(u->conninfo, &perr);
     int rc = DB_OK;
 
     if (!opts) {
@@ -203,8 +290,8 @@ static int check_conninfo(const struct pg_url *u, char *err, size_t errlen)
         db_put_err(err, errlen, "PostgreSQL: bad database URL: %s", *msg ? msg : "out of memory");
         rc = DB_ERROR;
     }
-    PQconninfoFree(opts);
-    PQfreemem(perr);
+    pq.PQconninfoFree(opts);
+    pq.PQfreemem(perr);
     return rc;
 }
 
@@ -214,12 +301,12 @@ static int check_conninfo(const struct pg_url *u, char *err, size_t errlen)
  * success. */
 static int connect_server(const struct pg_url *u, PGconn **out, char *err, size_t errlen)
 {
-    PGconn *pg = PQconnectdb(u->conninfo);
+    PGconn *pg = pq.PQconnectdb(u->conninfo);
     int rc = DB_OK;
 
-    if (!pg || PQstatus(pg) != CONNECTION_OK) {
+    if (!pg || pq.PQstatus(pg) != CONNECTION_OK) {
         char msg[DB_ERRMSG_MAX];
-        const char *m = pg ? PQerrorMessage(pg) : "out of memory";
+        const char *m = pg ? pq.PQerrorMessage(pg) : "out of memory";
         /* libpq's message may run over lines (one per address tried). */
         snprintf(msg, sizeof(msg), "%s", m);
         for (char *p = msg; *p; p++)
@@ -230,16 +317,16 @@ static int connect_server(const struct pg_url *u, PGconn **out, char *err, size_
         rc = DB_UNAVAILABLE;
         goto out;
     }
-    if (PQserverVersion(pg) < MIN_SERVER_VERSION) {
+    if (pq.PQserverVersion(pg) < MIN_SERVER_VERSION) {
         db_put_err(err, errlen, "PostgreSQL: server version %d is older than 9.5",
-                   PQserverVersion(pg));
+                   pq.PQserverVersion(pg));
         rc = DB_ERROR;
         goto out;
     }
     *out = pg;
     pg = NULL;
 out:
-    PQfinish(pg);
+    pq.PQfinish(pg);
     return rc;
 }
 
@@ -250,6 +337,8 @@ static int pg_open(db *conn, const char *url, char *err, size_t errlen)
     PGconn *pg = NULL;
     int rc;
 
+    if (libpq_ready(err, errlen) != DB_OK)
+        return DB_ERROR;
     rc = pg_parse_url(url, &u, err, errlen);
     if (rc != DB_OK)
         goto out;
@@ -259,7 +348,7 @@ static int pg_open(db *conn, const char *url, char *err, size_t errlen)
     rc = connect_server(&u, &pg, err, errlen);
     if (rc != DB_OK)
         goto out;
-    PQsetNoticeProcessor(pg, ignore_notice, NULL);
+    pq.PQsetNoticeProcessor(pg, ignore_notice, NULL);
     rc = configure(pg, &u, err, errlen);
     if (rc != DB_OK)
         goto out;
@@ -269,7 +358,7 @@ static int pg_open(db *conn, const char *url, char *err, size_t errlen)
     conn->impl = c;
     pg = NULL;
 out:
-    PQfinish(pg);
+    pq.PQfinish(pg);
     pg_url_free(&u);
     return rc;
 }
@@ -281,7 +370,7 @@ static void pg_close(db *conn)
     if (!c)
         return;
     /* Closing drops the server's statements and session locks too. */
-    PQfinish(c->pg);
+    pq.PQfinish(c->pg);
     for (size_t i = 0; i < c->doomed_count; i++)
         free(c->doomed[i]);
     free(c->doomed);
@@ -293,9 +382,9 @@ static void pg_close(db *conn)
 static int pg_alive(db *conn)
 {
     PGconn *pg = pg_of(conn);
-    struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+    struct pollfd pfd = {.fd = pq.PQsocket(pg), .events = POLLIN};
 
-    if (PQstatus(pg) != CONNECTION_OK || pfd.fd < 0)
+    if (pq.PQstatus(pg) != CONNECTION_OK || pfd.fd < 0)
         return 0;
     /* An idle connection has nothing to read unless the server spoke
      * first: a notice, or the FATAL message and then the end of a
@@ -305,9 +394,9 @@ static int pg_alive(db *conn)
     for (int i = 0; i < ALIVE_READS_MAX; i++) {
         if (poll(&pfd, 1, 0) <= 0)
             return 1;
-        if (!PQconsumeInput(pg) || PQstatus(pg) != CONNECTION_OK)
+        if (!pq.PQconsumeInput(pg) || pq.PQstatus(pg) != CONNECTION_OK)
             return 0;
-        PQisBusy(pg); /* parses it: notices go to ignore_notice */
+        pq.PQisBusy(pg); /* parses it: notices go to ignore_notice */
     }
     return 1;
 }
@@ -318,25 +407,25 @@ static int pg_alive(db *conn)
  * the caller to inspect and clear, or NULL after recording an error. */
 static PGresult *command(db *conn, const char *sql, const char *what)
 {
-    PGresult *res = PQexec(pg_of(conn), sql);
+    PGresult *res = pq.PQexec(pg_of(conn), sql);
 
-    if (PQresultStatus(res) == PGRES_COMMAND_OK)
+    if (pq.PQresultStatus(res) == PGRES_COMMAND_OK)
         return res;
     fail_pg(conn, res, what);
-    PQclear(res);
+    pq.PQclear(res);
     return NULL;
 }
 
 /* Runs SQL (several statements allowed); rows are discarded. */
 static int pg_exec(db *conn, const char *sql)
 {
-    PGresult *res = PQexec(pg_of(conn), sql);
-    ExecStatusType status = PQresultStatus(res);
+    PGresult *res = pq.PQexec(pg_of(conn), sql);
+    ExecStatusType status = pq.PQresultStatus(res);
     int rc = DB_OK;
 
     if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK && status != PGRES_EMPTY_QUERY)
         rc = fail_pg(conn, res, "exec");
-    PQclear(res);
+    pq.PQclear(res);
     return rc;
 }
 
@@ -349,7 +438,7 @@ static void flush_doomed(db *conn)
     char *sql;
     size_t used = 0;
 
-    if (c->doomed_count == 0 || PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+    if (c->doomed_count == 0 || pq.PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         return;
     for (size_t i = 0; i < c->doomed_count; i++)
         cap += strlen(c->doomed[i]) + sizeof("DEALLOCATE \"\"; ");
@@ -360,19 +449,19 @@ static void flush_doomed(db *conn)
         free(c->doomed[i]);
     }
     c->doomed_count = 0;
-    PQclear(PQexec(c->pg, sql));
+    pq.PQclear(pq.PQexec(c->pg, sql));
     free(sql);
 }
 
 static int sqlstate_of(const PGresult *res, const char *want)
 {
-    return state_is(res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL, want);
+    return state_is(res ? pq.PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL, want);
 }
 
 /* The n of the first "$n" in the server's message, 0 if none. */
 static int param_in_message(const PGresult *res)
 {
-    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *msg = pq.PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     const char *d = msg ? strchr(msg, '$') : NULL;
 
     while (d && !(d[1] >= '1' && d[1] <= '9'))
@@ -401,12 +490,12 @@ static PGresult *prepare_typed(PGconn *pg, const char *name, const char *sql, in
     for (int round = 0; round < MAX_PREPARE_ROUNDS; round++) {
         int k = 0;
 
-        PQclear(res);
-        res = PQprepare(pg, name, sql, declared, declared ? types : NULL);
-        if (PQresultStatus(res) == PGRES_COMMAND_OK)
+        pq.PQclear(res);
+        res = pq.PQprepare(pg, name, sql, declared, declared ? types : NULL);
+        if (pq.PQresultStatus(res) == PGRES_COMMAND_OK)
             break;
         if (in_tx)
-            PQclear(PQexec(pg, "ROLLBACK TO SAVEPOINT " PREPARE_SAVEPOINT));
+            pq.PQclear(pq.PQexec(pg, "ROLLBACK TO SAVEPOINT " PREPARE_SAVEPOINT));
         if (sqlstate_of(res, "42P18") || sqlstate_of(res, "42P08") || sqlstate_of(res, "42725")) {
             k = param_in_message(res);
             if (k < 1 || k > max_param || types[k - 1] != 0)
@@ -451,39 +540,39 @@ static int pg_prepare(db *conn, const char *sql, void **impl)
     /* On SQLite a failed prepare leaves an open transaction as it was;
      * here a savepoint does that, also for prepare_typed's own tries. It
      * costs two round trips, once per statement and connection. */
-    if (PQtransactionStatus(c->pg) == PQTRANS_INTRANS) {
+    if (pq.PQtransactionStatus(c->pg) == PQTRANS_INTRANS) {
         res = command(conn, "SAVEPOINT " PREPARE_SAVEPOINT, "prepare");
         if (!res) {
             rc = conn->last_error;
             goto out;
         }
-        PQclear(res);
+        pq.PQclear(res);
         in_tx = 1;
     }
     s = xcalloc(1, sizeof(*s));
     snprintf(s->name, sizeof(s->name), "db%llu", ++c->next_stmt);
     res = prepare_typed(c->pg, s->name, sql, max_param, in_tx);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+    if (pq.PQresultStatus(res) != PGRES_COMMAND_OK) {
         rc = fail_pg(conn, res, "prepare");
         goto out;
     }
     /* The server's count, which unbound parameters need as NULLs. */
-    PQclear(res);
-    res = PQdescribePrepared(c->pg, s->name);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+    pq.PQclear(res);
+    res = pq.PQdescribePrepared(c->pg, s->name);
+    if (pq.PQresultStatus(res) != PGRES_COMMAND_OK) {
         rc = fail_pg(conn, res, "prepare");
         goto out;
     }
-    s->nparams = PQnparams(res);
+    s->nparams = pq.PQnparams(res);
     if (s->nparams > 0)
         s->values = xcalloc((size_t)s->nparams, sizeof(*s->values));
     *impl = s;
     s = NULL;
     rc = DB_OK;
 out:
-    PQclear(res);
+    pq.PQclear(res);
     if (in_tx)
-        PQclear(PQexec(c->pg, "RELEASE SAVEPOINT " PREPARE_SAVEPOINT));
+        pq.PQclear(pq.PQexec(c->pg, "RELEASE SAVEPOINT " PREPARE_SAVEPOINT));
     free(s);
     return rc;
 }
@@ -506,7 +595,7 @@ static void pg_finalize(db *conn, void *impl)
         c->doomed = xrealloc(c->doomed, c->doomed_cap * sizeof(*c->doomed));
     }
     c->doomed[c->doomed_count++] = xstrdup(s->name);
-    PQclear(s->res);
+    pq.PQclear(s->res);
     clear_values(s);
     free(s->values);
     free(s);
@@ -566,22 +655,23 @@ static int pg_step(db_stmt *st)
     if (s->error)
         return s->error;
     if (s->res) {
-        if (s->row < PQntuples(s->res))
+        if (s->row < pq.PQntuples(s->res))
             s->row++;
-        return s->row < PQntuples(s->res) ? DB_ROW : DB_DONE;
+        return s->row < pq.PQntuples(s->res) ? DB_ROW : DB_DONE;
     }
-    s->res = PQexecPrepared(pg_of(st->conn), s->name, s->nparams, (const char *const *)s->values,
-                            NULL, NULL, 0);
+    s->res = pq.PQexecPrepared(pg_of(st->conn), s->name, s->nparams, (const char *const *)s->values,
+                               NULL, NULL, 0);
     s->row = 0;
-    status = PQresultStatus(s->res);
+    status = pq.PQresultStatus(s->res);
     if (status == PGRES_TUPLES_OK)
-        return PQntuples(s->res) > 0 ? DB_ROW : DB_DONE;
+        return pq.PQntuples(s->res) > 0 ? DB_ROW : DB_DONE;
     if (status == PGRES_COMMAND_OK)
         return DB_DONE;
     if (status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR || !s->res)
         s->error = fail_pg(st->conn, s->res, "step");
     else
-        s->error = db_fail(st->conn, DB_ERROR, "step: unexpected result %s", PQresStatus(status));
+        s->error =
+            db_fail(st->conn, DB_ERROR, "step: unexpected result %s", pq.PQresStatus(status));
     return s->error;
 }
 
@@ -589,7 +679,7 @@ static void pg_reset(db_stmt *st)
 {
     struct pg_stmt *s = stmt_of(st);
 
-    PQclear(s->res);
+    pq.PQclear(s->res);
     s->res = NULL;
     s->row = 0;
     s->error = 0;
@@ -601,10 +691,10 @@ static const char *cell(db_stmt *st, int col)
 {
     struct pg_stmt *s = stmt_of(st);
 
-    if (!s->res || PQresultStatus(s->res) != PGRES_TUPLES_OK || s->row >= PQntuples(s->res) ||
-        col < 0 || col >= PQnfields(s->res) || PQgetisnull(s->res, s->row, col))
+    if (!s->res || pq.PQresultStatus(s->res) != PGRES_TUPLES_OK || s->row >= pq.PQntuples(s->res) ||
+        col < 0 || col >= pq.PQnfields(s->res) || pq.PQgetisnull(s->res, s->row, col))
         return NULL;
-    return PQgetvalue(s->res, s->row, col);
+    return pq.PQgetvalue(s->res, s->row, col);
 }
 
 static int pg_col_is_null(db_stmt *st, int col)
@@ -618,7 +708,7 @@ static int64_t pg_col_int64(db_stmt *st, int col)
 
     if (!v)
         return 0;
-    if (PQftype(stmt_of(st)->res, col) == OID_BOOL)
+    if (pq.PQftype(stmt_of(st)->res, col) == OID_BOOL)
         return v[0] == 't';
     return strtoll(v, NULL, 10);
 }
@@ -630,7 +720,7 @@ static const char *pg_col_text(db_stmt *st, int col)
 
 static size_t pg_col_len(db_stmt *st, int col)
 {
-    return cell(st, col) ? (size_t)PQgetlength(stmt_of(st)->res, stmt_of(st)->row, col) : 0;
+    return cell(st, col) ? (size_t)pq.PQgetlength(stmt_of(st)->res, stmt_of(st)->row, col) : 0;
 }
 
 /* ---- transactions ------------------------------------------------------- */
@@ -640,18 +730,19 @@ static int pg_begin(db *conn)
     PGresult *res;
 
     /* PostgreSQL only warns about a nested BEGIN; SQLite refuses it. */
-    if (PQtransactionStatus(pg_of(conn)) != PQTRANS_IDLE && PQstatus(pg_of(conn)) == CONNECTION_OK)
+    if (pq.PQtransactionStatus(pg_of(conn)) != PQTRANS_IDLE &&
+        pq.PQstatus(pg_of(conn)) == CONNECTION_OK)
         return db_fail(conn, DB_ERROR, "begin: a transaction is already open");
     res = command(conn, "BEGIN", "begin");
     if (!res)
         return conn->last_error;
-    PQclear(res);
+    pq.PQclear(res);
     return DB_OK;
 }
 
 static int pg_commit(db *conn)
 {
-    PGTransactionStatusType ts = PQtransactionStatus(pg_of(conn));
+    PGTransactionStatusType ts = pq.PQtransactionStatus(pg_of(conn));
     PGresult *res;
     int rc = DB_OK;
 
@@ -662,17 +753,17 @@ static int pg_commit(db *conn)
         return conn->last_error;
     /* COMMIT of a transaction that an error aborted rolls it back and
      * says so only in its tag. */
-    if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
+    if (strcmp(pq.PQcmdStatus(res), "COMMIT") != 0)
         rc = db_fail(conn, DB_ERROR,
                      "commit: the transaction had failed and was rolled "
                      "back");
-    PQclear(res);
+    pq.PQclear(res);
     return rc;
 }
 
 static int pg_rollback(db *conn)
 {
-    PGTransactionStatusType ts = PQtransactionStatus(pg_of(conn));
+    PGTransactionStatusType ts = pq.PQtransactionStatus(pg_of(conn));
     PGresult *res;
 
     /* Nothing open, or the connection is gone and its transaction with
@@ -682,7 +773,7 @@ static int pg_rollback(db *conn)
     res = command(conn, "ROLLBACK", "rollback");
     if (!res)
         return conn->last_error;
-    PQclear(res);
+    pq.PQclear(res);
     return DB_OK;
 }
 
@@ -723,12 +814,12 @@ static int lock_call(db *conn, const char *sql, int64_t key, int *result)
     int rc = DB_OK;
 
     snprintf(text, sizeof(text), "%lld", (long long)key);
-    res = PQexecParams(pg_of(conn), sql, 1, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
-        *result = PQgetvalue(res, 0, 0)[0] == 't';
+    res = pq.PQexecParams(pg_of(conn), sql, 1, NULL, values, NULL, NULL, 0);
+    if (pq.PQresultStatus(res) == PGRES_TUPLES_OK && pq.PQntuples(res) == 1)
+        *result = pq.PQgetvalue(res, 0, 0)[0] == 't';
     else
         rc = fail_pg(conn, res, "advisory lock");
-    PQclear(res);
+    pq.PQclear(res);
     return rc;
 }
 

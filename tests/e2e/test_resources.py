@@ -328,3 +328,22 @@ def test_leak_sanitizer_runs_at_graceful_stop(tmp_path, name):
     log = svc.log_text()
     assert "Processing thread" in log, "LeakSanitizer did not scan at exit"
     assert "LeakSanitizer has encountered a fatal error" not in log
+
+
+def mapped_libraries(pid):
+    with open(f"/proc/{pid}/maps") as f:
+        return {os.path.basename(line.split()[-1]) for line in f if ".so" in line}
+
+
+def test_libpq_is_mapped_only_by_services_on_postgresql(system):
+    """libpq and the libraries it brings (Kerberos, LDAP, SASL: about
+    5 MiB of mapped pages) are loaded with the first PostgreSQL
+    connection, not linked: a service on SQLite maps none of them
+    (docs/performance.md, "Idle memory")."""
+    on_pg = harness.db_mode() == "postgres"
+    for svc in system.services:
+        libs = mapped_libraries(svc.pid)
+        assert any(name.startswith("libpq.so") for name in libs) == on_pg, (svc.name, libs)
+        if not on_pg:
+            assert not [n for n in libs if n.startswith(("libkrb5", "libldap", "libsasl2"))], \
+                (svc.name, libs)
