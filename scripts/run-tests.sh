@@ -47,17 +47,21 @@ declare -A unit_url=([rabbitmq]="amqp://guest:guest@127.0.0.1:PORT/"
 
 # Starts KIND (rabbitmq or postgres) on a reserved port and exports its
 # URL; when it does not start, the tests that need it are told nothing.
+# The server carries the unit pass's mark (see marked_pids), so that one
+# still starting when the run is interrupted is found and stopped too.
 start_unit_server() { # KIND
     local kind=$1 port dir
     unset "${unit_env[$kind]}"
     dir=$(mktemp -d "/tmp/cqrs-unit-$kind.XXXXXX")
+    unit_dir[$kind]=$dir # stopped and removed by stop_unit_servers from now on
     reserve_port port
-    if timeout "${unit_timeout[$kind]}" "$ROOT/scripts/$kind.sh" start "$dir" "$port"; then
-        unit_dir[$kind]=$dir
+    if CQRS_TEST_PASS="$work/unit" timeout "${unit_timeout[$kind]}" \
+        "$ROOT/scripts/$kind.sh" start "$dir" "$port"; then
         export "${unit_env[$kind]}=${unit_url[$kind]/PORT/$port}"
     else
         say "could not start $kind for unit tests"
         rm -rf "$dir"
+        unset "unit_dir[$kind]"
     fi
 }
 
@@ -72,8 +76,15 @@ stop_unit_servers() {
     done
 }
 
+# On any exit, an interrupted one included: the unit servers stopped by
+# their scripts, then whatever any pass of this run left running (a server
+# interrupted while it started) stopped by its PID.
 cleanup() {
+    local pass
     stop_unit_servers
+    for pass in unit e2e-sqlite e2e-postgres; do
+        reap_leftovers "$work/$pass" >/dev/null
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -132,6 +143,7 @@ run_unit() {
         count_tap "$out" "$rc" "$b"
     done
     stop_unit_servers
+    reap_leftovers "$work/unit" || failed=$((failed + 1))
 }
 
 # The libFuzzer harnesses (tests/fuzz), a few seconds each from their seed
